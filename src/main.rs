@@ -1,0 +1,3 @@
+fn main() {
+    println!("osteon {} ({})", env!("CARGO_PKG_VERSION"), osteon::torch_info::describe());
+}

@@ -1,0 +1,1 @@
+//! Wiring of the stages. [`offline`] is `osteon segment`: the worker without the network.

@@ -1,0 +1,210 @@
+//! 3-D connected components of a binary [`Mask`] by run-length union-find.
+//!
+//! Foreground runs along `i` are the nodes; runs in neighbouring rows are joined when their voxels are
+//! neighbours under the chosen [`Connectivity`]. Memory is proportional to the number of runs, not
+//! voxels, so a 512x512x300 volume needs a few MB beside the mask.
+
+use super::Mask;
+
+/// Voxel neighbourhood.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum Connectivity {
+    /// Face neighbours only.
+    Six,
+    /// Face neighbours plus the diagonals of the Kuhn (Freudenthal) tetrahedralisation used by the
+    /// mesher: offsets ±(0,1,1), ±(1,0,1), ±(1,1,0), ±(1,1,1) in `(k, j, i)`. A component under this
+    /// connectivity is exactly one connected solid of the marching-tetrahedra surface.
+    Kuhn14,
+    /// Face, edge and corner neighbours.
+    TwentySix,
+}
+
+#[derive(Clone, Copy)]
+struct Run {
+    k: u32,
+    j: u32,
+    start: u32,
+    end: u32,
+}
+
+/// Result of labelling: per component its voxel count, and each run's component.
+pub struct Components {
+    runs: Vec<Run>,
+    label: Vec<u32>,
+    /// Voxel count of each component, indexed by label.
+    pub sizes: Vec<u64>,
+}
+
+impl Components {
+    /// Number of components.
+    pub fn count(&self) -> usize {
+        self.sizes.len()
+    }
+
+    /// Label of the largest component (ties: the first found in `[k, j, i]` order).
+    pub fn largest(&self) -> Option<u32> {
+        let mut best: Option<(u32, u64)> = None;
+        for (l, &s) in self.sizes.iter().enumerate() {
+            if best.is_none_or(|(_, bs)| s > bs) {
+                best = Some((l as u32, s));
+            }
+        }
+        best.map(|(l, _)| l)
+    }
+
+    /// Mask of the given component, same shape as `like`.
+    pub fn mask_of(&self, label: u32, like: &Mask) -> Mask {
+        let mut out = Mask::zeros(like.raw_dim());
+        for (r, &l) in self.runs.iter().zip(&self.label) {
+            if l == label {
+                let mut row = out.slice_mut(ndarray::s![r.k as usize, r.j as usize, ..]);
+                for i in r.start..r.end {
+                    row[i as usize] = 1;
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Labels the foreground (non-zero) voxels of `mask`.
+pub fn label(mask: &Mask, conn: Connectivity) -> Components {
+    let (nk, nj, ni) = mask.dim();
+    // Runs in row-major order; `row_start[k * nj + j]` indexes the first run of each row.
+    let mut runs = Vec::new();
+    let mut row_start = vec![0u32; nk * nj + 1];
+    for k in 0..nk {
+        for j in 0..nj {
+            row_start[k * nj + j] = runs.len() as u32;
+            let row = mask.slice(ndarray::s![k, j, ..]);
+            let mut i = 0;
+            while i < ni {
+                if row[i] != 0 {
+                    let s = i;
+                    while i < ni && row[i] != 0 {
+                        i += 1;
+                    }
+                    runs.push(Run { k: k as u32, j: j as u32, start: s as u32, end: i as u32 });
+                } else {
+                    i += 1;
+                }
+            }
+        }
+    }
+    row_start[nk * nj] = runs.len() as u32;
+
+    let mut parent: Vec<u32> = (0..runs.len() as u32).collect();
+    // Backward neighbour rows (dk, dj) and the i-offsets allowed there, per connectivity.
+    // A run [s, e) touches a neighbour run [s', e') if some i in [s, e) and di in [lo, hi] give
+    // i + di in [s', e'), i.e. s' < e + hi and s + lo < e'.
+    let neigh: &[(i64, i64, i64, i64)] = match conn {
+        Connectivity::Six => &[(0, -1, 0, 0), (-1, 0, 0, 0)],
+        Connectivity::Kuhn14 => &[(0, -1, -1, 0), (-1, 0, -1, 0), (-1, -1, -1, 0)],
+        Connectivity::TwentySix => &[
+            (0, -1, -1, 1),
+            (-1, -1, -1, 1),
+            (-1, 0, -1, 1),
+            (-1, 1, -1, 1),
+        ],
+    };
+    for (idx, r) in runs.iter().enumerate() {
+        for &(dk, dj, lo, hi) in neigh {
+            let (k, j) = (r.k as i64 + dk, r.j as i64 + dj);
+            if k < 0 || j < 0 || j >= nj as i64 {
+                continue;
+            }
+            let row = k as usize * nj + j as usize;
+            let (a, b) = (row_start[row] as usize, row_start[row + 1] as usize);
+            for (n, other) in runs[a..b].iter().enumerate() {
+                let (s, e) = (r.start as i64, r.end as i64);
+                if (other.start as i64) < e + hi && s + lo < other.end as i64 {
+                    union(&mut parent, idx as u32, (a + n) as u32);
+                }
+            }
+        }
+    }
+    let mut label = vec![0u32; runs.len()];
+    let mut root_label = vec![u32::MAX; runs.len()];
+    let mut sizes = Vec::new();
+    for idx in 0..runs.len() {
+        let root = find(&mut parent, idx as u32) as usize;
+        if root_label[root] == u32::MAX {
+            root_label[root] = sizes.len() as u32;
+            sizes.push(0u64);
+        }
+        let l = root_label[root];
+        label[idx] = l;
+        sizes[l as usize] += (runs[idx].end - runs[idx].start) as u64;
+    }
+    Components { runs, label, sizes }
+}
+
+/// The largest connected component of `mask` (all zeros when `mask` is empty), with the number of
+/// components found.
+pub fn largest_component(mask: &Mask, conn: Connectivity) -> (Mask, usize) {
+    let comps = label(mask, conn);
+    match comps.largest() {
+        Some(l) => (comps.mask_of(l, mask), comps.count()),
+        None => (Mask::zeros(mask.raw_dim()), 0),
+    }
+}
+
+fn find(parent: &mut [u32], mut x: u32) -> u32 {
+    while parent[x as usize] != x {
+        let p = parent[x as usize];
+        parent[x as usize] = parent[p as usize];
+        x = p;
+    }
+    x
+}
+
+fn union(parent: &mut [u32], a: u32, b: u32) {
+    let (ra, rb) = (find(parent, a), find(parent, b));
+    if ra != rb {
+        let (lo, hi) = if ra < rb { (ra, rb) } else { (rb, ra) };
+        parent[hi as usize] = lo;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mask_with(points: &[(usize, usize, usize)]) -> Mask {
+        let mut m = Mask::zeros((4, 4, 4));
+        for &(k, j, i) in points {
+            m[[k, j, i]] = 1;
+        }
+        m
+    }
+
+    #[test]
+    fn connectivities_differ_on_diagonals() {
+        // Two voxels touching along the (1,1,0) edge: joined by Kuhn14 and 26, not by 6.
+        let m = mask_with(&[(1, 1, 1), (2, 2, 1)]);
+        assert_eq!(label(&m, Connectivity::Six).count(), 2);
+        assert_eq!(label(&m, Connectivity::Kuhn14).count(), 1);
+        assert_eq!(label(&m, Connectivity::TwentySix).count(), 1);
+        // Touching along (1,-1,0): not a Kuhn diagonal.
+        let m = mask_with(&[(1, 2, 1), (2, 1, 1)]);
+        assert_eq!(label(&m, Connectivity::Kuhn14).count(), 2);
+        assert_eq!(label(&m, Connectivity::TwentySix).count(), 1);
+        // Corner (1,1,1) is Kuhn; (1,1,-1) is not.
+        let m = mask_with(&[(1, 1, 1), (2, 2, 2)]);
+        assert_eq!(label(&m, Connectivity::Kuhn14).count(), 1);
+        let m = mask_with(&[(1, 1, 2), (2, 2, 1)]);
+        assert_eq!(label(&m, Connectivity::Kuhn14).count(), 2);
+        assert_eq!(label(&m, Connectivity::TwentySix).count(), 1);
+    }
+
+    #[test]
+    fn largest_component_keeps_the_biggest_blob() {
+        let mut m = Mask::zeros((5, 6, 7));
+        m.slice_mut(ndarray::s![0..3, 0..3, 0..3]).fill(1); // 27 voxels
+        m.slice_mut(ndarray::s![4, 4..6, 5..7]).fill(1); // 4 voxels
+        let (big, n) = largest_component(&m, Connectivity::TwentySix);
+        assert_eq!(n, 2);
+        assert_eq!(big.iter().filter(|&&v| v == 1).count(), 27);
+        assert_eq!(big[[4, 4, 5]], 0);
+    }
+}

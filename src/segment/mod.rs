@@ -1,0 +1,50 @@
+//! Bone segmentation: a [`Segmenter`] takes a [`CtVolume`] and returns a binary [`Mask`].
+//!
+//! * [`threshold`]: the classical baseline (global HU threshold + largest 3-D connected component),
+//!   the "current practice" of the paper (Minnema et al. 2018, §1) and the comparison point for the CNN.
+//! * [`components`]: connected-component labelling shared by the segmenters and the mesher.
+
+pub mod components;
+pub mod threshold;
+
+use ndarray::Array3;
+
+use crate::dicom::series::CtVolume;
+
+/// Binary segmentation `[k, j, i]` on the source CT grid: 1 = bone, 0 = background.
+pub type Mask = Array3<u8>;
+
+/// What a segmenter says about itself; written into the SEG (Segment Algorithm Name / software
+/// versions) and the report.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AlgorithmIdentity {
+    /// SegmentAlgorithmName (0062,0009), e.g. `osteon-threshold`.
+    pub name: String,
+    /// Version of the algorithm or model, e.g. `226HU-lcc26/0.1.0`.
+    pub version: String,
+    /// `true` when the output is the skull only (SEG codes Anatomical Structure / Skull), `false` for
+    /// any bone (Tissue / Bone); see docs/design.md.
+    pub skull_specific: bool,
+}
+
+/// Errors of a segmenter.
+#[derive(Debug, thiserror::Error)]
+pub enum SegmentError {
+    /// The volume holds no voxel that the segmenter could call bone.
+    #[error("no bone found: {0}")]
+    NoBone(String),
+    /// The model or its runtime failed.
+    #[error("segmenter failed: {0}")]
+    Runtime(String),
+}
+
+/// A bone segmenter.
+pub trait Segmenter: Send + Sync {
+    /// Name and version for the SEG and the report.
+    fn identity(&self) -> AlgorithmIdentity;
+    /// Segments `ct`; the mask has the shape of `ct.hu`.
+    ///
+    /// # Errors
+    /// [`SegmentError::NoBone`] when nothing is found, [`SegmentError::Runtime`] when the model fails.
+    fn segment(&self, ct: &CtVolume) -> Result<Mask, SegmentError>;
+}

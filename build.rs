@@ -4,7 +4,8 @@
 //!   direct dependents as `DEP_TCH_LIBTORCH_LIB`).
 //! * Links `torch_cuda` with `--no-as-needed` when that library exists, otherwise the linker drops it
 //!   (no symbol of ours references it) and CUDA is never detected (tch-rs issues 907 and 980).
-//! * Records the libtorch version (from `torch/csrc/api/include/torch/version.h`) for `osteon --version`.
+//! * Records the libtorch version for `osteon --version`: `version.py` of a PyTorch wheel, else
+//!   `build-version` of a standalone libtorch, else `include/torch/headeronly/version.h`.
 use std::path::PathBuf;
 
 fn main() {
@@ -20,15 +21,26 @@ fn main() {
             println!("cargo:rustc-link-arg=-Wl,--as-needed");
         }
         let root = lib.parent().map(PathBuf::from).unwrap_or_default();
-        let header = root.join("include/torch/csrc/api/include/torch/version.h");
-        version = std::fs::read_to_string(&header)
-            .ok()
-            .and_then(|text| {
-                text.lines()
-                    .find(|l| l.contains("#define TORCH_VERSION "))
-                    .and_then(|l| l.split('"').nth(1).map(str::to_owned))
-            })
-            .unwrap_or_else(|| format!("unknown (no {})", header.display()));
+        version = libtorch_version(&root)
+            .unwrap_or_else(|| format!("unknown (no version file under {})", root.display()));
     }
     println!("cargo:rustc-env=OSTEON_LIBTORCH_VERSION={version}");
+}
+
+/// Version of the libtorch rooted at `root` (the folder holding `lib/` and `include/`).
+fn libtorch_version(root: &std::path::Path) -> Option<String> {
+    if let Ok(text) = std::fs::read_to_string(root.join("version.py")) {
+        let line = text.lines().find(|l| l.starts_with("__version__"))?;
+        return line.split('\'').nth(1).map(str::to_owned);
+    }
+    if let Ok(text) = std::fs::read_to_string(root.join("build-version")) {
+        return Some(text.trim().to_owned());
+    }
+    let text = std::fs::read_to_string(root.join("include/torch/headeronly/version.h")).ok()?;
+    let part = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("#define TORCH_VERSION_{name} ")))
+            .map(|v| v.trim().to_owned())
+    };
+    Some(format!("{}.{}.{}", part("MAJOR")?, part("MINOR")?, part("PATCH")?))
 }

@@ -121,9 +121,29 @@ impl Geometry {
         (dot(d, self.normal()) / len).clamp(-1.0, 1.0).acos().to_degrees()
     }
 
-    /// Volume of one voxel (mL) using the nominal slice spacing.
-    pub fn voxel_volume_ml(&self) -> f64 {
-        self.pixel_spacing[0] * self.pixel_spacing[1] * self.nominal_slice_spacing() / 1000.0
+    /// Thickness (mm) of the slab each slice represents: half the distance to the previous plus half
+    /// the distance to the next slice (the one neighbour's distance at the ends); exact for variable
+    /// spacing. Length `slices`.
+    pub fn slab_thicknesses(&self) -> Vec<f64> {
+        let s = self.slice_spacings();
+        let n = self.ipp.len();
+        if s.is_empty() {
+            return vec![self.nominal_slice_spacing(); n];
+        }
+        (0..n)
+            .map(|k| match (k.checked_sub(1).map(|p| s[p]), s.get(k)) {
+                (Some(a), Some(b)) => (a + b) / 2.0,
+                (Some(a), None) => a,
+                (None, Some(b)) => *b,
+                (None, None) => 1.0,
+            })
+            .collect()
+    }
+
+    /// Volume (mL) of `counts[k]` voxels in each slice `k`, with [`Geometry::slab_thicknesses`].
+    pub fn volume_ml(&self, counts: &[u64]) -> f64 {
+        let area = self.pixel_spacing[0] * self.pixel_spacing[1];
+        self.slab_thicknesses().iter().zip(counts).map(|(t, &c)| c as f64 * area * t).sum::<f64>() / 1000.0
     }
 }
 
@@ -177,6 +197,8 @@ mod tests {
     fn spacing_and_tilt() {
         let g = tilted();
         assert_eq!(g.slice_spacings(), vec![2.0, 3.0]);
+        assert_eq!(g.slab_thicknesses(), vec![2.0, 2.5, 3.0]);
+        assert!((g.volume_ml(&[1000, 0, 2000]) - (1000.0 * 0.125 * 2.0 + 2000.0 * 0.125 * 3.0) / 1000.0).abs() < 1e-12);
         assert!((g.tilt_deg() - (2.5f64 / 5.0).atan().to_degrees()).abs() < 1e-12);
     }
 }

@@ -1,1 +1,521 @@
-//! (being written)
+//! Pixel decoding to Hounsfield units.
+//!
+//! Stored values come from the native PixelData (little or big endian, deflate handled while
+//! reading), from our own RLE Lossless decoder ([`super::rle`], PS3.5 Annex G) or from the
+//! `dicom-pixeldata` codecs (JPEG, JPEG-LS, JPEG 2000), each call behind a panic boundary.
+//! HU per frame (PS3.3 C.7.6.3.1, C.11.1): stored value masked to BitsStored, sign-extended when
+//! PixelRepresentation is 1, PixelPaddingValue/PixelPaddingRangeLimit (C.7.5.1.1.2, compared on the
+//! stored value) set to [`AIR_HU`], else `value * RescaleSlope + RescaleIntercept`, the rescale taken
+//! per frame for Enhanced CT (PixelValueTransformationSequence in the per-frame or shared functional
+//! groups, C.7.6.16.2.9).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+
+use dicom_core::value::{PixelFragmentSequence, Value};
+use dicom_core::{DataElement, VR};
+use dicom_dictionary_std::{tags, uids};
+use dicom_pixeldata::PixelDecoder;
+use ndarray::Array2;
+
+#[path = "read/rle.rs"]
+mod rle;
+
+use super::meta::{DicomFile, PIXEL_DATA};
+use super::series::AIR_HU;
+
+/// Errors of pixel decoding; each names the file and the attribute or transfer syntax at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum PixelError {
+    /// A required attribute is absent or unreadable.
+    #[error("{file}: missing or invalid {attribute}")]
+    MissingAttribute {
+        file: PathBuf,
+        attribute: &'static str,
+    },
+    /// PhotometricInterpretation other than MONOCHROME1/2 or SamplesPerPixel other than 1.
+    #[error("{file}: not a grey-scale image (PhotometricInterpretation {photometric}, SamplesPerPixel {samples})")]
+    NotMonochrome {
+        file: PathBuf,
+        photometric: String,
+        samples: u16,
+    },
+    /// BitsAllocated/BitsStored combination we do not read.
+    #[error("{file}: unsupported BitsAllocated {bits_allocated} / BitsStored {bits_stored}")]
+    UnsupportedBits {
+        file: PathBuf,
+        bits_allocated: u16,
+        bits_stored: u16,
+    },
+    /// The object has no (7FE0,0010) PixelData.
+    #[error("{file}: no PixelData (7FE0,0010)")]
+    NoPixelData { file: PathBuf },
+    /// Fewer pixel bytes than Rows x Columns x frames needs.
+    #[error("{file}: frame {frame}: PixelData holds {got} bytes, {expected} expected")]
+    ShortPixelData {
+        file: PathBuf,
+        frame: u32,
+        got: usize,
+        expected: usize,
+    },
+    /// The codec failed or the transfer syntax has no decoder.
+    #[error("{file}: cannot decode frame {frame} of transfer syntax {transfer_syntax}: {reason}")]
+    Decode {
+        file: PathBuf,
+        transfer_syntax: String,
+        frame: u32,
+        reason: String,
+    },
+    /// The codec panicked (caught at our panic boundary).
+    #[error("{file}: decoder for transfer syntax {transfer_syntax} panicked: {message}")]
+    DecoderPanic {
+        file: PathBuf,
+        transfer_syntax: String,
+        message: String,
+    },
+    /// Encapsulated fragments could not be assigned to frames (PS3.5 A.4).
+    #[error("{file}: cannot split {fragments} fragments into {frames} frames")]
+    Fragments {
+        file: PathBuf,
+        fragments: usize,
+        frames: u32,
+    },
+}
+
+/// Image pixel attributes needed for HU (PS3.3 C.7.6.3).
+#[derive(Clone, Debug)]
+pub struct PixelFormat {
+    pub rows: usize,
+    pub cols: usize,
+    pub frames: u32,
+    pub bits_allocated: u16,
+    pub bits_stored: u16,
+    /// PixelRepresentation 1: two's complement stored values.
+    pub signed: bool,
+    /// PixelPaddingValue and PixelPaddingRangeLimit as stored values (sign-extended like pixels);
+    /// `(lo, hi)` inclusive, `lo == hi` without a range limit.
+    pub padding: Option<(i64, i64)>,
+    /// (slope, intercept) per frame (length `frames`).
+    pub rescale: Vec<(f64, f64)>,
+    pub transfer_syntax: String,
+}
+
+/// Reads the image pixel attributes of `obj` (read from `file`, named in errors).
+pub fn pixel_format(obj: &DicomFile, file: &Path) -> Result<PixelFormat, PixelError> {
+    let missing = |attribute| PixelError::MissingAttribute {
+        file: file.to_owned(),
+        attribute,
+    };
+    let int =
+        |tag, name| -> Result<i64, PixelError> { int_of(obj, tag).ok_or_else(|| missing(name)) };
+    let samples = int_of(obj, tags::SAMPLES_PER_PIXEL).unwrap_or(1) as u16;
+    let photometric = str_of(obj, tags::PHOTOMETRIC_INTERPRETATION).unwrap_or_default();
+    if samples != 1 || !(photometric == "MONOCHROME2" || photometric == "MONOCHROME1") {
+        return Err(PixelError::NotMonochrome {
+            file: file.to_owned(),
+            photometric,
+            samples,
+        });
+    }
+    let rows = int(tags::ROWS, "Rows (0028,0010)")?;
+    let cols = int(tags::COLUMNS, "Columns (0028,0011)")?;
+    let bits_allocated = int(tags::BITS_ALLOCATED, "BitsAllocated (0028,0100)")? as u16;
+    let bits_stored = int_of(obj, tags::BITS_STORED).unwrap_or(bits_allocated as i64) as u16;
+    if rows <= 0 || cols <= 0 || rows > 65535 || cols > 65535 {
+        return Err(missing("Rows/Columns (0028,0010/0011)"));
+    }
+    if !matches!(bits_allocated, 8 | 16 | 32) || bits_stored == 0 || bits_stored > bits_allocated {
+        return Err(PixelError::UnsupportedBits {
+            file: file.to_owned(),
+            bits_allocated,
+            bits_stored,
+        });
+    }
+    let signed = int_of(obj, tags::PIXEL_REPRESENTATION).unwrap_or(0) == 1;
+    let frames = int_of(obj, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as u32;
+    let padding = int_of(obj, tags::PIXEL_PADDING_VALUE).map(|v| {
+        let a = to_stored(v, bits_stored, signed);
+        let b = int_of(obj, tags::PIXEL_PADDING_RANGE_LIMIT)
+            .map_or(a, |l| to_stored(l, bits_stored, signed));
+        (a.min(b), a.max(b))
+    });
+    let rescale = frame_rescales(obj, frames as usize);
+    Ok(PixelFormat {
+        rows: rows as usize,
+        cols: cols as usize,
+        frames,
+        bits_allocated,
+        bits_stored,
+        signed,
+        padding,
+        rescale,
+        transfer_syntax: obj
+            .meta()
+            .transfer_syntax()
+            .trim_end_matches('\0')
+            .to_string(),
+    })
+}
+
+/// Decodes every frame of `obj` (read from `file`) to HU: one `[j, i]` array (Rows x Columns) per
+/// frame, in frame order.
+///
+/// Errors: [`PixelError`] naming the file and the attribute or transfer syntax. Lossy transfer
+/// syntaxes decode (callers see the UID in `obj.meta()`); nothing here panics.
+pub fn decode_hu(obj: &DicomFile, file: &Path) -> Result<Vec<Array2<f32>>, PixelError> {
+    let fmt = pixel_format(obj, file)?;
+    let words = stored_words(obj, &fmt, file)?;
+    Ok(words
+        .iter()
+        .enumerate()
+        .map(|(f, w)| words_to_hu(w, &fmt, f))
+        .collect())
+}
+
+/// Whether a transfer syntax UID is lossy (JPEG baseline/extended/progressive, JPEG-LS
+/// near-lossless, JPEG 2000 irreversible; PS3.5 Section 8, Table A-1).
+pub fn is_lossy(ts: &str) -> bool {
+    matches!(
+        ts,
+        "1.2.840.10008.1.2.4.50"
+            | "1.2.840.10008.1.2.4.51"
+            | "1.2.840.10008.1.2.4.53"
+            | "1.2.840.10008.1.2.4.55"
+            | "1.2.840.10008.1.2.4.81"
+            | "1.2.840.10008.1.2.4.91"
+    )
+}
+
+/// Stored values of each frame as raw words (`Rows * Columns` each, before masking).
+fn stored_words(
+    obj: &DicomFile,
+    fmt: &PixelFormat,
+    file: &Path,
+) -> Result<Vec<Vec<u32>>, PixelError> {
+    let elem =
+        obj.element_opt(PIXEL_DATA)
+            .ok()
+            .flatten()
+            .ok_or_else(|| PixelError::NoPixelData {
+                file: file.to_owned(),
+            })?;
+    let n = fmt.rows * fmt.cols;
+    let bpp = fmt.bits_allocated as usize / 8;
+    let frame_bytes = n * bpp;
+    match elem.value() {
+        Value::Primitive(p) => {
+            let big_endian = fmt.transfer_syntax == "1.2.840.10008.1.2.2";
+            // dicom-rs holds OW/US values as native u16 (byte-swapped while reading); bytes kept as
+            // U8 are still in the file's byte order.
+            let swap = big_endian && matches!(p, dicom_core::PrimitiveValue::U8(_));
+            let bytes = p.to_bytes();
+            (0..fmt.frames)
+                .map(|f| {
+                    let start = f as usize * frame_bytes;
+                    let b = bytes.get(start..start + frame_bytes).ok_or(
+                        PixelError::ShortPixelData {
+                            file: file.to_owned(),
+                            frame: f,
+                            got: bytes.len(),
+                            expected: frame_bytes * fmt.frames as usize,
+                        },
+                    )?;
+                    Ok(bytes_to_words(b, bpp, swap))
+                })
+                .collect()
+        }
+        Value::PixelSequence(seq) => {
+            let frames = frame_fragments(
+                seq.offset_table(),
+                seq.fragments(),
+                fmt.frames,
+                &fmt.transfer_syntax,
+            )
+            .ok_or(PixelError::Fragments {
+                file: file.to_owned(),
+                fragments: seq.fragments().len(),
+                frames: fmt.frames,
+            })?;
+            if fmt.transfer_syntax == uids::RLE_LOSSLESS {
+                return frames
+                    .iter()
+                    .enumerate()
+                    .map(|(f, data)| {
+                        rle::decode_frame(data, n, bpp).map_err(|reason| PixelError::Decode {
+                            file: file.to_owned(),
+                            transfer_syntax: fmt.transfer_syntax.clone(),
+                            frame: f as u32,
+                            reason,
+                        })
+                    })
+                    .collect();
+            }
+            codec_words(obj, fmt, file, frames, seq.fragments().len())
+        }
+        Value::Sequence(_) => Err(PixelError::NoPixelData {
+            file: file.to_owned(),
+        }),
+    }
+}
+
+/// Decodes with `dicom-pixeldata` (behind a panic boundary). When the file's fragments do not map
+/// one to one onto frames (e.g. multi-frame JPEG without Basic Offset Table, which dicom-rs 0.10.1
+/// refuses with "Could not decode pixel data"), decodes a copy whose fragments are one per frame.
+fn codec_words(
+    obj: &DicomFile,
+    fmt: &PixelFormat,
+    file: &Path,
+    frames: Vec<Vec<u8>>,
+    fragments: usize,
+) -> Result<Vec<Vec<u32>>, PixelError> {
+    let rebuilt;
+    let src = if fragments == fmt.frames as usize || fmt.frames == 1 {
+        obj
+    } else {
+        let mut copy = obj.clone();
+        copy.put(DataElement::new(
+            PIXEL_DATA,
+            VR::OB,
+            Value::PixelSequence(PixelFragmentSequence::new(Vec::<u32>::new(), frames)),
+        ));
+        rebuilt = copy;
+        &rebuilt
+    };
+    let bpp = fmt.bits_allocated as usize / 8;
+    let frame_bytes = fmt.rows * fmt.cols * bpp;
+    (0..fmt.frames)
+        .map(|f| {
+            let data = catch_unwind(AssertUnwindSafe(|| {
+                src.decode_pixel_data_frame(f).map(|d| d.into_data())
+            }))
+            .map_err(|panic| PixelError::DecoderPanic {
+                file: file.to_owned(),
+                transfer_syntax: fmt.transfer_syntax.clone(),
+                message: panic_message(&panic),
+            })?
+            .map_err(|e| PixelError::Decode {
+                file: file.to_owned(),
+                transfer_syntax: fmt.transfer_syntax.clone(),
+                frame: f,
+                reason: error_chain(&e),
+            })?;
+            let b = data.get(..frame_bytes).ok_or(PixelError::ShortPixelData {
+                file: file.to_owned(),
+                frame: f,
+                got: data.len(),
+                expected: frame_bytes,
+            })?;
+            Ok(bytes_to_words(b, bpp, false))
+        })
+        .collect()
+}
+
+/// Assigns encapsulated fragments to frames (PS3.5 A.4): one fragment per frame when the counts
+/// match, all fragments for a single frame, the Basic Offset Table when present, else (no table,
+/// JPEG family) a new frame at each fragment that starts with the SOI marker FFD8 (or the JPEG 2000
+/// SOC marker FF4F).
+fn frame_fragments(
+    bot: &[u32],
+    fragments: &[Vec<u8>],
+    frames: u32,
+    ts: &str,
+) -> Option<Vec<Vec<u8>>> {
+    let nf = frames as usize;
+    if fragments.len() == nf {
+        return Some(fragments.to_vec());
+    }
+    if nf == 1 {
+        return Some(vec![fragments.concat()]);
+    }
+    if bot.len() == nf {
+        let mut out = vec![Vec::new(); nf];
+        let mut offset = 0u64;
+        for frag in fragments {
+            let f = bot.iter().rposition(|&o| o as u64 <= offset)?;
+            out[f].extend_from_slice(frag);
+            offset += frag.len() as u64 + 8;
+        }
+        return out.iter().all(|f| !f.is_empty()).then_some(out);
+    }
+    if ts == uids::RLE_LOSSLESS {
+        return None;
+    }
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    for frag in fragments {
+        let starts = frag.starts_with(&[0xFF, 0xD8]) || frag.starts_with(&[0xFF, 0x4F]);
+        match out.last_mut() {
+            Some(last) if !starts => last.extend_from_slice(frag),
+            _ => out.push(frag.clone()),
+        }
+    }
+    (out.len() == nf).then_some(out)
+}
+
+/// Little-endian (or swapped) bytes to words of `bpp` bytes.
+fn bytes_to_words(b: &[u8], bpp: usize, swap: bool) -> Vec<u32> {
+    match (bpp, swap) {
+        (1, _) => b.iter().map(|&v| v as u32).collect(),
+        (2, false) => b
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]) as u32)
+            .collect(),
+        (2, true) => b
+            .chunks_exact(2)
+            .map(|c| u16::from_be_bytes([c[0], c[1]]) as u32)
+            .collect(),
+        (_, false) => b
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        (_, true) => b
+            .chunks_exact(4)
+            .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+    }
+}
+
+/// Masks `v` to `bits` and sign-extends it when `signed` (the stored-value domain).
+fn to_stored(v: i64, bits: u16, signed: bool) -> i64 {
+    let mask = if bits >= 64 {
+        -1i64
+    } else {
+        (1i64 << bits) - 1
+    };
+    let m = v & mask;
+    if signed && bits < 64 && m & (1i64 << (bits - 1)) != 0 {
+        m - (1i64 << bits)
+    } else {
+        m
+    }
+}
+
+/// Stored words of one frame to HU `[j, i]`.
+fn words_to_hu(words: &[u32], fmt: &PixelFormat, frame: usize) -> Array2<f32> {
+    let (slope, intercept) = fmt.rescale.get(frame).copied().unwrap_or((1.0, 0.0));
+    let (bits, signed) = (fmt.bits_stored, fmt.signed);
+    let (plo, phi) = fmt.padding.unwrap_or((1, 0));
+    let hu: Vec<f32> = words
+        .iter()
+        .map(|&w| {
+            let v = to_stored(w as i64, bits, signed);
+            if v >= plo && v <= phi {
+                AIR_HU
+            } else {
+                (v as f64 * slope + intercept) as f32
+            }
+        })
+        .collect();
+    Array2::from_shape_vec((fmt.rows, fmt.cols), hu)
+        .unwrap_or_else(|_| Array2::from_elem((fmt.rows, fmt.cols), AIR_HU))
+}
+
+/// (RescaleSlope, RescaleIntercept) of each frame: per-frame functional group, shared functional
+/// group, then the top-level attributes, then (1, 0).
+fn frame_rescales(obj: &DicomFile, frames: usize) -> Vec<(f64, f64)> {
+    let from = |o: &dicom_object::InMemDicomObject| -> Option<(f64, f64)> {
+        let s = o
+            .element_opt(tags::RESCALE_SLOPE)
+            .ok()
+            .flatten()?
+            .to_float64()
+            .ok();
+        let i = o
+            .element_opt(tags::RESCALE_INTERCEPT)
+            .ok()
+            .flatten()?
+            .to_float64()
+            .ok();
+        Some((s.unwrap_or(1.0), i.unwrap_or(0.0)))
+    };
+    let pvt = |group: Option<&dicom_object::InMemDicomObject>| {
+        group
+            .and_then(|g| {
+                g.element_opt(tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE)
+                    .ok()
+                    .flatten()
+            })
+            .and_then(|e| e.items().and_then(|i| i.first().cloned()))
+            .and_then(|item| from(&item))
+    };
+    let shared = items(obj, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE);
+    let per_frame = items(obj, tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE);
+    let top = from(obj)
+        .or_else(|| pvt(shared.first()))
+        .unwrap_or((1.0, 0.0));
+    (0..frames)
+        .map(|f| pvt(per_frame.get(f)).unwrap_or(top))
+        .collect()
+}
+
+/// Items of a sequence attribute (empty when absent).
+pub(crate) fn items(
+    obj: &dicom_object::InMemDicomObject,
+    tag: dicom_core::Tag,
+) -> Vec<dicom_object::InMemDicomObject> {
+    obj.element_opt(tag)
+        .ok()
+        .flatten()
+        .and_then(|e| e.items().map(|i| i.to_vec()))
+        .unwrap_or_default()
+}
+
+/// First value of an integer attribute (IS, US, SS, UL, SL...).
+pub(crate) fn int_of(obj: &dicom_object::InMemDicomObject, tag: dicom_core::Tag) -> Option<i64> {
+    let e = obj.element_opt(tag).ok().flatten()?;
+    e.to_int::<i64>()
+        .ok()
+        .or_else(|| e.to_float64().ok().map(|f| f.round() as i64))
+}
+
+/// Trimmed string value of an attribute (multi-valued joined with '\').
+pub(crate) fn str_of(obj: &dicom_object::InMemDicomObject, tag: dicom_core::Tag) -> Option<String> {
+    let e = obj.element_opt(tag).ok().flatten()?;
+    e.to_str().ok().map(|s| {
+        s.trim_matches(|c: char| c == '\0' || c.is_whitespace())
+            .to_string()
+    })
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_value_sign_and_mask() {
+        assert_eq!(to_stored(63536, 16, true), -2000);
+        assert_eq!(to_stored(0xF800, 12, true), -2048);
+        assert_eq!(to_stored(0xF000, 12, true), 0);
+        assert_eq!(to_stored(0x0FFF, 12, true), -1);
+        assert_eq!(to_stored(0x0FFF, 12, false), 4095);
+    }
+
+    #[test]
+    fn splits_fragments_at_soi() {
+        let f = vec![vec![0xFF, 0xD8, 1], vec![2], vec![0xFF, 0xD8, 3]];
+        let out = frame_fragments(&[], &f, 2, "1.2.840.10008.1.2.4.51").unwrap();
+        assert_eq!(out, vec![vec![0xFF, 0xD8, 1, 2], vec![0xFF, 0xD8, 3]]);
+        assert!(frame_fragments(&[], &f, 3, uids::RLE_LOSSLESS).is_some());
+        assert!(frame_fragments(&[], &f[..2], 3, "1.2.840.10008.1.2.4.51").is_none());
+        // Basic Offset Table: frame 1 starts at byte 8 + 3 + 8 + 1 = 20.
+        let out = frame_fragments(&[0, 20], &f, 2, uids::RLE_LOSSLESS).unwrap();
+        assert_eq!(out[1], vec![0xFF, 0xD8, 3]);
+    }
+}

@@ -2,12 +2,22 @@
 //! reason), split acquisitions and duplicates, sort by IPP projection on the slice normal, and build a
 //! [`CtVolume`] with exact per-slice geometry.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use ndarray::Array3;
+use ndarray::{Array3, ArrayViewMut2, Axis};
+use rayon::prelude::*;
 use serde::Serialize;
 
-use super::geometry::Geometry;
+use super::geometry::{dot, norm, sub, Geometry};
+use super::meta::{self, MetaError};
+use super::pixels::{self, PixelError};
+
+#[path = "read/scan.rs"]
+mod scan;
+pub use scan::{
+    read_header, scan, scan_files, series_info, FrameHeader, InstanceHeader, Scan, SeriesGroup,
+    SkipReason, Skipped,
+};
 
 /// Identity and acquisition attributes of a series, taken from its first slice. Empty string / None
 /// when the attribute is absent.
@@ -72,3 +82,329 @@ pub struct CtVolume {
 
 /// HU given to padding voxels (PixelPaddingValue) and to anything outside the field of view.
 pub const AIR_HU: f32 = -1000.0;
+
+/// Why an acquisition was refused as a volume; each names the file and attribute at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum SeriesError {
+    /// Fewer than 2 slices.
+    #[error("series {series_instance_uid}: {count} slice(s), a volume needs at least 2")]
+    TooFewSlices {
+        series_instance_uid: String,
+        count: usize,
+    },
+    /// A slice disagrees with the first slice of its acquisition.
+    #[error(
+        "{file}: {attribute} {found} differs from {expected} of the first slice of the acquisition"
+    )]
+    InconsistentGeometry {
+        file: PathBuf,
+        attribute: &'static str,
+        expected: String,
+        found: String,
+    },
+    /// Two slices at the same position with different pixels (PS3.3 C.7.6.2.1.1).
+    #[error("not a volume: {file_a} and {file_b} lie at the same position {position:?} with different pixels")]
+    NotAVolume {
+        file_a: PathBuf,
+        file_b: PathBuf,
+        position: [f64; 3],
+    },
+    /// A gap in InstanceNumber together with a spacing jump: slices are missing.
+    #[error(
+        "missing slice(s) between {file_before} (InstanceNumber {instance_before}) and {file_after} \
+         (InstanceNumber {instance_after}): gap {gap_mm:.3} mm, median spacing {median_mm:.3} mm"
+    )]
+    MissingSlices {
+        file_before: PathBuf,
+        file_after: PathBuf,
+        instance_before: i64,
+        instance_after: i64,
+        gap_mm: f64,
+        median_mm: f64,
+    },
+    /// A file of the acquisition could not be read again.
+    #[error(transparent)]
+    Read(#[from] MetaError),
+    /// Pixel data could not be decoded.
+    #[error(transparent)]
+    Pixel(#[from] PixelError),
+    /// The decoded frame count or size differs from the header.
+    #[error("{file}: decoded {found} frame(s) of the expected shape, header promised {expected}")]
+    FrameCount {
+        file: PathBuf,
+        expected: usize,
+        found: usize,
+    },
+}
+
+/// One slice before decoding: its instance, frame and geometry.
+struct SlicePlan<'a> {
+    inst: &'a InstanceHeader,
+    frame: usize,
+    geom: &'a FrameHeader,
+    proj: f64,
+}
+
+/// Tolerance for IOP components and PixelSpacing (mm) inside one acquisition.
+const GEOMETRY_TOL: f64 = 1e-4;
+/// Two IPPs closer than this (mm) are the same position.
+const SAME_POSITION_MM: f64 = 1e-3;
+
+/// Decodes one acquisition into a [`CtVolume`] (pixels decoded in parallel with rayon).
+///
+/// Slices (one per single-frame instance, one per frame of an Enhanced CT instance) are sorted by
+/// the projection of IPP on the normal `row × col` of IOP (PS3.3 C.7.6.2.1.1); gantry tilt and
+/// variable spacing are kept exactly in [`Geometry::ipp`]. Identical slices at the same position are
+/// kept once (logged).
+///
+/// Errors: [`SeriesError::TooFewSlices`] (< 2), [`SeriesError::InconsistentGeometry`] (Rows/Columns,
+/// IOP, PixelSpacing), [`SeriesError::MissingSlices`] (InstanceNumber gap with a spacing > 1.5x the
+/// median), [`SeriesError::NotAVolume`] (same position, different pixels), and read/decode errors.
+pub fn load_volume(group: &SeriesGroup) -> Result<CtVolume, SeriesError> {
+    let mut plan: Vec<SlicePlan> = group
+        .instances
+        .iter()
+        .flat_map(|inst| {
+            inst.frames
+                .iter()
+                .enumerate()
+                .map(move |(frame, geom)| SlicePlan {
+                    inst,
+                    frame,
+                    geom,
+                    proj: 0.0,
+                })
+        })
+        .collect();
+    if plan.len() < 2 {
+        return Err(SeriesError::TooFewSlices {
+            series_instance_uid: group.series_instance_uid.clone(),
+            count: plan.len(),
+        });
+    }
+    let first = &plan[0];
+    let (rows, cols, iop, spacing) = (
+        first.inst.rows,
+        first.inst.cols,
+        first.geom.iop,
+        first.geom.pixel_spacing,
+    );
+    for p in &plan {
+        let bad = |attribute, expected: String, found: String| SeriesError::InconsistentGeometry {
+            file: p.inst.path.clone(),
+            attribute,
+            expected,
+            found,
+        };
+        if (p.inst.rows, p.inst.cols) != (rows, cols) {
+            return Err(bad(
+                "Rows/Columns (0028,0010/0011)",
+                format!("{rows}x{cols}"),
+                format!("{}x{}", p.inst.rows, p.inst.cols),
+            ));
+        }
+        if p.geom
+            .iop
+            .iter()
+            .zip(&iop)
+            .any(|(a, b)| (a - b).abs() > GEOMETRY_TOL)
+        {
+            return Err(bad(
+                "ImageOrientationPatient (0020,0037)",
+                format!("{iop:?}"),
+                format!("{:?}", p.geom.iop),
+            ));
+        }
+        if p.geom
+            .pixel_spacing
+            .iter()
+            .zip(&spacing)
+            .any(|(a, b)| (a - b).abs() > GEOMETRY_TOL)
+        {
+            return Err(bad(
+                "PixelSpacing (0028,0030)",
+                format!("{spacing:?}"),
+                format!("{:?}", p.geom.pixel_spacing),
+            ));
+        }
+    }
+    let mut geometry = Geometry {
+        ipp: vec![],
+        iop,
+        pixel_spacing: spacing,
+        rows,
+        cols,
+    };
+    let normal = geometry.normal();
+    for p in &mut plan {
+        p.proj = dot(p.geom.ipp, normal);
+    }
+    plan.sort_by(|a, b| {
+        a.proj
+            .total_cmp(&b.proj)
+            .then(a.inst.path.cmp(&b.inst.path))
+            .then(a.frame.cmp(&b.frame))
+    });
+    check_missing(&plan)?;
+
+    let hu = decode_all(&plan, rows, cols)?;
+    let (hu, plan) = drop_same_position(hu, plan)?;
+    if plan.len() < 2 {
+        return Err(SeriesError::TooFewSlices {
+            series_instance_uid: group.series_instance_uid.clone(),
+            count: plan.len(),
+        });
+    }
+    geometry.ipp = plan.iter().map(|p| p.geom.ipp).collect();
+    let slices = plan
+        .iter()
+        .map(|p| SliceRef {
+            sop_class_uid: p.inst.sop_class_uid.clone(),
+            sop_instance_uid: p.inst.sop_instance_uid.clone(),
+            frame_number: p.geom.frame_number,
+            path: p.inst.path.clone(),
+        })
+        .collect();
+    let info = plan[0].inst.info.clone();
+    tracing::info!(series = %group.series_instance_uid, slices = plan.len(), rows, cols, "volume loaded");
+    Ok(CtVolume {
+        hu,
+        geometry,
+        slices,
+        info,
+    })
+}
+
+/// Refuses an InstanceNumber gap (|Δ| ≥ 2 between neighbours of different instances) that comes
+/// with a spacing above 1.5x the median of the non-zero spacings.
+fn check_missing(plan: &[SlicePlan]) -> Result<(), SeriesError> {
+    let gaps: Vec<f64> = plan.windows(2).map(|w| w[1].proj - w[0].proj).collect();
+    let mut nz: Vec<f64> = gaps
+        .iter()
+        .copied()
+        .filter(|g| *g > SAME_POSITION_MM)
+        .collect();
+    if nz.len() < 2 {
+        return Ok(());
+    }
+    nz.sort_by(f64::total_cmp);
+    let median = nz[nz.len() / 2];
+    for (w, gap) in plan.windows(2).zip(&gaps) {
+        let (a, b) = (&w[0], &w[1]);
+        if a.inst.sop_instance_uid == b.inst.sop_instance_uid {
+            continue;
+        }
+        if let (Some(ia), Some(ib)) = (a.inst.instance_number, b.inst.instance_number) {
+            if (ib - ia).abs() >= 2 && *gap > 1.5 * median {
+                return Err(SeriesError::MissingSlices {
+                    file_before: a.inst.path.clone(),
+                    file_after: b.inst.path.clone(),
+                    instance_before: ia,
+                    instance_after: ib,
+                    gap_mm: *gap,
+                    median_mm: median,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Decodes every slice straight into its `[j, i]` plane of the volume, one rayon job per file
+/// (a multi-frame file is decoded once), so only a few decoded files exist at a time.
+fn decode_all(plan: &[SlicePlan], rows: usize, cols: usize) -> Result<Array3<f32>, SeriesError> {
+    let mut hu = Array3::<f32>::from_elem((plan.len(), rows, cols), AIR_HU);
+    let mut jobs: Vec<(&Path, Vec<(usize, ArrayViewMut2<f32>)>)> = Vec::new();
+    let mut index: std::collections::HashMap<&Path, usize> = std::collections::HashMap::new();
+    for (p, view) in plan.iter().zip(hu.axis_iter_mut(Axis(0))) {
+        let path = p.inst.path.as_path();
+        let j = *index.entry(path).or_insert_with(|| {
+            jobs.push((path, Vec::new()));
+            jobs.len() - 1
+        });
+        jobs[j].1.push((p.frame, view));
+    }
+    jobs.into_par_iter()
+        .try_for_each(|(path, mut views)| -> Result<(), SeriesError> {
+            let obj = meta::open(path)?;
+            let frames = pixels::decode_hu(&obj, path)?;
+            drop(obj);
+            for (frame, view) in &mut views {
+                let f = frames
+                    .get(*frame)
+                    .filter(|f| f.dim() == (rows, cols))
+                    .ok_or(SeriesError::FrameCount {
+                        file: path.to_owned(),
+                        expected: *frame + 1,
+                        found: frames.len(),
+                    })?;
+                view.assign(f);
+            }
+            Ok(())
+        })?;
+    Ok(hu)
+}
+
+/// Keeps one of identical slices at the same position; refuses different ones as not a volume.
+fn drop_same_position<'a>(
+    hu: Array3<f32>,
+    plan: Vec<SlicePlan<'a>>,
+) -> Result<(Array3<f32>, Vec<SlicePlan<'a>>), SeriesError> {
+    let mut keep = vec![true; plan.len()];
+    for k in 1..plan.len() {
+        let (a, b) = (&plan[k - 1], &plan[k]);
+        if norm(sub(a.geom.ipp, b.geom.ipp)) < SAME_POSITION_MM {
+            if hu.index_axis(Axis(0), k - 1) != hu.index_axis(Axis(0), k) {
+                return Err(SeriesError::NotAVolume {
+                    file_a: a.inst.path.clone(),
+                    file_b: b.inst.path.clone(),
+                    position: b.geom.ipp,
+                });
+            }
+            tracing::info!(file = %b.inst.path.display(), same_as = %a.inst.path.display(), "identical slice at the same position dropped");
+            keep[k] = false;
+        }
+    }
+    if keep.iter().all(|k| *k) {
+        return Ok((hu, plan));
+    }
+    let idx: Vec<usize> = (0..plan.len()).filter(|&k| keep[k]).collect();
+    let hu = hu.select(Axis(0), &idx);
+    let plan = plan
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(p, k)| k.then_some(p))
+        .collect();
+    Ok((hu, plan))
+}
+
+/// All volumes found under `inputs`: the result of [`scan`] and [`load_volume`] per acquisition.
+#[derive(Debug, Default)]
+pub struct SeriesLoad {
+    /// Loaded volumes, in [`Scan::groups`] order.
+    pub volumes: Vec<CtVolume>,
+    /// Acquisitions refused (one error each; other series are unaffected).
+    pub refused: Vec<SeriesError>,
+    /// Files left out by [`scan`].
+    pub skipped: Vec<Skipped>,
+}
+
+/// Scans `inputs` (files and folders, recursive) and loads every acquisition found; a refused
+/// acquisition is logged and listed, never affecting the others.
+pub fn load_series(inputs: &[PathBuf]) -> SeriesLoad {
+    let scan = scan(inputs);
+    let mut out = SeriesLoad {
+        skipped: scan.skipped,
+        ..Default::default()
+    };
+    for g in &scan.groups {
+        match load_volume(g) {
+            Ok(v) => out.volumes.push(v),
+            Err(e) => {
+                tracing::info!(series = %g.series_instance_uid, error = %e, "series refused");
+                out.refused.push(e);
+            }
+        }
+    }
+    out
+}

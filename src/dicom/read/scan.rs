@@ -1,0 +1,408 @@
+//! First pass of series assembly: read every file's header, drop what is not axial CT (with a logged
+//! reason), group by SeriesInstanceUID, split acquisitions, drop duplicate SOP Instance UIDs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use dicom_dictionary_std::{tags, uids};
+use dicom_object::InMemDicomObject;
+use rayon::prelude::*;
+
+use super::super::meta::{self, DicomFile, ReadMode, PIXEL_DATA};
+use super::super::pixels::{int_of, items, str_of};
+use super::SeriesInfo;
+
+/// Geometry of one frame (a single-frame instance has one), LPS mm (PS3.3 C.7.6.2).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FrameHeader {
+    /// ImagePositionPatient (0020,0032), or PlanePositionSequence in the functional groups.
+    pub ipp: [f64; 3],
+    /// ImageOrientationPatient (0020,0037), or PlaneOrientationSequence.
+    pub iop: [f64; 6],
+    /// PixelSpacing (0028,0030) `[Δj, Δi]`, or PixelMeasuresSequence.
+    pub pixel_spacing: [f64; 2],
+    /// 1-based frame number for multi-frame instances, `None` for single-frame ones.
+    pub frame_number: Option<u32>,
+}
+
+/// Header of one CT instance kept by [`scan`].
+#[derive(Clone, Debug)]
+pub struct InstanceHeader {
+    pub path: PathBuf,
+    pub sop_class_uid: String,
+    pub sop_instance_uid: String,
+    pub acquisition_number: Option<i64>,
+    pub instance_number: Option<i64>,
+    /// Rows (`j` extent).
+    pub rows: usize,
+    /// Columns (`i` extent).
+    pub cols: usize,
+    /// One entry per frame, in frame order.
+    pub frames: Vec<FrameHeader>,
+    /// Identity and scanner attributes of this instance.
+    pub info: SeriesInfo,
+}
+
+/// One acquisition of one series: the unit [`super::load_volume`] turns into a volume.
+#[derive(Clone, Debug)]
+pub struct SeriesGroup {
+    pub series_instance_uid: String,
+    pub acquisition_number: Option<i64>,
+    /// Instances in file-walk order (sorted by path).
+    pub instances: Vec<InstanceHeader>,
+}
+
+/// Why a file was left out of every series.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SkipReason {
+    /// Not readable as DICOM (message from [`meta::open`]).
+    Unreadable(String),
+    /// SOP Class UID other than CT Image, Enhanced CT or Legacy Converted Enhanced CT Image Storage.
+    SopClass(String),
+    /// Modality (0008,0060) other than CT.
+    Modality(String),
+    /// ImageType (0008,0008) contains LOCALIZER.
+    Localizer,
+    /// No (7FE0,0010) PixelData.
+    NoPixelData,
+    /// The named geometry attribute is missing or malformed.
+    NoGeometry(&'static str),
+    /// Same SOP Instance UID as an instance already kept.
+    Duplicate { kept: PathBuf },
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SkipReason::Unreadable(e) => write!(f, "unreadable: {e}"),
+            SkipReason::SopClass(c) => write!(f, "SOP Class UID {c} is not CT image storage"),
+            SkipReason::Modality(m) => write!(f, "Modality {m:?} is not CT"),
+            SkipReason::Localizer => write!(f, "ImageType contains LOCALIZER"),
+            SkipReason::NoPixelData => write!(f, "no PixelData (7FE0,0010)"),
+            SkipReason::NoGeometry(a) => write!(f, "missing or malformed {a}"),
+            SkipReason::Duplicate { kept } => {
+                write!(f, "duplicate SOP Instance UID of {}", kept.display())
+            }
+        }
+    }
+}
+
+/// A file left out, with its reason.
+#[derive(Clone, Debug)]
+pub struct Skipped {
+    pub path: PathBuf,
+    pub reason: SkipReason,
+}
+
+/// Result of [`scan`]: acquisitions to load and files left out.
+#[derive(Clone, Debug, Default)]
+pub struct Scan {
+    /// Sorted by SeriesInstanceUID then AcquisitionNumber.
+    pub groups: Vec<SeriesGroup>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// Scans files and folders (recursively): see [`scan_files`]. Unlistable folders are recorded as
+/// [`SkipReason::Unreadable`].
+pub fn scan(inputs: &[PathBuf]) -> Scan {
+    let mut files = Vec::new();
+    let mut skipped = Vec::new();
+    for p in inputs {
+        walk(p, &mut files, &mut skipped);
+    }
+    files.sort();
+    files.dedup();
+    let mut s = scan_files(&files);
+    skipped.append(&mut s.skipped);
+    s.skipped = skipped;
+    s
+}
+
+fn walk(p: &Path, files: &mut Vec<PathBuf>, skipped: &mut Vec<Skipped>) {
+    if p.is_dir() {
+        match std::fs::read_dir(p) {
+            Ok(rd) => {
+                for e in rd.flatten() {
+                    walk(&e.path(), files, skipped);
+                }
+            }
+            Err(e) => skipped.push(Skipped {
+                path: p.to_owned(),
+                reason: SkipReason::Unreadable(e.to_string()),
+            }),
+        }
+    } else {
+        files.push(p.to_owned());
+    }
+}
+
+/// Reads the header of each file (in parallel) and groups the CT instances: by SeriesInstanceUID,
+/// then by AcquisitionNumber, then by geometry (Rows/Columns, IOP, PixelSpacing) when every
+/// geometry sub-group holds at least 2 slices (a lone odd slice stays in place, and
+/// [`super::load_volume`] refuses the acquisition as inconsistent). Duplicate SOP Instance UIDs
+/// keep the first path. Every file left out is logged (`tracing::info`) and listed in
+/// [`Scan::skipped`].
+pub fn scan_files(paths: &[PathBuf]) -> Scan {
+    let results: Vec<Result<InstanceHeader, Skipped>> =
+        paths.par_iter().map(|p| read_header(p)).collect();
+    let mut scan = Scan::default();
+    let mut by_series: BTreeMap<(String, Option<i64>), Vec<InstanceHeader>> = BTreeMap::new();
+    let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for r in results {
+        match r {
+            Err(s) => {
+                tracing::info!(file = %s.path.display(), reason = %s.reason, "file skipped");
+                scan.skipped.push(s);
+            }
+            Ok(h) => {
+                if let Some(kept) = seen.get(&h.sop_instance_uid) {
+                    let s = Skipped {
+                        path: h.path.clone(),
+                        reason: SkipReason::Duplicate { kept: kept.clone() },
+                    };
+                    tracing::info!(file = %s.path.display(), reason = %s.reason, "file skipped");
+                    scan.skipped.push(s);
+                    continue;
+                }
+                seen.insert(h.sop_instance_uid.clone(), h.path.clone());
+                let key = (h.info.series_instance_uid.clone(), h.acquisition_number);
+                by_series.entry(key).or_default().push(h);
+            }
+        }
+    }
+    let per_series: BTreeMap<&String, usize> =
+        by_series.keys().fold(BTreeMap::new(), |mut m, k| {
+            *m.entry(&k.0).or_default() += 1;
+            m
+        });
+    for ((uid, acq), n) in by_series
+        .keys()
+        .map(|k| (k, per_series[&k.0]))
+        .filter(|(_, n)| *n > 1)
+    {
+        tracing::info!(series = %uid, acquisition = ?acq, acquisitions = n, "series split by AcquisitionNumber");
+    }
+    for ((series_instance_uid, acquisition_number), instances) in by_series {
+        for part in split_by_geometry(instances) {
+            scan.groups.push(SeriesGroup {
+                series_instance_uid: series_instance_uid.clone(),
+                acquisition_number,
+                instances: part,
+            });
+        }
+    }
+    scan
+}
+
+/// Geometry key: Rows, Columns, IOP and PixelSpacing rounded to 1e-4.
+fn geometry_key(h: &InstanceHeader) -> Vec<i64> {
+    let f = &h.frames[0];
+    let mut k = vec![h.rows as i64, h.cols as i64];
+    k.extend(
+        f.iop
+            .iter()
+            .chain(f.pixel_spacing.iter())
+            .map(|v| (v * 1e4).round() as i64),
+    );
+    k
+}
+
+fn split_by_geometry(instances: Vec<InstanceHeader>) -> Vec<Vec<InstanceHeader>> {
+    let mut parts: BTreeMap<Vec<i64>, Vec<InstanceHeader>> = BTreeMap::new();
+    for h in &instances {
+        parts.entry(geometry_key(h)).or_default().push(h.clone());
+    }
+    let slices = |v: &Vec<InstanceHeader>| v.iter().map(|h| h.frames.len()).sum::<usize>();
+    if parts.len() > 1 && parts.values().all(|v| slices(v) >= 2) {
+        tracing::info!(
+            series = %instances[0].info.series_instance_uid,
+            groups = parts.len(),
+            "acquisition split by Rows/Columns/IOP/PixelSpacing"
+        );
+        parts.into_values().collect()
+    } else {
+        vec![instances]
+    }
+}
+
+/// Reads one file and keeps it if it is a CT image with pixel data and full geometry.
+pub fn read_header(path: &Path) -> Result<InstanceHeader, Skipped> {
+    let skip = |reason| Skipped {
+        path: path.to_owned(),
+        reason,
+    };
+    // A full read: dicom-object's header-only mode cannot tell whether PixelData follows.
+    let (obj, _) = meta::open_with(path, ReadMode::Full)
+        .map_err(|e| skip(SkipReason::Unreadable(e.to_string())))?;
+    let sop_class_uid = str_of(&obj, tags::SOP_CLASS_UID).unwrap_or_else(|| {
+        obj.meta()
+            .media_storage_sop_class_uid()
+            .trim_end_matches('\0')
+            .to_string()
+    });
+    if ![
+        uids::CT_IMAGE_STORAGE,
+        uids::ENHANCED_CT_IMAGE_STORAGE,
+        uids::LEGACY_CONVERTED_ENHANCED_CT_IMAGE_STORAGE,
+    ]
+    .contains(&sop_class_uid.as_str())
+    {
+        return Err(skip(SkipReason::SopClass(sop_class_uid)));
+    }
+    let info = series_info(&obj);
+    if info.modality != "CT" {
+        return Err(skip(SkipReason::Modality(info.modality)));
+    }
+    if info
+        .image_type
+        .iter()
+        .any(|t| t.eq_ignore_ascii_case("LOCALIZER"))
+    {
+        return Err(skip(SkipReason::Localizer));
+    }
+    if obj.element_opt(PIXEL_DATA).ok().flatten().is_none() {
+        return Err(skip(SkipReason::NoPixelData));
+    }
+    let rows = int_of(&obj, tags::ROWS)
+        .filter(|v| *v > 0)
+        .ok_or_else(|| skip(SkipReason::NoGeometry("Rows (0028,0010)")))?;
+    let cols = int_of(&obj, tags::COLUMNS)
+        .filter(|v| *v > 0)
+        .ok_or_else(|| skip(SkipReason::NoGeometry("Columns (0028,0011)")))?;
+    let frames = frame_headers(&obj).map_err(|a| skip(SkipReason::NoGeometry(a)))?;
+    Ok(InstanceHeader {
+        path: path.to_owned(),
+        sop_class_uid,
+        sop_instance_uid: str_of(&obj, tags::SOP_INSTANCE_UID)
+            .unwrap_or_else(|| path.display().to_string()),
+        acquisition_number: int_of(&obj, tags::ACQUISITION_NUMBER),
+        instance_number: int_of(&obj, tags::INSTANCE_NUMBER),
+        rows: rows as usize,
+        cols: cols as usize,
+        frames,
+        info,
+    })
+}
+
+fn floats<const N: usize>(o: &InMemDicomObject, tag: dicom_core::Tag) -> Option<[f64; N]> {
+    let v = o.element_opt(tag).ok().flatten()?.to_multi_float64().ok()?;
+    let a: [f64; N] = v.get(..N)?.try_into().ok()?;
+    a.iter().all(|x| x.is_finite()).then_some(a)
+}
+
+/// Per-frame geometry: top-level attributes for single-frame CT; for multi-frame instances the
+/// per-frame functional groups, falling back to the shared ones (PS3.3 C.7.6.16). Err names the
+/// missing attribute.
+fn frame_headers(obj: &DicomFile) -> Result<Vec<FrameHeader>, &'static str> {
+    const IPP: &str = "ImagePositionPatient (0020,0032)";
+    const IOP: &str = "ImageOrientationPatient (0020,0037)";
+    const PS: &str = "PixelSpacing (0028,0030)";
+    let shared = items(obj, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE);
+    let per_frame = items(obj, tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE);
+    if per_frame.is_empty() && shared.is_empty() {
+        let iop = floats::<6>(obj, tags::IMAGE_ORIENTATION_PATIENT).ok_or(IOP)?;
+        let ipp = floats::<3>(obj, tags::IMAGE_POSITION_PATIENT).ok_or(IPP)?;
+        let pixel_spacing = floats::<2>(obj, tags::PIXEL_SPACING).ok_or(PS)?;
+        check_iop(&iop).ok_or(IOP)?;
+        return Ok(vec![FrameHeader {
+            ipp,
+            iop,
+            pixel_spacing,
+            frame_number: None,
+        }]);
+    }
+    let n = int_of(obj, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as usize;
+    let in_group = |group: Option<&InMemDicomObject>, seq, tag| -> Option<Vec<f64>> {
+        let item = items(group?, seq).into_iter().next()?;
+        item.element_opt(tag)
+            .ok()
+            .flatten()?
+            .to_multi_float64()
+            .ok()
+    };
+    let get = |f: usize, seq, tag, len: usize| -> Option<Vec<f64>> {
+        in_group(per_frame.get(f), seq, tag)
+            .or_else(|| in_group(shared.first(), seq, tag))
+            .or_else(|| obj.element_opt(tag).ok().flatten()?.to_multi_float64().ok())
+            .filter(|v| v.len() >= len && v.iter().all(|x| x.is_finite()))
+    };
+    (0..n)
+        .map(|f| {
+            let ipp = get(
+                f,
+                tags::PLANE_POSITION_SEQUENCE,
+                tags::IMAGE_POSITION_PATIENT,
+                3,
+            )
+            .ok_or(IPP)?;
+            let iop = get(
+                f,
+                tags::PLANE_ORIENTATION_SEQUENCE,
+                tags::IMAGE_ORIENTATION_PATIENT,
+                6,
+            )
+            .ok_or(IOP)?;
+            let ps = get(f, tags::PIXEL_MEASURES_SEQUENCE, tags::PIXEL_SPACING, 2).ok_or(PS)?;
+            let iop = [iop[0], iop[1], iop[2], iop[3], iop[4], iop[5]];
+            check_iop(&iop).ok_or(IOP)?;
+            Ok(FrameHeader {
+                ipp: [ipp[0], ipp[1], ipp[2]],
+                iop,
+                pixel_spacing: [ps[0], ps[1]],
+                frame_number: Some(f as u32 + 1),
+            })
+        })
+        .collect()
+}
+
+/// IOP must hold two unit vectors (tolerance 1e-2) that are orthogonal (|dot| < 1e-2).
+fn check_iop(iop: &[f64; 6]) -> Option<()> {
+    let r = [iop[0], iop[1], iop[2]];
+    let c = [iop[3], iop[4], iop[5]];
+    let d = |a: [f64; 3], b: [f64; 3]| a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
+    ((d(r, r) - 1.0).abs() < 1e-2 && (d(c, c) - 1.0).abs() < 1e-2 && d(r, c).abs() < 1e-2)
+        .then_some(())
+}
+
+/// Fills [`SeriesInfo`] from one instance (empty/None when absent; ImageType split on '\').
+pub fn series_info(obj: &InMemDicomObject) -> SeriesInfo {
+    let s = |t| str_of(obj, t).unwrap_or_default();
+    let f = |t| {
+        obj.element_opt(t)
+            .ok()
+            .flatten()
+            .and_then(|e| e.to_float64().ok())
+    };
+    SeriesInfo {
+        study_instance_uid: s(tags::STUDY_INSTANCE_UID),
+        series_instance_uid: s(tags::SERIES_INSTANCE_UID),
+        frame_of_reference_uid: s(tags::FRAME_OF_REFERENCE_UID),
+        modality: s(tags::MODALITY),
+        patient_name: s(tags::PATIENT_NAME),
+        patient_id: s(tags::PATIENT_ID),
+        patient_birth_date: s(tags::PATIENT_BIRTH_DATE),
+        patient_sex: s(tags::PATIENT_SEX),
+        study_date: s(tags::STUDY_DATE),
+        study_time: s(tags::STUDY_TIME),
+        study_id: s(tags::STUDY_ID),
+        accession_number: s(tags::ACCESSION_NUMBER),
+        referring_physician_name: s(tags::REFERRING_PHYSICIAN_NAME),
+        series_number: int_of(obj, tags::SERIES_NUMBER),
+        series_description: s(tags::SERIES_DESCRIPTION),
+        body_part_examined: s(tags::BODY_PART_EXAMINED),
+        image_type: s(tags::IMAGE_TYPE)
+            .split('\\')
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect(),
+        manufacturer: s(tags::MANUFACTURER),
+        manufacturer_model_name: s(tags::MANUFACTURER_MODEL_NAME),
+        station_name: s(tags::STATION_NAME),
+        device_serial_number: s(tags::DEVICE_SERIAL_NUMBER),
+        convolution_kernel: s(tags::CONVOLUTION_KERNEL),
+        kvp: f(tags::KVP),
+        xray_tube_current: f(tags::X_RAY_TUBE_CURRENT),
+        exposure: f(tags::EXPOSURE),
+        slice_thickness: f(tags::SLICE_THICKNESS),
+    }
+}

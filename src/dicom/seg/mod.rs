@@ -214,7 +214,7 @@ fn ds(
 ///   slice's IPP written with the same number ([`format_ds`]).
 ///
 /// Errors: [`SegError::ShapeMismatch`], [`SegError::BadVolume`], [`SegError::MissingSource`]
-/// (StudyInstanceUID or FrameOfReferenceUID), [`SegError::BadValue`] (invalid ContentLabel,
+/// (StudyInstanceUID, SeriesInstanceUID or FrameOfReferenceUID), [`SegError::BadValue`] (invalid ContentLabel,
 /// non-finite geometry), [`SegError::Meta`].
 pub fn build_seg(
     ct: &CtVolume,
@@ -251,9 +251,6 @@ pub fn build_seg(
     };
     if let Some(attr) = shared::missing_source_uid(&ct.info) {
         return Err(SegError::MissingSource(attr));
-    }
-    if ct.info.series_instance_uid.trim().is_empty() {
-        return Err(SegError::MissingSource("SeriesInstanceUID (0020,000E)"));
     }
     check_cs("ContentLabel (0070,0080)", &d.content_label)?;
 
@@ -359,7 +356,7 @@ pub fn build_seg(
     // Common Instance Reference (C.12.2)
     obj.put(seq_el(
         tags::REFERENCED_SERIES_SEQUENCE,
-        vec![referenced_series(ct)],
+        vec![shared::referenced_series(ct)],
     ));
 
     Ok(shared::into_part10(obj)?)
@@ -528,34 +525,6 @@ fn dimensions(obj: &mut InMemDicomObject) {
             ),
         ],
     ));
-}
-
-/// ReferencedSeriesSequence item listing every source instance once (multi-frame sources once).
-fn referenced_series(ct: &CtVolume) -> InMemDicomObject {
-    let mut seen = std::collections::HashSet::new();
-    let instances: Vec<InMemDicomObject> = ct
-        .slices
-        .iter()
-        .filter(|s| seen.insert(s.sop_instance_uid.as_str()))
-        .map(|s| {
-            InMemDicomObject::from_element_iter([
-                str_el(tags::REFERENCED_SOP_CLASS_UID, VR::UI, &s.sop_class_uid),
-                str_el(
-                    tags::REFERENCED_SOP_INSTANCE_UID,
-                    VR::UI,
-                    &s.sop_instance_uid,
-                ),
-            ])
-        })
-        .collect();
-    InMemDicomObject::from_element_iter([
-        seq_el(tags::REFERENCED_INSTANCE_SEQUENCE, instances),
-        str_el(
-            tags::SERIES_INSTANCE_UID,
-            VR::UI,
-            &ct.info.series_instance_uid,
-        ),
-    ])
 }
 
 #[cfg(test)]

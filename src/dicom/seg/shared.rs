@@ -11,7 +11,7 @@ use dicom_dictionary_std::{tags, uids};
 use dicom_object::meta::FileMetaTableBuilder;
 use dicom_object::{FileDicomObject, InMemDicomObject};
 
-use crate::dicom::series::SeriesInfo;
+use crate::dicom::series::{CtVolume, SeriesInfo};
 
 /// Implementation Class UID (0002,0012) of Osteon: a fixed UUID-derived UID (PS3.5 B.2).
 pub const IMPLEMENTATION_CLASS_UID: &str = "2.25.140490695990426595136575110813153410842";
@@ -200,10 +200,13 @@ pub(crate) fn equipment(obj: &mut InMemDicomObject, eq: &Equipment) {
 }
 
 /// Which required identity attribute of the source is missing or unusable, if any: StudyInstanceUID
-/// and FrameOfReferenceUID must be present (the results join the study and its frame of reference).
+/// SeriesInstanceUID (referenced in the Common Instance Reference module) and FrameOfReferenceUID must be
+/// present (the results join the study and its frame of reference).
 pub(crate) fn missing_source_uid(info: &SeriesInfo) -> Option<&'static str> {
     if info.study_instance_uid.trim().is_empty() {
         Some("StudyInstanceUID (0020,000D)")
+    } else if info.series_instance_uid.trim().is_empty() {
+        Some("SeriesInstanceUID (0020,000E)")
     } else if info.frame_of_reference_uid.trim().is_empty() {
         Some("FrameOfReferenceUID (0020,0052)")
     } else {
@@ -230,6 +233,34 @@ pub(crate) fn write_part10(
     path: &Path,
 ) -> Result<(), dicom_object::WriteError> {
     obj.write_to_file(path)
+}
+
+/// ReferencedSeriesSequence (Common Instance Reference module, C.12.2) item listing every source instance once (multi-frame sources once).
+pub(crate) fn referenced_series(ct: &CtVolume) -> InMemDicomObject {
+    let mut seen = std::collections::HashSet::new();
+    let instances: Vec<InMemDicomObject> = ct
+        .slices
+        .iter()
+        .filter(|s| seen.insert(s.sop_instance_uid.as_str()))
+        .map(|s| {
+            InMemDicomObject::from_element_iter([
+                str_el(tags::REFERENCED_SOP_CLASS_UID, VR::UI, &s.sop_class_uid),
+                str_el(
+                    tags::REFERENCED_SOP_INSTANCE_UID,
+                    VR::UI,
+                    &s.sop_instance_uid,
+                ),
+            ])
+        })
+        .collect();
+    InMemDicomObject::from_element_iter([
+        seq_el(tags::REFERENCED_INSTANCE_SEQUENCE, instances),
+        str_el(
+            tags::SERIES_INSTANCE_UID,
+            VR::UI,
+            &ct.info.series_instance_uid,
+        ),
+    ])
 }
 
 #[cfg(test)]

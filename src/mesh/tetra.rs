@@ -1,0 +1,400 @@
+//! Marching tetrahedra on the Kuhn (Freudenthal) decomposition of the voxel grid.
+//!
+//! Every cube of eight voxel centres (`[k, j, i]` index space) is cut into the six tetrahedra that
+//! share its diagonal from corner (0,0,0) to (1,1,1): for each order (a, b, c) of the three axes the
+//! chain 0 → e_a → e_a + e_b → (1,1,1) (H. Freudenthal 1942; H. W. Kuhn 1960). The edges of this
+//! triangulation leave each grid point along the seven offsets `d ∈ {0,1}^3 \ {0}`, which is the
+//! `Kuhn14` neighbourhood of [`crate::segment::components`]. The binary mask is padded with one
+//! layer of background on every side, so the 0.5 level set of its piecewise-linear interpolant is a
+//! closed, orientable 2-manifold without ambiguous configurations. Vertices lie at the midpoints of
+//! the edges whose end points differ (exact for a 0/1 function at iso 0.5) and are mapped to LPS with
+//! [`Geometry::voxel_to_lps`].
+//!
+//! Sharing: each surface vertex belongs to the edge it lies on, and each edge to the k-plane of its
+//! start point. Pass 1 (parallel over planes) lists the vertices of each plane in a fixed order; a
+//! prefix sum gives global ids. Pass 2 (parallel over chunks of slabs) rebuilds, for the slab between
+//! planes p and p+1, only two dense edge maps (all edges of plane p, in-plane edges of plane p+1),
+//! written sparsely, and emits the triangles. Output is deterministic.
+
+use std::sync::OnceLock;
+
+use rayon::prelude::*;
+
+use super::{Mesh, MeshError};
+use crate::dicom::geometry::{cross, dot, Geometry};
+use crate::segment::Mask;
+
+/// Binary volume `[k, j, i]` with one layer of zeros on every side (shape `[nk+2, nj+2, ni+2]`),
+/// values 0/1, row-major, plus the first/last non-zero column of each row.
+pub struct Padded {
+    data: Vec<u8>,
+    dims: [usize; 3],
+    /// Per row `p * pnj + j`: first and last non-zero `i` (padded index); `(u32::MAX, 0)` if none.
+    extent: Vec<(u32, u32)>,
+}
+
+impl Padded {
+    /// Copies `mask` (non-zero = 1) into a padded buffer.
+    pub fn from_mask(mask: &Mask) -> Padded {
+        let (nk, nj, ni) = mask.dim();
+        let dims = [nk + 2, nj + 2, ni + 2];
+        let plane = dims[1] * dims[2];
+        let mut data = vec![0u8; dims[0] * plane];
+        let mut extent = vec![(u32::MAX, 0u32); dims[0] * dims[1]];
+        data.par_chunks_mut(plane)
+            .zip(extent.par_chunks_mut(dims[1]))
+            .enumerate()
+            .for_each(|(p, (dst, ext))| {
+                if p == 0 || p > nk {
+                    return;
+                }
+                let src = mask.index_axis(ndarray::Axis(0), p - 1);
+                for (j, row) in src.outer_iter().enumerate() {
+                    let d = &mut dst[(j + 1) * dims[2] + 1..(j + 1) * dims[2] + 1 + ni];
+                    for (o, &v) in d.iter_mut().zip(row.iter()) {
+                        *o = (v != 0) as u8;
+                    }
+                    if let (Some(a), Some(b)) = (
+                        d.iter().position(|&v| v != 0),
+                        d.iter().rposition(|&v| v != 0),
+                    ) {
+                        ext[j + 1] = (a as u32 + 1, b as u32 + 1);
+                    }
+                }
+            });
+        Padded { data, dims, extent }
+    }
+
+    /// Calls `f(j, i, code)` for every cube of slab `p` (between planes `p` and `p + 1`) whose eight
+    /// corners are not all equal; `code` bit `4*ck + 2*cj + ci` is the value at corner
+    /// `(p + ck, j + cj, i + ci)`.
+    fn for_each_active_cube(&self, p: usize, mut f: impl FnMut(usize, usize, u8)) {
+        let [_, pnj, pni] = self.dims;
+        let plane = pnj * pni;
+        for j in 0..pnj - 1 {
+            let rows = [
+                p * pnj + j,
+                p * pnj + j + 1,
+                (p + 1) * pnj + j,
+                (p + 1) * pnj + j + 1,
+            ];
+            let (mut lo, mut hi) = (u32::MAX, 0u32);
+            for &r in &rows {
+                let (a, b) = self.extent[r];
+                if a != u32::MAX {
+                    lo = lo.min(a);
+                    hi = hi.max(b);
+                }
+            }
+            if lo == u32::MAX {
+                continue;
+            }
+            // Padding: 1 <= lo <= hi <= pni - 2, so cubes lo-1 ..= hi exist.
+            let base = [
+                p * plane + j * pni,
+                p * plane + (j + 1) * pni,
+                (p + 1) * plane + j * pni,
+                (p + 1) * plane + (j + 1) * pni,
+            ];
+            let r: [&[u8]; 4] = [
+                &self.data[base[0]..base[0] + pni],
+                &self.data[base[1]..base[1] + pni],
+                &self.data[base[2]..base[2] + pni],
+                &self.data[base[3]..base[3] + pni],
+            ];
+            let column = |i: usize| -> u8 {
+                SPREAD[(r[0][i] | r[1][i] << 1 | r[2][i] << 2 | r[3][i] << 3) as usize]
+            };
+            let mut prev = column(lo as usize - 1);
+            for i in lo as usize - 1..=hi as usize {
+                let next = column(i + 1);
+                let code = prev | next << 1;
+                prev = next;
+                if code != 0 && code != 0xff {
+                    f(j, i, code);
+                }
+            }
+        }
+    }
+}
+
+/// Spreads a 4-bit column value (bit `2*ck + cj`) to cube-code bits `4*ck + 2*cj` (corner `ci = 0`).
+const SPREAD: [u8; 16] = {
+    let mut t = [0u8; 16];
+    let mut v = 0;
+    while v < 16 {
+        t[v] = ((v & 1) | (v & 2) << 1 | (v & 4) << 2 | (v & 8) << 3) as u8;
+        v += 1;
+    }
+    t
+};
+
+/// `true` when the index → LPS map is orientation-reversing (the usual case: `(k, j, i)` along
+/// normal, column, row is left-handed), so that triangles oriented outward in index space must be
+/// flipped to point outward in LPS.
+///
+/// # Errors
+/// [`MeshError::Geometry`] for non-positive or non-finite PixelSpacing, an ImageOrientationPatient
+/// whose row and column directions are parallel, or an ImagePositionPatient sequence whose slab
+/// Jacobians change sign or vanish (slices not strictly ordered along the normal).
+pub fn needs_flip(g: &Geometry) -> Result<bool, MeshError> {
+    let [dj, di] = g.pixel_spacing;
+    if !(dj.is_finite() && di.is_finite() && dj > 0.0 && di > 0.0) {
+        return Err(MeshError::Geometry {
+            attribute: "PixelSpacing",
+            detail: format!("{:?} must be positive and finite", g.pixel_spacing),
+        });
+    }
+    let in_plane = cross(g.col_dir(), g.row_dir());
+    if !(dot(in_plane, in_plane) > 1e-12) || g.iop.iter().any(|v| !v.is_finite()) {
+        return Err(MeshError::Geometry {
+            attribute: "ImageOrientationPatient",
+            detail: format!("{:?} has no valid slice normal", g.iop),
+        });
+    }
+    if g.ipp.iter().flatten().any(|v| !v.is_finite()) {
+        return Err(MeshError::Geometry {
+            attribute: "ImagePositionPatient",
+            detail: "non-finite position".to_owned(),
+        });
+    }
+    // Jacobian of (k, j, i) -> LPS on slab [k, k+1]: det[dP/dk, dj*col, di*row].
+    let steps: Vec<[f64; 3]> = if g.ipp.len() < 2 {
+        vec![g.normal()]
+    } else {
+        g.ipp
+            .windows(2)
+            .map(|w| crate::dicom::geometry::sub(w[1], w[0]))
+            .collect()
+    };
+    let in_plane_len = dot(in_plane, in_plane).sqrt();
+    let mut sign = 0.0f64;
+    for (k, s) in steps.iter().enumerate() {
+        // Distance between the slices along the normal, mm (the Jacobian is this times dj * di).
+        let along = dot(*s, in_plane) / in_plane_len;
+        if along.abs() <= 1e-6 * dj.min(di) || (sign != 0.0 && along * sign < 0.0) {
+            return Err(MeshError::Geometry {
+                attribute: "ImagePositionPatient",
+                detail: format!(
+                    "slices {k} and {} are not strictly ordered along the slice normal",
+                    k + 1
+                ),
+            });
+        }
+        sign = along.signum();
+    }
+    Ok(sign < 0.0)
+}
+
+/// Triangles of each cube configuration: per 8-bit corner code, triangles as three edge references
+/// `start_corner * 8 + direction` (corner and direction codes `4*k + 2*j + i`), wound
+/// counter-clockwise seen from the 0 side in right-handed `(k, j, i)` index space.
+fn cube_table() -> &'static [Vec<[u8; 3]>] {
+    static TABLE: OnceLock<Vec<Vec<[u8; 3]>>> = OnceLock::new();
+    TABLE.get_or_init(|| (0..256u32).map(|code| cube_triangles(code as u8)).collect())
+}
+
+fn corner(c: u8) -> [f64; 3] {
+    [((c >> 2) & 1) as f64, ((c >> 1) & 1) as f64, (c & 1) as f64]
+}
+
+fn cube_triangles(code: u8) -> Vec<[u8; 3]> {
+    const ORDERS: [[u8; 3]; 6] = [
+        [4, 2, 1],
+        [4, 1, 2],
+        [2, 4, 1],
+        [2, 1, 4],
+        [1, 4, 2],
+        [1, 2, 4],
+    ];
+    let mut out = Vec::new();
+    for [a, b, _] in ORDERS {
+        let tet = [0u8, a, a | b, 7];
+        let inside: Vec<usize> = (0..4).filter(|&m| (code >> tet[m]) & 1 == 1).collect();
+        let outside: Vec<usize> = (0..4).filter(|&m| (code >> tet[m]) & 1 == 0).collect();
+        // Tet edges as pairs of tet vertex positions.
+        let polys: Vec<Vec<(usize, usize)>> = match (inside.len(), outside.len()) {
+            (1, 3) => vec![outside.iter().map(|&o| (inside[0], o)).collect()],
+            (3, 1) => vec![inside.iter().map(|&i| (i, outside[0])).collect()],
+            (2, 2) => {
+                let (i0, i1, o0, o1) = (inside[0], inside[1], outside[0], outside[1]);
+                let q = [(i0, o0), (i0, o1), (i1, o1), (i1, o0)];
+                vec![vec![q[0], q[1], q[2]], vec![q[0], q[2], q[3]]]
+            }
+            _ => vec![],
+        };
+        let centroid = |set: &[usize]| -> [f64; 3] {
+            let mut c = [0.0; 3];
+            for &m in set {
+                let p = corner(tet[m]);
+                for x in 0..3 {
+                    c[x] += p[x] / set.len() as f64;
+                }
+            }
+            c
+        };
+        let outward = crate::dicom::geometry::sub(centroid(&outside), centroid(&inside));
+        for poly in polys {
+            let mid = |(m, n): (usize, usize)| -> [f64; 3] {
+                let (p, q) = (corner(tet[m]), corner(tet[n]));
+                [
+                    (p[0] + q[0]) / 2.0,
+                    (p[1] + q[1]) / 2.0,
+                    (p[2] + q[2]) / 2.0,
+                ]
+            };
+            let (p0, p1, p2) = (mid(poly[0]), mid(poly[1]), mid(poly[2]));
+            let sub = crate::dicom::geometry::sub;
+            let normal = cross(sub(p1, p0), sub(p2, p0));
+            let edge = |(m, n): (usize, usize)| -> u8 {
+                // In a Kuhn chain the lower position's corner is a subset of the higher one's.
+                let (lo, hi) = if m < n {
+                    (tet[m], tet[n])
+                } else {
+                    (tet[n], tet[m])
+                };
+                lo * 8 + (hi ^ lo)
+            };
+            let (e0, e1, e2) = (edge(poly[0]), edge(poly[1]), edge(poly[2]));
+            out.push(if dot(normal, outward) > 0.0 {
+                [e0, e1, e2]
+            } else {
+                [e0, e2, e1]
+            });
+        }
+    }
+    out
+}
+
+/// Vertices owned by plane `p` (edges starting there): dense-map keys `(j * pni + i) * 7 + d - 1`
+/// and LPS positions, in scan order.
+fn plane_vertices(pad: &Padded, g: &Geometry, p: usize) -> (Vec<u32>, Vec<[f32; 3]>) {
+    let pni = pad.dims[2];
+    let mut keys = Vec::new();
+    let mut pos = Vec::new();
+    pad.for_each_active_cube(p, |j, i, code| {
+        let c0 = code & 1;
+        for d in 1..8u8 {
+            if (code >> d) & 1 != c0 {
+                keys.push(((j * pni + i) * 7 + d as usize - 1) as u32);
+                let c = corner(d);
+                let x = g.voxel_to_lps(
+                    p as f64 - 1.0 + 0.5 * c[0],
+                    j as f64 - 1.0 + 0.5 * c[1],
+                    i as f64 - 1.0 + 0.5 * c[2],
+                );
+                pos.push([x[0] as f32, x[1] as f32, x[2] as f32]);
+            }
+        }
+    });
+    (keys, pos)
+}
+
+/// Marching tetrahedra of a padded mask; triangles outward in LPS (`flip` from [`needs_flip`]).
+///
+/// # Errors
+/// [`MeshError::TooLarge`] when the surface needs 2^31 vertices or more.
+pub fn march(pad: &Padded, g: &Geometry, flip: bool) -> Result<Mesh, MeshError> {
+    let [pk, pnj, pni] = pad.dims;
+    let planes: Vec<(Vec<u32>, Vec<[f32; 3]>)> = (0..pk)
+        .into_par_iter()
+        .map(|p| {
+            if p + 1 < pk {
+                plane_vertices(pad, g, p)
+            } else {
+                (Vec::new(), Vec::new())
+            }
+        })
+        .collect();
+    let mut offsets = Vec::with_capacity(pk + 1);
+    let mut total = 0usize;
+    for (keys, _) in &planes {
+        offsets.push(total);
+        total += keys.len();
+    }
+    offsets.push(total);
+    if total >= 1 << 31 {
+        return Err(MeshError::TooLarge(format!("{total} vertices")));
+    }
+    let table = cube_table();
+    let slabs = pk - 1;
+    let chunks = (rayon::current_num_threads() * 4).clamp(1, slabs.max(1));
+    let per = slabs.div_ceil(chunks);
+    let tri_chunks: Vec<Vec<[u32; 3]>> = (0..chunks)
+        .into_par_iter()
+        .map(|c| {
+            let mut map_a = vec![0u32; pnj * pni * 7];
+            let mut map_b = vec![0u32; pnj * pni * 3];
+            let mut tris = Vec::new();
+            for p in c * per..((c + 1) * per).min(slabs) {
+                for (n, &key) in planes[p].0.iter().enumerate() {
+                    map_a[key as usize] = (offsets[p] + n) as u32;
+                }
+                for (n, &key) in planes[p + 1].0.iter().enumerate() {
+                    let (cell, d) = (key as usize / 7, key as usize % 7);
+                    if d < 3 {
+                        map_b[cell * 3 + d] = (offsets[p + 1] + n) as u32;
+                    }
+                }
+                pad.for_each_active_cube(p, |j, i, code| {
+                    let id = |e: u8| -> u32 {
+                        let (sc, d) = ((e >> 3) as usize, (e & 7) as usize);
+                        let cell = (j + ((sc >> 1) & 1)) * pni + i + (sc & 1);
+                        if sc & 4 == 0 {
+                            map_a[cell * 7 + d - 1]
+                        } else {
+                            map_b[cell * 3 + d - 1]
+                        }
+                    };
+                    for t in &table[code as usize] {
+                        let (a, b, c) = (id(t[0]), id(t[1]), id(t[2]));
+                        tris.push(if flip { [a, c, b] } else { [a, b, c] });
+                    }
+                });
+            }
+            tris
+        })
+        .collect();
+    let n_tris: usize = tri_chunks.iter().map(Vec::len).sum();
+    if n_tris > u32::MAX as usize {
+        return Err(MeshError::TooLarge(format!("{n_tris} triangles")));
+    }
+    let mut triangles = Vec::with_capacity(n_tris);
+    for c in tri_chunks {
+        triangles.extend_from_slice(&c);
+    }
+    let mut vertices = Vec::with_capacity(total);
+    for (_, pos) in planes {
+        vertices.extend_from_slice(&pos);
+    }
+    Ok(Mesh {
+        vertices,
+        triangles,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_uses_only_kuhn_edges_and_in_plane_edges_from_the_upper_plane() {
+        let table = cube_table();
+        assert!(table[0].is_empty() && table[255].is_empty());
+        for (code, tris) in table.iter().enumerate() {
+            for e in tris.iter().flatten() {
+                let (sc, d) = (e >> 3, e & 7);
+                assert!(
+                    d != 0 && sc & d == 0 && sc | d <= 7,
+                    "code {code}: edge {sc}+{d}"
+                );
+                // Corner values at the two ends differ.
+                assert_ne!((code >> sc) & 1, (code >> (sc | d)) & 1);
+            }
+        }
+        // One inside corner at (0,0,0): one triangle per tetrahedron, 6 in all.
+        assert_eq!(table[1].len(), 6);
+        // Corner (0,0,1) alone lies in two tetrahedra (chains starting with i).
+        assert_eq!(table[2].len(), 2);
+    }
+}

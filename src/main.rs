@@ -1,3 +1,137 @@
-fn main() {
-    println!("osteon {} ({})", env!("CARGO_PKG_VERSION"), osteon::torch_info::describe());
+//! `osteon`: command-line entry point. Each subcommand is a thin shell over the library.
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use osteon::pipeline::offline::{self, OfflineOptions, SegmenterChoice};
+
+/// Osteon: cranial CT in, bone segmentation (DICOM SEG) and skull model (STL, Encapsulated STL) out.
+#[derive(Parser)]
+#[command(name = "osteon", about, long_about = None, disable_version_flag = true)]
+struct Cli {
+    /// Print the version, the libtorch version and whether CUDA is usable.
+    #[arg(short = 'V', long)]
+    version: bool,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Segment the CT series found in folders or files and write the DICOM SEG, the STL, the
+    /// Encapsulated STL and report.json for each series.
+    ///
+    /// One series: the files go straight into --out. Several series (e.g. a whole study folder):
+    /// one sub-folder per series, named after SeriesNumber, and --out/report.json lists them all.
+    /// Localizers, dose pages and other non-CT objects are skipped with a logged reason.
+    Segment {
+        /// Folders (searched recursively) and/or DICOM files.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Output folder (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// Segmenter: `cnn` needs a model in models/; the default is `cnn` when one is shipped,
+        /// else `threshold`.
+        #[arg(long, value_enum)]
+        segmenter: Option<SegmenterArg>,
+        /// Bone threshold in HU for the threshold segmenter.
+        #[arg(long, default_value_t = osteon::segment::threshold::DEFAULT_THRESHOLD_HU)]
+        threshold: f32,
+        /// Mesh smoothing iterations (windowed-sinc/Taubin, volume preserving); 0 turns it off.
+        #[arg(long, default_value_t = osteon::mesh::MeshOptions::default().smoothing_iterations)]
+        smooth_iterations: u32,
+        /// Triangle budget for mesh decimation; 0 turns decimation off.
+        #[arg(long, default_value_t = osteon::mesh::MeshOptions::default().max_triangles.unwrap_or(0))]
+        max_triangles: usize,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SegmenterArg {
+    Threshold,
+    Cnn,
+}
+
+fn version_line() -> String {
+    format!(
+        "osteon {} ({})",
+        env!("CARGO_PKG_VERSION"),
+        osteon::torch_info::describe()
+    )
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OSTEON_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.version {
+        println!("{}", version_line());
+        return ExitCode::SUCCESS;
+    }
+    init_logging(cli.log_format);
+    let Some(command) = cli.command else {
+        eprintln!("osteon: no command given; see `osteon --help`");
+        return ExitCode::from(2);
+    };
+    match command {
+        Command::Segment {
+            inputs,
+            out,
+            segmenter,
+            threshold,
+            smooth_iterations,
+            max_triangles,
+        } => {
+            let options = OfflineOptions {
+                segmenter: match segmenter {
+                    Some(SegmenterArg::Threshold) => SegmenterChoice::Threshold,
+                    Some(SegmenterArg::Cnn) => SegmenterChoice::Cnn,
+                    None => SegmenterChoice::Default,
+                },
+                threshold_hu: threshold,
+                mesh: osteon::mesh::MeshOptions {
+                    smoothing_iterations: smooth_iterations,
+                    max_triangles: (max_triangles > 0).then_some(max_triangles),
+                    ..Default::default()
+                },
+                progress: true,
+            };
+            match offline::run(&inputs, &out, &options) {
+                Ok(summary) => {
+                    for line in summary.lines() {
+                        println!("{line}");
+                    }
+                    if summary.failed() > 0 {
+                        ExitCode::from(1)
+                    } else {
+                        ExitCode::SUCCESS
+                    }
+                }
+                Err(e) => {
+                    eprintln!("osteon segment: error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
 }

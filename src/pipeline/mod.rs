@@ -1,1 +1,7 @@
-//! Wiring of the stages. [`offline`] is `osteon segment`: the worker without the network.
+//! Wiring of the stages: [`worker`] turns one assembled series into the result objects (segment,
+//! mesh, SEG, STL, Encapsulated STL, report); [`offline`] is `osteon segment`, the worker without the
+//! network; [`report`] is the per-series `report.json`.
+
+pub mod offline;
+pub mod report;
+pub mod worker;

@@ -1,0 +1,107 @@
+//! `cargo bench --bench pipeline`: per-stage timings and peak RSS of `osteon segment` on the 140-slice
+//! Philips head phantom series (../shared/data/ct/philips-ingenuity-head-phantom/S2020), printed as a
+//! table. Targets (issue "offline pipeline"): everything except segmentation under 3 s on a 2-core
+//! machine; peak RSS under 3x the volume's float32 size.
+use std::path::PathBuf;
+use std::time::Instant;
+
+use osteon::dicom::seg::{build_seg, SegmentDescription};
+use osteon::dicom::series::{load_volume, scan};
+use osteon::dicom::stl_object::{build_encapsulated_stl, StlDescription};
+use osteon::mesh::{build_mesh, stl_bytes, MeshOptions};
+use osteon::segment::threshold::ThresholdSegmenter;
+use osteon::segment::Segmenter;
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+fn main() {
+    let series = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/ct/philips-ingenuity-head-phantom/S2020");
+    let out = std::env::temp_dir().join(format!("osteon-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&out).expect("temp dir");
+    let mut rows: Vec<(&str, f64)> = Vec::new();
+
+    let t = Instant::now();
+    let found = scan(&[series.clone()]);
+    rows.push((
+        "scan headers + group (assembly)",
+        t.elapsed().as_secs_f64() * 1e3,
+    ));
+    let group = found.groups.first().expect("S2020 holds a CT series");
+    let t = Instant::now();
+    let ct = load_volume(group).expect("S2020 loads");
+    rows.push((
+        "read + decode pixels, build volume",
+        t.elapsed().as_secs_f64() * 1e3,
+    ));
+
+    let t = Instant::now();
+    let mask = ThresholdSegmenter::default()
+        .segment(&ct)
+        .expect("bone found");
+    let seg_ms = t.elapsed().as_secs_f64() * 1e3;
+    rows.push(("segmentation (threshold baseline)", seg_ms));
+
+    let t = Instant::now();
+    let (mesh, stats) = build_mesh(&mask, &ct.geometry, &MeshOptions::default()).expect("mesh");
+    rows.push((
+        "mesh (surface, smoothing, decimation)",
+        t.elapsed().as_secs_f64() * 1e3,
+    ));
+
+    let t = Instant::now();
+    let seg = build_seg(&ct, mask.view(), &SegmentDescription::default()).expect("SEG");
+    osteon::dicom::seg::write(&seg, &out.join("seg.dcm")).expect("write SEG");
+    rows.push(("SEG build + write", t.elapsed().as_secs_f64() * 1e3));
+
+    let t = Instant::now();
+    let stl = stl_bytes(&mesh).expect("STL");
+    std::fs::write(out.join("skull.stl"), &stl).expect("write STL");
+    let obj =
+        build_encapsulated_stl(&ct, &stl, &StlDescription::default()).expect("Encapsulated STL");
+    osteon::dicom::stl_object::write(&obj, &out.join("skull-stl.dcm"))
+        .expect("write Encapsulated STL");
+    rows.push((
+        "STL + Encapsulated STL write",
+        t.elapsed().as_secs_f64() * 1e3,
+    ));
+
+    let total: f64 = rows.iter().map(|r| r.1).sum();
+    let dims = ct.geometry.dims();
+    let f32_mib = (dims[0] * dims[1] * dims[2] * 4) as f64 / (1024.0 * 1024.0);
+    let rss = peak_rss_mib();
+    println!(
+        "Osteon offline pipeline, {} ({}x{}x{} voxels, {} triangles)",
+        series.display(),
+        dims[0],
+        dims[1],
+        dims[2],
+        stats.triangles
+    );
+    println!("| stage | ms |");
+    println!("|---|---:|");
+    for (name, ms) in &rows {
+        println!("| {name} | {ms:.0} |");
+    }
+    println!(
+        "| total except segmentation (target < 3000) | {:.0} |",
+        total - seg_ms
+    );
+    println!(
+        "| peak RSS MiB (target < {:.0} = 3x f32 volume {:.0}) | {rss:.0} |",
+        3.0 * f32_mib,
+        f32_mib
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}

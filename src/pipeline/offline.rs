@@ -1,0 +1,261 @@
+//! `osteon segment`: the worker without the network. Scans the inputs, assembles every CT series,
+//! and runs [`super::worker::process_volume`] on each one.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::dicom::series::{load_volume, scan, SeriesInfo};
+use crate::mesh::MeshOptions;
+use crate::segment::threshold::ThresholdSegmenter;
+use crate::segment::Segmenter;
+
+use super::report::SeriesReport;
+use super::worker::{process_volume, REPORT_FILE};
+
+/// Which segmenter to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SegmenterChoice {
+    /// The CNN when a model is shipped in `models/`, else the threshold baseline.
+    Default,
+    /// Global threshold + largest component.
+    Threshold,
+    /// The CNN (issue: the CNN segmenter); refused while no model is shipped.
+    Cnn,
+}
+
+/// Options of an offline run.
+#[derive(Clone, Debug)]
+pub struct OfflineOptions {
+    pub segmenter: SegmenterChoice,
+    /// Threshold (HU) of the threshold segmenter.
+    pub threshold_hu: f32,
+    pub mesh: MeshOptions,
+    /// Show a progress bar on stderr when it is a terminal.
+    pub progress: bool,
+}
+
+/// Errors that stop the whole run (per-series failures are reported in [`Summary`] instead).
+#[derive(Debug, thiserror::Error)]
+pub enum OfflineError {
+    #[error("no CT series found in the inputs ({skipped} file(s) skipped: {reasons})")]
+    NoSeries { skipped: usize, reasons: String },
+    #[error("the CNN segmenter is not available: no model is shipped in models/ yet; use --segmenter threshold")]
+    NoCnnModel,
+    #[error("writing {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Outcome of one series.
+#[derive(Debug, Serialize)]
+pub struct SeriesOutcome {
+    pub series_instance_uid: String,
+    pub series_number: Option<i64>,
+    /// Folder holding this series' files.
+    pub out_dir: String,
+    /// The report on success.
+    pub report: Option<SeriesReport>,
+    /// The error on failure (names the file and attribute where the reader knows them).
+    pub error: Option<String>,
+}
+
+/// A file that is not a slice of any processed series, with the reason (localizer, dose page, ...).
+#[derive(Debug, Serialize)]
+pub struct SkippedFile {
+    pub path: String,
+    pub reason: String,
+}
+
+/// What an offline run did: one outcome per series and the files that were not CT slices.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub series: Vec<SeriesOutcome>,
+    pub skipped: Vec<SkippedFile>,
+}
+
+impl Summary {
+    /// Number of series that failed.
+    pub fn failed(&self) -> usize {
+        self.series.iter().filter(|s| s.error.is_some()).count()
+    }
+
+    /// One line per series for the terminal.
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for s in &self.series {
+            let number = s
+                .series_number
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "-".into());
+            match (&s.report, &s.error) {
+                (Some(r), _) => out.push(format!(
+                    "series {number} ({} slices, {}): bone {:.1} mL, {} triangles, {:.1} s -> {}",
+                    r.geometry.dims[0],
+                    r.series.manufacturer_model_name,
+                    r.segmentation.bone_volume_ml,
+                    r.mesh.triangles,
+                    r.timings.total_ms / 1e3,
+                    s.out_dir
+                )),
+                (None, Some(e)) => out.push(format!("series {number} FAILED: {e}")),
+                (None, None) => {}
+            }
+        }
+        if !self.skipped.is_empty() {
+            out.push(format!(
+                "{} file(s) skipped (see report.json / log)",
+                self.skipped.len()
+            ));
+        }
+        out
+    }
+}
+
+/// The segmenter for `options`.
+///
+/// # Errors
+/// [`OfflineError::NoCnnModel`] when the CNN is asked for and no model is shipped.
+pub fn segmenter_for(options: &OfflineOptions) -> Result<Box<dyn Segmenter>, OfflineError> {
+    match options.segmenter {
+        SegmenterChoice::Cnn => Err(OfflineError::NoCnnModel),
+        SegmenterChoice::Default | SegmenterChoice::Threshold => Ok(Box::new(ThresholdSegmenter {
+            threshold_hu: options.threshold_hu,
+        })),
+    }
+}
+
+/// Runs the pipeline on every CT series found in `inputs`, writing into `out`.
+///
+/// # Errors
+/// [`OfflineError`] when nothing can be done at all; a series that fails is recorded in the summary
+/// and the others go on.
+pub fn run(
+    inputs: &[PathBuf],
+    out: &Path,
+    options: &OfflineOptions,
+) -> Result<Summary, OfflineError> {
+    let segmenter = segmenter_for(options)?;
+    let t = Instant::now();
+    let found = scan(inputs);
+    let scan_ms = t.elapsed().as_secs_f64() * 1e3;
+    if found.groups.is_empty() {
+        let reasons = found
+            .skipped
+            .iter()
+            .take(3)
+            .map(|s| format!("{}: {}", s.path.display(), s.reason))
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(OfflineError::NoSeries {
+            skipped: found.skipped.len(),
+            reasons,
+        });
+    }
+    let single = found.groups.len() == 1;
+    let progress = progress_bar(options.progress, found.groups.len() as u64);
+    let mut outcomes = Vec::new();
+    let mut used_names = std::collections::HashSet::new();
+    for group in &found.groups {
+        let default_info = SeriesInfo::default();
+        let info = group.instances.first().map_or(&default_info, |i| &i.info);
+        let dir = if single {
+            out.to_path_buf()
+        } else {
+            out.join(series_folder(
+                info.series_number,
+                &info.series_instance_uid,
+                &mut used_names,
+            ))
+        };
+        progress.set_message(format!("series {}", info.series_number.unwrap_or_default()));
+        let t = Instant::now();
+        let result = load_volume(group)
+            .map_err(|e| e.to_string())
+            .and_then(|ct| {
+                let read_ms = scan_ms / found.groups.len() as f64 + t.elapsed().as_secs_f64() * 1e3;
+                process_volume(&ct, segmenter.as_ref(), &options.mesh, &dir, read_ms)
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = &result {
+            tracing::error!(series = %info.series_instance_uid, error = %e, "series failed");
+        }
+        let (report, error) = match result {
+            Ok(r) => (Some(r), None),
+            Err(e) => (None, Some(e)),
+        };
+        outcomes.push(SeriesOutcome {
+            series_instance_uid: info.series_instance_uid.clone(),
+            series_number: info.series_number,
+            out_dir: dir.display().to_string(),
+            report,
+            error,
+        });
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+    let skipped = found
+        .skipped
+        .iter()
+        .map(|s| SkippedFile {
+            path: s.path.display().to_string(),
+            reason: s.reason.to_string(),
+        })
+        .collect();
+    let summary = Summary {
+        series: outcomes,
+        skipped,
+    };
+    if !single {
+        std::fs::create_dir_all(out).map_err(|source| OfflineError::Io {
+            path: out.into(),
+            source,
+        })?;
+        let path = out.join(REPORT_FILE);
+        let json = serde_json::to_vec_pretty(&summary).unwrap_or_default();
+        std::fs::write(&path, json).map_err(|source| OfflineError::Io { path, source })?;
+    }
+    Ok(summary)
+}
+
+/// `S<SeriesNumber>` (the scanner's folder convention), made unique with a UID suffix if needed.
+fn series_folder(
+    number: Option<i64>,
+    uid: &str,
+    used: &mut std::collections::HashSet<String>,
+) -> String {
+    let tail: String = uid
+        .chars()
+        .rev()
+        .take(8)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    let mut name = match number {
+        Some(n) => format!("S{n}"),
+        None => format!("series-{tail}"),
+    };
+    if !used.insert(name.clone()) {
+        name = format!("{name}-{tail}");
+        used.insert(name.clone());
+    }
+    name
+}
+
+fn progress_bar(enabled: bool, len: u64) -> indicatif::ProgressBar {
+    if !enabled {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{spinner} [{pos}/{len}] {msg} {elapsed}")
+    {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
+}

@@ -1,0 +1,93 @@
+//! `report.json`: what was processed, with which geometry and scanner, how long each stage took and
+//! what came out. One per series; the fields are the per-scanner QA figures of the node as well.
+
+use serde::Serialize;
+
+use crate::dicom::series::{CtVolume, SeriesInfo};
+use crate::mesh::MeshStats;
+use crate::segment::AlgorithmIdentity;
+
+/// Geometry summary of the source series (mm, degrees).
+#[derive(Clone, Debug, Serialize)]
+pub struct GeometryReport {
+    /// `[k, j, i]` extents.
+    pub dims: [usize; 3],
+    /// PixelSpacing `[Δj, Δi]` in mm (DICOM order).
+    pub pixel_spacing_mm: [f64; 2],
+    /// Smallest, median and largest distance between consecutive slices along the normal, mm.
+    pub slice_spacing_mm: [f64; 3],
+    /// Gantry tilt, degrees.
+    pub tilt_deg: f64,
+    /// ImageOrientationPatient.
+    pub iop: [f64; 6],
+    /// IPP of the first and the last slice (LPS mm).
+    pub first_last_ipp: [[f64; 3]; 2],
+}
+
+impl GeometryReport {
+    /// Summary of `ct.geometry`.
+    pub fn of(ct: &CtVolume) -> Self {
+        let g = &ct.geometry;
+        let mut s = g.slice_spacings();
+        s.sort_by(f64::total_cmp);
+        let spacing = if s.is_empty() {
+            [0.0; 3]
+        } else {
+            [s[0], s[s.len() / 2], s[s.len() - 1]]
+        };
+        Self {
+            dims: g.dims(),
+            pixel_spacing_mm: g.pixel_spacing,
+            slice_spacing_mm: spacing,
+            tilt_deg: g.tilt_deg(),
+            iop: g.iop,
+            first_last_ipp: [
+                g.ipp.first().copied().unwrap_or_default(),
+                g.ipp.last().copied().unwrap_or_default(),
+            ],
+        }
+    }
+}
+
+/// Milliseconds per stage.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Timings {
+    pub read_ms: f64,
+    pub segment_ms: f64,
+    pub mesh_ms: f64,
+    pub seg_write_ms: f64,
+    pub stl_write_ms: f64,
+    pub total_ms: f64,
+}
+
+/// Segmentation figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct SegmentationReport {
+    pub algorithm: AlgorithmIdentity,
+    /// Bone voxels in the mask.
+    pub bone_voxels: u64,
+    /// Bone volume, mL (per-slice voxel counts × pixel area × slab thickness, exact for variable spacing).
+    pub bone_volume_ml: f64,
+}
+
+/// Files written for one series.
+#[derive(Clone, Debug, Serialize)]
+pub struct Outputs {
+    pub seg: String,
+    pub stl: String,
+    pub stl_object: String,
+    pub seg_sop_instance_uid: String,
+    pub stl_sop_instance_uid: String,
+}
+
+/// `report.json` of one series.
+#[derive(Clone, Debug, Serialize)]
+pub struct SeriesReport {
+    pub osteon_version: String,
+    pub series: SeriesInfo,
+    pub geometry: GeometryReport,
+    pub segmentation: SegmentationReport,
+    pub mesh: MeshStats,
+    pub outputs: Outputs,
+    pub timings: Timings,
+}

@@ -70,12 +70,12 @@ pub enum StlObjectError {
     BadLength(usize),
     /// Building the file meta group failed.
     #[error("building the file meta group: {0}")]
-    Meta(#[from] dicom_object::WithMetaError),
+    Meta(#[from] Box<dicom_object::WithMetaError>),
     /// Writing the file failed.
     #[error("writing {path}: {source}")]
     Write {
         path: PathBuf,
-        source: dicom_object::WriteError,
+        source: Box<dicom_object::WriteError>,
     },
     /// The object read is not an Encapsulated STL or its document is unusable.
     #[error("{attribute}: {reason}")]

@@ -153,18 +153,18 @@ pub enum SegError {
     },
     /// Building the file meta group failed.
     #[error("building the file meta group: {0}")]
-    Meta(#[from] dicom_object::WithMetaError),
+    Meta(#[from] Box<dicom_object::WithMetaError>),
     /// Writing the file failed.
     #[error("writing {path}: {source}")]
     Write {
         path: PathBuf,
-        source: dicom_object::WriteError,
+        source: Box<dicom_object::WriteError>,
     },
     /// Opening or parsing a SEG file failed.
     #[error("reading {path}: {source}")]
     Open {
         path: PathBuf,
-        source: dicom_object::ReadError,
+        source: Box<dicom_object::ReadError>,
     },
     /// A SEG being read lacks an attribute or has one we cannot use.
     #[error("{path}: {attribute}: {reason}")]

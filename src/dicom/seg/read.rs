@@ -37,7 +37,7 @@ pub struct SegFrames {
 pub fn read_seg_mask(path: &Path) -> Result<SegFrames, SegError> {
     let obj = open_file(path).map_err(|source| SegError::Open {
         path: path.to_owned(),
-        source,
+        source: Box::new(source),
     })?;
     let bad = |attribute: &'static str, reason: String| SegError::BadSeg {
         path: path.to_owned(),

@@ -218,21 +218,22 @@ pub(crate) fn missing_source_uid(info: &SeriesInfo) -> Option<&'static str> {
 /// Instance UID taken from the data set; Osteon's Implementation Class UID and Version Name).
 pub(crate) fn into_part10(
     obj: InMemDicomObject,
-) -> Result<FileDicomObject<InMemDicomObject>, dicom_object::WithMetaError> {
+) -> Result<FileDicomObject<InMemDicomObject>, Box<dicom_object::WithMetaError>> {
     obj.with_meta(
         FileMetaTableBuilder::new()
             .transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)
             .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
             .implementation_version_name(implementation_version_name()),
     )
+    .map_err(Box::new)
 }
 
 /// Writes a Part-10 file (preamble, `DICM`, meta group, data set).
 pub(crate) fn write_part10(
     obj: &FileDicomObject<InMemDicomObject>,
     path: &Path,
-) -> Result<(), dicom_object::WriteError> {
-    obj.write_to_file(path)
+) -> Result<(), Box<dicom_object::WriteError>> {
+    obj.write_to_file(path).map_err(Box::new)
 }
 
 /// ReferencedSeriesSequence (Common Instance Reference module, C.12.2) item listing every source instance once (multi-frame sources once).

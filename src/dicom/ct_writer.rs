@@ -14,11 +14,11 @@ use dicom_object::InMemDicomObject;
 use ndarray::ArrayView3;
 
 use super::geometry::Geometry;
-use super::seg::shared::{
-    ds_el, equipment, into_part10, now_da_tm, patient_and_study, str_el, strs_el, us_el, Equipment,
-};
 use super::series::SeriesInfo;
 use super::uid::new_uid;
+use super::write::{
+    ds_el, equipment, into_part10, now_da_tm, patient_and_study, str_el, strs_el, us_el, Equipment,
+};
 
 /// Errors of the CT writer.
 #[derive(Debug, thiserror::Error)]

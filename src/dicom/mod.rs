@@ -9,3 +9,4 @@ pub mod seg;
 pub mod series;
 pub mod stl_object;
 pub mod uid;
+pub mod write;

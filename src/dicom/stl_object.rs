@@ -14,10 +14,10 @@ use dicom_core::{DataElement, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::{FileDicomObject, InMemDicomObject};
 
-use super::seg::shared::{self, code_item, seq_el, str_el};
 use super::seg::{Code, Equipment, PURPOSE_SOURCE_IMAGE};
 use super::series::CtVolume;
 use super::uid::new_uid;
+use super::write::{self as shared, code_item, seq_el, str_el};
 
 /// Encapsulated STL Storage SOP Class UID.
 pub const ENCAPSULATED_STL_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.104.3";

@@ -7,12 +7,11 @@
 //! ImagePositionPatient, DerivationImageSequence per frame). [`read_seg_mask`] reads any uncompressed
 //! 1- or 8-bit SEG back, unpacking the bit stream itself ([`bits`]).
 //!
-//! Submodules: [`bits`] (1-bit packing), [`read`] (reader), [`shared`] (helpers shared with
-//! [`crate::dicom::stl_object`]).
+//! Submodules: [`bits`] (1-bit packing), [`read`] (reader); element helpers shared with the other
+//! writers are in [`crate::dicom::write`].
 
 pub mod bits;
 pub mod read;
-pub mod shared;
 
 use std::path::{Path, PathBuf};
 
@@ -24,9 +23,9 @@ use ndarray::ArrayView3;
 
 use super::series::CtVolume;
 use super::uid::new_uid;
+use crate::dicom::write::{self as shared, code_item, ds_el, seq_el, str_el, strs_el, us_el};
+pub use crate::dicom::write::{format_ds, Code, Equipment};
 pub use read::{read_seg_mask, SegFrames};
-use shared::{code_item, ds_el, seq_el, str_el, strs_el, us_el};
-pub use shared::{format_ds, Code, Equipment};
 
 /// Segmentation Storage SOP Class UID.
 pub const SEGMENTATION_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.66.4";

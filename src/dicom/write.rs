@@ -1,4 +1,4 @@
-//! Pieces shared by the two result writers ([`crate::dicom::seg`] and [`crate::dicom::stl_object`]):
+//! Pieces shared by the DICOM writers ([`crate::dicom::seg`], [`crate::dicom::stl_object`], [`crate::dicom::ct_writer`]):
 //! element constructors, DS formatting that round-trips, coded concepts, the Patient / General Study
 //! modules copied from the source series, the Enhanced General Equipment module, and Part-10 writing
 //! (explicit VR little endian with Osteon's implementation identity).

@@ -232,16 +232,23 @@ pub fn build_mesh(
     tracing::info!(ms = timings.smoothing_ms, "smoothing: {smoothing}");
 
     let t = Instant::now();
-    let (mut mesh, decimation) = match opts.max_triangles {
-        Some(budget) => decimate::decimate(mesh, budget, opts.decimation_max_error_mm),
-        None => (mesh, "off (no triangle budget)".to_owned()),
+    let (mut mesh, decimation, known) = match opts.max_triangles {
+        Some(budget) => {
+            let d = decimate::decimate(mesh, budget, opts.decimation_max_error_mm);
+            (d.mesh, d.description, d.topology)
+        }
+        None => (mesh, "off (no triangle budget)".to_owned(), None),
     };
     timings.decimation_ms = ms(t);
     tracing::info!(ms = timings.decimation_ms, "decimation: {decimation}");
     decimate::remove_unused_vertices(&mut mesh);
 
     let t = Instant::now();
-    let topo = topology(&mesh);
+    // The decimator's check is of the same triangles (only unused vertices were dropped since).
+    let topo = match known {
+        Some(topo) => topo,
+        None => topology(&mesh),
+    };
     timings.topology_ms = ms(t);
     if topo.signed_volume_mm3 <= 0.0 {
         return Err(MeshError::Orientation(topo.signed_volume_mm3));

@@ -42,40 +42,12 @@ pub fn topology(mesh: &Mesh) -> Topology {
     };
     let degenerate_triangles = mesh.triangles.par_iter().filter(|t| !valid(t)).count();
 
-    // Half-edges keyed by the undirected edge, direction in the lowest bit (indices < 2^31).
-    let mut keys: Vec<u64> = mesh
-        .triangles
-        .par_iter()
-        .filter(|t| valid(t) && t.iter().all(|&v| v < 1 << 31))
-        .flat_map_iter(|t| {
-            [(t[0], t[1]), (t[1], t[2]), (t[2], t[0])]
-                .into_iter()
-                .map(|(a, b)| {
-                    let (lo, hi, dir) = if a < b { (a, b, 0) } else { (b, a, 1) };
-                    (lo as u64) << 32 | (hi as u64) << 1 | dir
-                })
-        })
-        .collect();
-    keys.par_sort_unstable();
     let (mut boundary_edges, mut non_manifold_edges, mut misoriented_edges) = (0, 0, 0);
-    let mut s = 0;
-    while s < keys.len() {
-        let edge = keys[s] >> 1;
-        let mut e = s;
-        let mut forward = 0;
-        while e < keys.len() && keys[e] >> 1 == edge {
-            forward += (keys[e] & 1 == 0) as usize;
-            e += 1;
-        }
-        match e - s {
-            1 => boundary_edges += 1,
-            2 if forward != 1 => misoriented_edges += 1,
-            2 => {}
-            _ => non_manifold_edges += 1,
-        }
-        s = e;
-    }
-    drop(keys);
+    scan_edges(mesh, |kind, _| match kind {
+        EdgeProblem::Boundary => boundary_edges += 1,
+        EdgeProblem::NonManifold => non_manifold_edges += 1,
+        EdgeProblem::Misoriented => misoriented_edges += 1,
+    });
 
     // Shells: union-find over vertices.
     let mut parent: Vec<u32> = (0..nv as u32).collect();
@@ -95,8 +67,76 @@ pub fn topology(mesh: &Mesh) -> Topology {
         .filter(|&v| used[v] && find(&mut parent, v as u32) == v as u32)
         .count();
 
-    // Volume: sum of a · (b × c) / 6, relative to the first vertex for accuracy; fixed chunking keeps
-    // the sum deterministic.
+    let signed_volume_mm3 = signed_volume(mesh);
+
+    Topology {
+        boundary_edges,
+        non_manifold_edges,
+        misoriented_edges,
+        shells,
+        degenerate_triangles,
+        signed_volume_mm3,
+    }
+}
+
+/// Kind of a bad edge found by [`scan_edges`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EdgeProblem {
+    /// Used by one triangle.
+    Boundary,
+    /// Used by three or more triangles.
+    NonManifold,
+    /// Used twice in the same direction.
+    Misoriented,
+}
+
+/// Calls `f(kind, [a, b])` for every edge `a < b` that is not shared by exactly two oppositely
+/// wound triangles. Triangles with repeated or missing vertices are ignored.
+pub fn scan_edges(mesh: &Mesh, mut f: impl FnMut(EdgeProblem, [u32; 2])) {
+    let nv = mesh.vertices.len();
+    // Half-edges keyed by the undirected edge, direction in the lowest bit (indices < 2^31).
+    let mut keys: Vec<u64> = mesh
+        .triangles
+        .par_iter()
+        .filter(|t| {
+            t.iter().all(|&v| (v as usize) < nv && v < 1 << 31)
+                && t[0] != t[1]
+                && t[1] != t[2]
+                && t[0] != t[2]
+        })
+        .flat_map_iter(|t| {
+            [(t[0], t[1]), (t[1], t[2]), (t[2], t[0])]
+                .into_iter()
+                .map(|(a, b)| {
+                    let (lo, hi, dir) = if a < b { (a, b, 0) } else { (b, a, 1) };
+                    (lo as u64) << 32 | (hi as u64) << 1 | dir
+                })
+        })
+        .collect();
+    keys.par_sort_unstable();
+    let mut s = 0;
+    while s < keys.len() {
+        let edge = keys[s] >> 1;
+        let mut e = s;
+        let mut forward = 0;
+        while e < keys.len() && keys[e] >> 1 == edge {
+            forward += (keys[e] & 1 == 0) as usize;
+            e += 1;
+        }
+        let ends = [(edge >> 31) as u32, (edge & 0x7fff_ffff) as u32];
+        match e - s {
+            1 => f(EdgeProblem::Boundary, ends),
+            2 if forward != 1 => f(EdgeProblem::Misoriented, ends),
+            2 => {}
+            _ => f(EdgeProblem::NonManifold, ends),
+        }
+        s = e;
+    }
+}
+
+/// Signed enclosed volume of `mesh`, mm³ (see [`Topology::signed_volume_mm3`]).
+pub fn signed_volume(mesh: &Mesh) -> f64 {
+    let nv = mesh.vertices.len();
     let o = mesh
         .vertices
         .first()
@@ -105,6 +145,7 @@ pub fn topology(mesh: &Mesh) -> Topology {
         let p = mesh.vertices[v as usize];
         [p[0] as f64 - o[0], p[1] as f64 - o[1], p[2] as f64 - o[2]]
     };
+    // Fixed chunking keeps the sum deterministic.
     let partial: Vec<f64> = mesh
         .triangles
         .par_chunks(1 << 16)
@@ -119,16 +160,7 @@ pub fn topology(mesh: &Mesh) -> Topology {
                 .sum::<f64>()
         })
         .collect();
-    let signed_volume_mm3 = partial.iter().sum::<f64>() / 6.0;
-
-    Topology {
-        boundary_edges,
-        non_manifold_edges,
-        misoriented_edges,
-        shells,
-        degenerate_triangles,
-        signed_volume_mm3,
-    }
+    partial.iter().sum::<f64>() / 6.0
 }
 
 fn find(parent: &mut [u32], mut x: u32) -> u32 {

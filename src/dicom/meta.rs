@@ -130,7 +130,17 @@ pub fn open_with(path: &Path, mode: ReadMode) -> Result<(DicomFile, OpenedAs), M
         return Ok((obj, OpenedAs::RebuiltMeta));
     }
 
-    // No meta group: a bare data set.
+    // No meta group: a bare data set. Only try when the first element looks like one (a group
+    // 0002/0008 tag and a length inside the file): garbage would make dicom-rs allocate values of
+    // arbitrary length.
+    if !looks_like_bare_dataset(&bytes) {
+        return Err(MetaError::NotDicom {
+            file: path.to_owned(),
+            reason: format!(
+                "{first_error}; no DICM magic code and no group 0002/0008 element at the start"
+            ),
+        });
+    }
     let none = MetaFields::default();
     let mut errors = vec![first_error];
     for ts in [
@@ -160,6 +170,16 @@ pub fn open(path: &Path) -> Result<DicomFile, MetaError> {
 /// Opens the header of a DICOM file leniently, stopping before PixelData ([`ReadMode::HeaderOnly`]).
 pub fn open_header(path: &Path) -> Result<DicomFile, MetaError> {
     open_with(path, ReadMode::HeaderOnly).map(|(o, _)| o)
+}
+
+/// First element of a bare data set: group 0002 or 0008, and an implicit VR length or explicit VR
+/// letters that fit the file.
+fn looks_like_bare_dataset(b: &[u8]) -> bool {
+    let Some(h) = b.get(..8) else { return false };
+    let group = u16::from_le_bytes([h[0], h[1]]);
+    let implicit_len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize;
+    (group == 0x0008 || group == 0x0002)
+        && (implicit_len <= b.len() || h[4..6].iter().all(u8::is_ascii_uppercase))
 }
 
 /// A bare data set read with the wrong transfer syntax usually yields garbage tags; require an

@@ -21,6 +21,10 @@ use ndarray::Array2;
 #[path = "read/rle.rs"]
 mod rle;
 
+#[path = "read/attr.rs"]
+mod attr;
+pub(crate) use attr::{floats_of, int_of, items, str_of};
+
 use super::meta::{DicomFile, PIXEL_DATA};
 use super::series::AIR_HU;
 
@@ -72,6 +76,14 @@ pub enum PixelError {
         file: PathBuf,
         transfer_syntax: String,
         message: String,
+    },
+    /// More than 1% of the voxels lie outside [-4096, 32767] HU: the codec produced garbage (e.g. a
+    /// corrupt JPEG lossless stream that every decoder, dcmtk included, "decodes").
+    #[error("{file}: frame {frame}: {fraction_pct:.1}% of the voxels outside [-4096, 32767] HU: corrupt pixel data")]
+    ImplausibleHu {
+        file: PathBuf,
+        frame: u32,
+        fraction_pct: f64,
     },
     /// Encapsulated fragments could not be assigned to frames (PS3.5 A.4).
     #[error("{file}: cannot split {fragments} fragments into {frames} frames")]
@@ -163,13 +175,83 @@ pub fn pixel_format(obj: &DicomFile, file: &Path) -> Result<PixelFormat, PixelEr
 /// Errors: [`PixelError`] naming the file and the attribute or transfer syntax. Lossy transfer
 /// syntaxes decode (callers see the UID in `obj.meta()`); nothing here panics.
 pub fn decode_hu(obj: &DicomFile, file: &Path) -> Result<Vec<Array2<f32>>, PixelError> {
-    let fmt = pixel_format(obj, file)?;
+    let mut fmt = pixel_format(obj, file)?;
+    if !fmt.signed
+        && matches!(
+            fmt.transfer_syntax.as_str(),
+            "1.2.840.10008.1.2.4.90" | "1.2.840.10008.1.2.4.91"
+        )
+    {
+        // A signed JPEG 2000 codestream (SIZ Ssiz bit 7) with PixelRepresentation 0: the encoder
+        // wrote two's-complement samples; follow the codestream (as pydicom's J2K corrections do).
+        let first = encapsulated_frames(obj, file)?.and_then(|f| f.into_iter().next());
+        if first.as_deref().and_then(j2k_signed) == Some(true) {
+            tracing::debug!(file = %file.display(), "J2K codestream signed, PixelRepresentation 0: read as signed");
+            fmt.signed = true;
+        }
+    }
     let words = stored_words(obj, &fmt, file)?;
-    Ok(words
+    words
         .iter()
         .enumerate()
-        .map(|(f, w)| words_to_hu(w, &fmt, f))
-        .collect())
+        .map(|(f, w)| {
+            let hu = words_to_hu(w, &fmt, f);
+            let outside = hu
+                .iter()
+                .filter(|v| !(PLAUSIBLE_HU.0..=PLAUSIBLE_HU.1).contains(*v))
+                .count();
+            let fraction_pct = 100.0 * outside as f64 / hu.len().max(1) as f64;
+            if fraction_pct > 1.0 {
+                return Err(PixelError::ImplausibleHu {
+                    file: file.to_owned(),
+                    frame: f as u32,
+                    fraction_pct,
+                });
+            }
+            Ok(hu)
+        })
+        .collect()
+}
+
+/// Signedness of the first component in a raw JPEG 2000 codestream: SOC FF4F, SIZ FF51, Ssiz at
+/// byte 42 (ISO/IEC 15444-1 A.5.1; bit 7 set = signed).
+fn j2k_signed(cs: &[u8]) -> Option<bool> {
+    (cs.get(..4)? == [0xFF, 0x4F, 0xFF, 0x51]).then_some(())?;
+    cs.get(42).map(|s| s & 0x80 != 0)
+}
+
+/// HU range outside which a voxel is implausible for CT (extended CT scale reaches 32767).
+const PLAUSIBLE_HU: (f32, f32) = (-4096.0, 32767.0);
+
+/// The encapsulated frames of `obj` (one byte stream per frame, fragments joined per PS3.5 A.4 as
+/// in [`decode_hu`]); `None` for native pixel data.
+pub fn encapsulated_frames(
+    obj: &DicomFile,
+    file: &Path,
+) -> Result<Option<Vec<Vec<u8>>>, PixelError> {
+    let fmt = pixel_format(obj, file)?;
+    let elem =
+        obj.element_opt(PIXEL_DATA)
+            .ok()
+            .flatten()
+            .ok_or_else(|| PixelError::NoPixelData {
+                file: file.to_owned(),
+            })?;
+    match elem.value() {
+        Value::PixelSequence(seq) => frame_fragments(
+            seq.offset_table(),
+            seq.fragments(),
+            fmt.frames,
+            &fmt.transfer_syntax,
+        )
+        .map(Some)
+        .ok_or(PixelError::Fragments {
+            file: file.to_owned(),
+            fragments: seq.fragments().len(),
+            frames: fmt.frames,
+        }),
+        _ => Ok(None),
+    }
 }
 
 /// Whether a transfer syntax UID is lossy (JPEG baseline/extended/progressive, JPEG-LS
@@ -413,19 +495,9 @@ fn words_to_hu(words: &[u32], fmt: &PixelFormat, frame: usize) -> Array2<f32> {
 /// group, then the top-level attributes, then (1, 0).
 fn frame_rescales(obj: &DicomFile, frames: usize) -> Vec<(f64, f64)> {
     let from = |o: &dicom_object::InMemDicomObject| -> Option<(f64, f64)> {
-        let s = o
-            .element_opt(tags::RESCALE_SLOPE)
-            .ok()
-            .flatten()?
-            .to_float64()
-            .ok();
-        let i = o
-            .element_opt(tags::RESCALE_INTERCEPT)
-            .ok()
-            .flatten()?
-            .to_float64()
-            .ok();
-        Some((s.unwrap_or(1.0), i.unwrap_or(0.0)))
+        let s = floats_of(o, tags::RESCALE_SLOPE).and_then(|v| v.first().copied());
+        let i = floats_of(o, tags::RESCALE_INTERCEPT).and_then(|v| v.first().copied());
+        (s.is_some() || i.is_some()).then(|| (s.unwrap_or(1.0), i.unwrap_or(0.0)))
     };
     let pvt = |group: Option<&dicom_object::InMemDicomObject>| {
         group
@@ -445,35 +517,6 @@ fn frame_rescales(obj: &DicomFile, frames: usize) -> Vec<(f64, f64)> {
     (0..frames)
         .map(|f| pvt(per_frame.get(f)).unwrap_or(top))
         .collect()
-}
-
-/// Items of a sequence attribute (empty when absent).
-pub(crate) fn items(
-    obj: &dicom_object::InMemDicomObject,
-    tag: dicom_core::Tag,
-) -> Vec<dicom_object::InMemDicomObject> {
-    obj.element_opt(tag)
-        .ok()
-        .flatten()
-        .and_then(|e| e.items().map(|i| i.to_vec()))
-        .unwrap_or_default()
-}
-
-/// First value of an integer attribute (IS, US, SS, UL, SL...).
-pub(crate) fn int_of(obj: &dicom_object::InMemDicomObject, tag: dicom_core::Tag) -> Option<i64> {
-    let e = obj.element_opt(tag).ok().flatten()?;
-    e.to_int::<i64>()
-        .ok()
-        .or_else(|| e.to_float64().ok().map(|f| f.round() as i64))
-}
-
-/// Trimmed string value of an attribute (multi-valued joined with '\').
-pub(crate) fn str_of(obj: &dicom_object::InMemDicomObject, tag: dicom_core::Tag) -> Option<String> {
-    let e = obj.element_opt(tag).ok().flatten()?;
-    e.to_str().ok().map(|s| {
-        s.trim_matches(|c: char| c == '\0' || c.is_whitespace())
-            .to_string()
-    })
 }
 
 fn panic_message(p: &(dyn std::any::Any + Send)) -> String {

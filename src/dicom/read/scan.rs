@@ -9,7 +9,7 @@ use dicom_object::InMemDicomObject;
 use rayon::prelude::*;
 
 use super::super::meta::{self, DicomFile, ReadMode, PIXEL_DATA};
-use super::super::pixels::{int_of, items, str_of};
+use super::super::pixels::{floats_of, int_of, items, str_of};
 use super::SeriesInfo;
 
 /// Geometry of one frame (a single-frame instance has one), LPS mm (PS3.3 C.7.6.2).
@@ -137,7 +137,8 @@ fn walk(p: &Path, files: &mut Vec<PathBuf>, skipped: &mut Vec<Skipped>) {
 }
 
 /// Reads the header of each file (in parallel) and groups the CT instances: by SeriesInstanceUID,
-/// then by AcquisitionNumber, then by geometry (Rows/Columns, IOP, PixelSpacing) when every
+/// then by AcquisitionNumber when every acquisition holds at least 2 slices (else the series stays
+/// one group with `acquisition_number: None`), then by geometry (Rows/Columns, IOP, PixelSpacing) when every
 /// geometry sub-group holds at least 2 slices (a lone odd slice stays in place, and
 /// [`super::load_volume`] refuses the acquisition as inconsistent). Duplicate SOP Instance UIDs
 /// keep the first path. Every file left out is logged (`tracing::info`) and listed in
@@ -170,25 +171,30 @@ pub fn scan_files(paths: &[PathBuf]) -> Scan {
             }
         }
     }
-    let per_series: BTreeMap<&String, usize> =
-        by_series.keys().fold(BTreeMap::new(), |mut m, k| {
-            *m.entry(&k.0).or_default() += 1;
-            m
-        });
-    for ((uid, acq), n) in by_series
-        .keys()
-        .map(|k| (k, per_series[&k.0]))
-        .filter(|(_, n)| *n > 1)
-    {
-        tracing::info!(series = %uid, acquisition = ?acq, acquisitions = n, "series split by AcquisitionNumber");
+    // Merge the acquisitions of a series back when any of them holds a single slice (e.g. GE
+    // axial scanning gives every slice its own AcquisitionNumber).
+    let mut series: BTreeMap<String, Vec<(Option<i64>, Vec<InstanceHeader>)>> = BTreeMap::new();
+    for ((uid, acq), instances) in by_series {
+        series.entry(uid).or_default().push((acq, instances));
     }
-    for ((series_instance_uid, acquisition_number), instances) in by_series {
-        for part in split_by_geometry(instances) {
-            scan.groups.push(SeriesGroup {
-                series_instance_uid: series_instance_uid.clone(),
-                acquisition_number,
-                instances: part,
-            });
+    for (series_instance_uid, mut acquisitions) in series {
+        let slices = |v: &Vec<InstanceHeader>| v.iter().map(|h| h.frames.len()).sum::<usize>();
+        if acquisitions.len() > 1 {
+            if acquisitions.iter().all(|(_, v)| slices(v) >= 2) {
+                tracing::info!(series = %series_instance_uid, acquisitions = acquisitions.len(), "series split by AcquisitionNumber");
+            } else {
+                let all = acquisitions.drain(..).flat_map(|(_, v)| v).collect();
+                acquisitions.push((None, all));
+            }
+        }
+        for (acquisition_number, instances) in acquisitions {
+            for part in split_by_geometry(instances) {
+                scan.groups.push(SeriesGroup {
+                    series_instance_uid: series_instance_uid.clone(),
+                    acquisition_number,
+                    instances: part,
+                });
+            }
         }
     }
     scan
@@ -285,7 +291,7 @@ pub fn read_header(path: &Path) -> Result<InstanceHeader, Skipped> {
 }
 
 fn floats<const N: usize>(o: &InMemDicomObject, tag: dicom_core::Tag) -> Option<[f64; N]> {
-    let v = o.element_opt(tag).ok().flatten()?.to_multi_float64().ok()?;
+    let v = floats_of(o, tag)?;
     let a: [f64; N] = v.get(..N)?.try_into().ok()?;
     a.iter().all(|x| x.is_finite()).then_some(a)
 }
@@ -314,16 +320,12 @@ fn frame_headers(obj: &DicomFile) -> Result<Vec<FrameHeader>, &'static str> {
     let n = int_of(obj, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as usize;
     let in_group = |group: Option<&InMemDicomObject>, seq, tag| -> Option<Vec<f64>> {
         let item = items(group?, seq).into_iter().next()?;
-        item.element_opt(tag)
-            .ok()
-            .flatten()?
-            .to_multi_float64()
-            .ok()
+        floats_of(&item, tag)
     };
     let get = |f: usize, seq, tag, len: usize| -> Option<Vec<f64>> {
         in_group(per_frame.get(f), seq, tag)
             .or_else(|| in_group(shared.first(), seq, tag))
-            .or_else(|| obj.element_opt(tag).ok().flatten()?.to_multi_float64().ok())
+            .or_else(|| floats_of(obj, tag))
             .filter(|v| v.len() >= len && v.iter().all(|x| x.is_finite()))
     };
     (0..n)
@@ -367,12 +369,7 @@ fn check_iop(iop: &[f64; 6]) -> Option<()> {
 /// Fills [`SeriesInfo`] from one instance (empty/None when absent; ImageType split on '\').
 pub fn series_info(obj: &InMemDicomObject) -> SeriesInfo {
     let s = |t| str_of(obj, t).unwrap_or_default();
-    let f = |t| {
-        obj.element_opt(t)
-            .ok()
-            .flatten()
-            .and_then(|e| e.to_float64().ok())
-    };
+    let f = |t| floats_of(obj, t).and_then(|v| v.first().copied());
     SeriesInfo {
         study_instance_uid: s(tags::STUDY_INSTANCE_UID),
         series_instance_uid: s(tags::SERIES_INSTANCE_UID),

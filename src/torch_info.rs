@@ -14,7 +14,11 @@ fn cuda_state() -> String {
         format!(
             "available ({} device(s), cuDNN {})",
             tch::Cuda::device_count(),
-            if tch::Cuda::cudnn_is_available() { "yes" } else { "no" }
+            if tch::Cuda::cudnn_is_available() {
+                "yes"
+            } else {
+                "no"
+            }
         )
     } else {
         "not available (CPU)".to_owned()

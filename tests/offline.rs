@@ -354,8 +354,18 @@ fn marker_cube_in_one_lps_corner_of_a_tilted_non_square_series() {
     let b = stl_bbox(&mesh);
     let tol = [0.25, 0.3, 1.25];
     for a in 0..3 {
-        assert!((b[0][a] - lo[a]).abs() <= tol[a], "axis {a}: STL min {} vs {}", b[0][a], lo[a]);
-        assert!((b[1][a] - hi[a]).abs() <= tol[a], "axis {a}: STL max {} vs {}", b[1][a], hi[a]);
+        assert!(
+            (b[0][a] - lo[a]).abs() <= tol[a],
+            "axis {a}: STL min {} vs {}",
+            b[0][a],
+            lo[a]
+        );
+        assert!(
+            (b[1][a] - hi[a]).abs() <= tol[a],
+            "axis {a}: STL max {} vs {}",
+            b[1][a],
+            hi[a]
+        );
     }
     let topo = topology(&mesh);
     assert_eq!((topo.boundary_edges, topo.non_manifold_edges), (0, 0));

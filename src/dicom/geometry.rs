@@ -94,7 +94,10 @@ impl Geometry {
     /// Distances (mm) between consecutive slices along the normal; length `slices - 1`.
     pub fn slice_spacings(&self) -> Vec<f64> {
         let nrm = self.normal();
-        self.ipp.windows(2).map(|w| dot(sub(w[1], w[0]), nrm)).collect()
+        self.ipp
+            .windows(2)
+            .map(|w| dot(sub(w[1], w[0]), nrm))
+            .collect()
     }
 
     /// Median slice spacing along the normal (mm); 1.0 for a single slice.
@@ -118,7 +121,10 @@ impl Geometry {
         if len == 0.0 {
             return 0.0;
         }
-        (dot(d, self.normal()) / len).clamp(-1.0, 1.0).acos().to_degrees()
+        (dot(d, self.normal()) / len)
+            .clamp(-1.0, 1.0)
+            .acos()
+            .to_degrees()
     }
 
     /// Thickness (mm) of the slab each slice represents: half the distance to the previous plus half
@@ -143,7 +149,12 @@ impl Geometry {
     /// Volume (mL) of `counts[k]` voxels in each slice `k`, with [`Geometry::slab_thicknesses`].
     pub fn volume_ml(&self, counts: &[u64]) -> f64 {
         let area = self.pixel_spacing[0] * self.pixel_spacing[1];
-        self.slab_thicknesses().iter().zip(counts).map(|(t, &c)| c as f64 * area * t).sum::<f64>() / 1000.0
+        self.slab_thicknesses()
+            .iter()
+            .zip(counts)
+            .map(|(t, &c)| c as f64 * area * t)
+            .sum::<f64>()
+            / 1000.0
     }
 }
 
@@ -198,7 +209,12 @@ mod tests {
         let g = tilted();
         assert_eq!(g.slice_spacings(), vec![2.0, 3.0]);
         assert_eq!(g.slab_thicknesses(), vec![2.0, 2.5, 3.0]);
-        assert!((g.volume_ml(&[1000, 0, 2000]) - (1000.0 * 0.125 * 2.0 + 2000.0 * 0.125 * 3.0) / 1000.0).abs() < 1e-12);
+        assert!(
+            (g.volume_ml(&[1000, 0, 2000])
+                - (1000.0 * 0.125 * 2.0 + 2000.0 * 0.125 * 3.0) / 1000.0)
+                .abs()
+                < 1e-12
+        );
         assert!((g.tilt_deg() - (2.5f64 / 5.0).atan().to_degrees()).abs() < 1e-12);
     }
 }

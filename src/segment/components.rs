@@ -84,7 +84,12 @@ pub fn label(mask: &Mask, conn: Connectivity) -> Components {
                     while i < ni && row[i] != 0 {
                         i += 1;
                     }
-                    runs.push(Run { k: k as u32, j: j as u32, start: s as u32, end: i as u32 });
+                    runs.push(Run {
+                        k: k as u32,
+                        j: j as u32,
+                        start: s as u32,
+                        end: i as u32,
+                    });
                 } else {
                     i += 1;
                 }

@@ -20,7 +20,9 @@ pub struct ThresholdSegmenter {
 
 impl Default for ThresholdSegmenter {
     fn default() -> Self {
-        Self { threshold_hu: DEFAULT_THRESHOLD_HU }
+        Self {
+            threshold_hu: DEFAULT_THRESHOLD_HU,
+        }
     }
 }
 
@@ -28,7 +30,11 @@ impl Segmenter for ThresholdSegmenter {
     fn identity(&self) -> AlgorithmIdentity {
         AlgorithmIdentity {
             name: "osteon-threshold".to_owned(),
-            version: format!("{}HU-lcc26/{}", self.threshold_hu, env!("CARGO_PKG_VERSION")),
+            version: format!(
+                "{}HU-lcc26/{}",
+                self.threshold_hu,
+                env!("CARGO_PKG_VERSION")
+            ),
             skull_specific: false,
         }
     }

@@ -7,7 +7,11 @@ use std::process::Command;
 /// `../shared/data` beside the checkout (read-only real CT and reference objects).
 pub fn shared_data() -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
-    assert!(p.is_dir(), "test data not found at {} (the checkout must sit beside shared/)", p.display());
+    assert!(
+        p.is_dir(),
+        "test data not found at {} (the checkout must sit beside shared/)",
+        p.display()
+    );
     p
 }
 
@@ -16,10 +20,18 @@ pub fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("OSTEON_PY") {
         return PathBuf::from(p);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
-    let cache = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or(home.join(".cache"));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or(home.join(".cache"));
     let p = cache.join("osteon/pyenv-validators-1/bin/python");
-    assert!(p.exists(), "no validator Python at {}: run scripts/setup.sh (or set OSTEON_PY)", p.display());
+    assert!(
+        p.exists(),
+        "no validator Python at {}: run scripts/setup.sh (or set OSTEON_PY)",
+        p.display()
+    );
     p
 }
 
@@ -30,15 +42,29 @@ pub fn require_tool(tool: &str) {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
-    assert!(ok, "{tool} not found on PATH: run scripts/setup.sh (Debian packages dcmtk, dicom3tools)");
+    assert!(
+        ok,
+        "{tool} not found on PATH: run scripts/setup.sh (Debian packages dcmtk, dicom3tools)"
+    );
 }
 
 /// Runs dciodvfy on `file` and returns (error lines, full output). dciodvfy prints "Error - ..." lines
 /// for IOD violations and "Warning - ..." lines for softer findings.
 pub fn dciodvfy(file: &Path) -> (Vec<String>, String) {
     require_tool("dciodvfy");
-    let out = Command::new("dciodvfy").arg(file).output().expect("run dciodvfy");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    let errors = text.lines().filter(|l| l.starts_with("Error")).map(str::to_owned).collect();
+    let out = Command::new("dciodvfy")
+        .arg(file)
+        .output()
+        .expect("run dciodvfy");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let errors = text
+        .lines()
+        .filter(|l| l.starts_with("Error"))
+        .map(str::to_owned)
+        .collect();
     (errors, text)
 }

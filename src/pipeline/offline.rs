@@ -177,7 +177,7 @@ pub fn run(
             .map_err(|e| e.to_string())
             .and_then(|ct| {
                 let read_ms = scan_ms / found.groups.len() as f64 + t.elapsed().as_secs_f64() * 1e3;
-                process_volume(&ct, segmenter.as_ref(), &options.mesh, &dir, read_ms)
+                process_volume(ct, segmenter.as_ref(), &options.mesh, &dir, read_ms)
                     .map_err(|e| e.to_string())
             });
         if let Err(e) = &result {

@@ -57,12 +57,14 @@ fn ms(t: Instant) -> f64 {
 
 /// Segments `ct`, meshes the mask and writes [`SEG_FILE`], [`STL_FILE`], [`STL_OBJECT_FILE`] and
 /// [`REPORT_FILE`] into `out_dir` (created if missing). `read_ms` is the time the caller spent
-/// reading the series, carried into the report.
+/// reading the series, carried into the report. The HU voxels are released right after
+/// segmentation (the later stages need only the geometry and the source references), which keeps the
+/// peak memory near one f32 volume.
 ///
 /// # Errors
 /// The first stage that fails, naming the series.
 pub fn process_volume(
-    ct: &CtVolume,
+    mut ct: CtVolume,
     segmenter: &dyn Segmenter,
     mesh_options: &MeshOptions,
     out_dir: &Path,
@@ -79,11 +81,12 @@ pub fn process_volume(
 
     let t = Instant::now();
     let mask = segmenter
-        .segment(ct)
+        .segment(&ct)
         .map_err(|source| WorkerError::Segment {
             series: series.clone(),
             source,
         })?;
+    ct.hu = ndarray::Array3::zeros((0, 0, 0));
     let segment_ms = ms(t);
     let per_slice: Vec<u64> = mask
         .outer_iter()
@@ -107,7 +110,7 @@ pub fn process_volume(
         skull_specific: identity.skull_specific,
         ..SegmentDescription::default()
     };
-    let seg = build_seg(ct, mask.view(), &description).map_err(|source| WorkerError::Seg {
+    let seg = build_seg(&ct, mask.view(), &description).map_err(|source| WorkerError::Seg {
         series: series.clone(),
         source,
     })?;
@@ -131,7 +134,7 @@ pub fn process_volume(
     let stl_path = out_dir.join(STL_FILE);
     std::fs::write(&stl_path, &stl).map_err(io(&stl_path))?;
     let stl_object =
-        build_encapsulated_stl(ct, &stl, &StlDescription::default()).map_err(|source| {
+        build_encapsulated_stl(&ct, &stl, &StlDescription::default()).map_err(|source| {
             WorkerError::StlObject {
                 series: series.clone(),
                 source,
@@ -154,7 +157,7 @@ pub fn process_volume(
     let report = SeriesReport {
         osteon_version: env!("CARGO_PKG_VERSION").to_owned(),
         series: ct.info.clone(),
-        geometry: GeometryReport::of(ct),
+        geometry: GeometryReport::of(&ct),
         segmentation: SegmentationReport {
             algorithm: identity,
             bone_voxels,

@@ -52,6 +52,9 @@ fn main() {
         .expect("bone found");
     let seg_ms = t.elapsed().as_secs_f64() * 1e3;
     rows.push(("segmentation (threshold baseline)", seg_ms));
+    // As the worker does: the later stages need the geometry and references, not the HU voxels.
+    let mut ct = ct;
+    ct.hu = ndarray::Array3::zeros((0, 0, 0));
 
     let t = Instant::now();
     let (mesh, stats) = build_mesh(&mask, &ct.geometry, &MeshOptions::default()).expect("mesh");

@@ -17,6 +17,7 @@
 
 pub mod dicom;
 pub mod mesh;
+pub mod phantom;
 pub mod pipeline;
 pub mod segment;
 pub mod torch_info;

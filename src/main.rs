@@ -54,6 +54,9 @@ enum Command {
         #[arg(long, default_value_t = osteon::mesh::MeshOptions::default().max_triangles.unwrap_or(0))]
         max_triangles: usize,
     },
+    /// Generate a synthetic head CT (DICOM series) with its exact bone label (DICOM SEG + STL) from a
+    /// virtual scanner profile; see docs/phantom.md.
+    Phantom(osteon::phantom::cli::PhantomArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -94,6 +97,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     match command {
+        Command::Phantom(args) => osteon::phantom::cli::run(&args),
         Command::Segment {
             inputs,
             out,

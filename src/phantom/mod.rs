@@ -1,0 +1,2 @@
+//! Synthetic head CT phantoms with exact bone labels (`osteon phantom`).
+pub mod cli;

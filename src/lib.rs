@@ -11,11 +11,18 @@
 //!   the classical threshold baseline lives in [`segment::threshold`].
 //! * [`mesh`]: iso-surface of a mask in LPS mm (watertight, manifold), smoothing, decimation, STL.
 //! * [`pipeline`]: wires the stages together; [`pipeline::offline`] is `osteon segment`.
+//! * [`label`]: training and evaluation labels: a closed STL voxelised onto a CT grid
+//!   ([`label::voxelise`], `osteon label --stl`) and the reference procedure for real scans
+//!   ([`label::reference`], `osteon label --reference`).
+//! * [`eval`]: scoring a segmentation against a label (DSC, signed surface deviation,
+//!   [`eval::metrics`]) over the scans of a TOML manifest ([`eval::manifest`], `osteon evaluate`).
 //!
 //! Conventions: patient coordinates are DICOM LPS in millimetres everywhere; volume arrays are
 //! `[k, j, i]` = `[slice, row, column]`; HU are `f32`.
 
 pub mod dicom;
+pub mod eval;
+pub mod label;
 pub mod mesh;
 pub mod phantom;
 pub mod pipeline;

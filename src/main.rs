@@ -57,12 +57,60 @@ enum Command {
     /// Generate a synthetic head CT (DICOM series) with its exact bone label (DICOM SEG + STL) from a
     /// virtual scanner profile; see docs/phantom.md.
     Phantom(osteon::phantom::cli::PhantomArgs),
+    /// Write a bone label (DICOM SEG) on the grid of a CT series: either a closed STL in LPS mm
+    /// voxelised onto the grid (--stl), or the documented reference procedure for real scans
+    /// (--reference; docs/labels.md).
+    Label {
+        /// Folder (or files) holding the CT series the label is for.
+        #[arg(long, required = true)]
+        ct: Vec<PathBuf>,
+        /// Closed STL (binary or ASCII) in the CT's LPS mm.
+        #[arg(
+            long,
+            conflicts_with = "reference",
+            required_unless_present = "reference"
+        )]
+        stl: Option<PathBuf>,
+        /// Use the reference procedure (threshold, largest component, thin-bridge removal).
+        #[arg(long)]
+        reference: bool,
+        /// Which series when --ct holds several: SeriesInstanceUID or SeriesNumber.
+        #[arg(long)]
+        series: Option<String>,
+        /// Threshold in HU of the reference procedure.
+        #[arg(long, default_value_t = osteon::label::reference::ReferenceOptions::default().threshold_hu)]
+        threshold: f32,
+        /// Output SEG file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Score a segmenter on the scans of a manifest (DSC in the label's region, signed surface
+    /// deviation within +-5 mm); prints a per-scan and per-scanner table and writes a CSV.
+    Evaluate {
+        /// Manifest (TOML; docs/labels.md).
+        #[arg(long)]
+        manifest: PathBuf,
+        /// Segmenter to score.
+        #[arg(long, value_enum, default_value_t = EvalSegmenterArg::Threshold)]
+        segmenter: EvalSegmenterArg,
+        /// Bone threshold in HU for the threshold segmenter.
+        #[arg(long, default_value_t = osteon::segment::threshold::DEFAULT_THRESHOLD_HU)]
+        threshold: f32,
+        /// CSV file with one row per scan.
+        #[arg(long, default_value = "evaluation.csv")]
+        csv: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 enum SegmenterArg {
     Threshold,
     Cnn,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum EvalSegmenterArg {
+    Threshold,
 }
 
 fn version_line() -> String {
@@ -133,6 +181,66 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("osteon segment: error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Label {
+            ct,
+            stl,
+            reference,
+            series,
+            threshold,
+            out,
+        } => {
+            use osteon::label::{run_label, LabelOptions, LabelSource};
+            let source = match (stl, reference) {
+                (Some(path), _) => LabelSource::Stl(path),
+                (None, _) => LabelSource::Reference(osteon::label::reference::ReferenceOptions {
+                    threshold_hu: threshold,
+                    ..Default::default()
+                }),
+            };
+            let options = LabelOptions {
+                ct,
+                series,
+                source,
+                out,
+            };
+            match run_label(&options) {
+                Ok(report) => {
+                    println!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("osteon label: error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Evaluate {
+            manifest,
+            segmenter,
+            threshold,
+            csv,
+        } => {
+            let segmenter = match segmenter {
+                EvalSegmenterArg::Threshold => osteon::segment::threshold::ThresholdSegmenter {
+                    threshold_hu: threshold,
+                },
+            };
+            match osteon::eval::evaluate_manifest(&manifest, &segmenter, &csv) {
+                Ok(evaluation) => {
+                    print!("{}", evaluation.table());
+                    println!("CSV: {}", csv.display());
+                    if evaluation.failed() > 0 {
+                        ExitCode::from(1)
+                    } else {
+                        ExitCode::SUCCESS
+                    }
+                }
+                Err(e) => {
+                    eprintln!("osteon evaluate: error: {e}");
                     ExitCode::from(1)
                 }
             }

@@ -1,0 +1,353 @@
+//! Scoring segmentations against labels (`osteon evaluate`).
+//!
+//! * [`metrics`]: DSC inside the reference's region, signed surface deviation (±5 mm), rim band.
+//! * [`manifest`]: the TOML list of scans with their label source and scanner group.
+//!
+//! [`evaluate_scan`] follows the paper (Minnema et al. 2018, §2.5): label and prediction on the CT
+//! grid → DSC inside the bounding box of the label → both meshed with [`crate::mesh::build_mesh`]
+//! (largest component, smoothing, decimation) → signed deviation of each reference mesh vertex from
+//! the predicted mesh, kept within ±5 mm.
+
+pub mod manifest;
+pub mod metrics;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::dicom::series::CtVolume;
+use crate::label::{self, LabelError};
+use crate::mesh::{build_mesh, MeshError, MeshOptions};
+use crate::segment::{Mask, SegmentError, Segmenter};
+use manifest::{LabelSpec, Manifest, ManifestError, ScanEntry};
+use metrics::{deviations, dice, surface_points, Deviation, Overlap, Region, SurfaceIndex};
+
+/// Deviations beyond this (mm) are left out, as in the paper.
+pub const MAX_DEVIATION_MM: f64 = 5.0;
+
+/// Errors of evaluation.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// Masks or regions of different shapes.
+    #[error("shape mismatch: {0}")]
+    Shape(String),
+    /// A mesh with no usable triangle.
+    #[error("mesh has no usable triangles")]
+    EmptyMesh,
+    /// The label is empty.
+    #[error("label of scan {0:?} is empty")]
+    EmptyLabel(String),
+    /// The manifest could not be loaded.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// Loading the CT or building the label failed.
+    #[error(transparent)]
+    Label(#[from] LabelError),
+    /// The segmenter failed.
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
+    /// Meshing failed.
+    #[error(transparent)]
+    Mesh(#[from] MeshError),
+    /// Writing the CSV failed.
+    #[error("writing {path}: {source}")]
+    Io {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+/// Scores of one scan.
+#[derive(Clone, Debug, Serialize)]
+pub struct ScanScore {
+    /// Voxel overlap inside the region.
+    pub overlap: Overlap,
+    /// Region the DSC was counted in.
+    pub region: Region,
+    /// Whole-surface deviation.
+    pub deviation: Deviation,
+    /// Deviation in the defect-rim band, when the manifest gives a rim.
+    pub rim: Option<Deviation>,
+    /// Label and predicted bone volume, mL.
+    pub label_ml: f64,
+    /// Predicted bone volume, mL.
+    pub predicted_ml: f64,
+}
+
+/// One row of the evaluation.
+#[derive(Clone, Debug, Serialize)]
+pub struct ScanResult {
+    /// Scan name.
+    pub name: String,
+    /// Scanner group.
+    pub scanner: String,
+    /// Label kind.
+    pub label: String,
+    /// Scores, or the error that stopped this scan.
+    pub score: Result<ScanScore, String>,
+    /// Wall time, ms.
+    pub ms: f64,
+}
+
+/// All rows of a manifest.
+#[derive(Clone, Debug, Serialize)]
+pub struct Evaluation {
+    /// Manifest name.
+    pub manifest: String,
+    /// Segmenter name and version.
+    pub segmenter: String,
+    /// Per scan, in manifest order.
+    pub scans: Vec<ScanResult>,
+}
+
+fn volume_ml(ct: &CtVolume, m: &Mask) -> f64 {
+    let per: Vec<u64> = m
+        .outer_iter()
+        .map(|s| s.iter().filter(|&&v| v != 0).count() as u64)
+        .collect();
+    ct.geometry.volume_ml(&per)
+}
+
+/// Builds the label of a manifest entry on the grid of `ct`.
+///
+/// # Errors
+/// [`EvalError::Label`] (SEG off-grid, STL not closed or outside, reference procedure found no bone).
+pub fn label_for(ct: &CtVolume, spec: &LabelSpec) -> Result<Mask, EvalError> {
+    Ok(match spec {
+        LabelSpec::Seg { path } => label::seg_mask_on_grid(path, &ct.geometry)?,
+        LabelSpec::Stl { path } => {
+            let mesh = label::read_stl(path)?;
+            label::voxelise::voxelise(&mesh, &ct.geometry)?.0
+        }
+        LabelSpec::Reference { .. } => {
+            let opts = spec.reference_options().unwrap_or_default();
+            label::reference::reference_mask(ct, &opts)?.0
+        }
+    })
+}
+
+/// Scores `predicted` against `reference` on `ct`'s grid (see the module documentation).
+///
+/// # Errors
+/// [`EvalError::EmptyLabel`] for an empty reference, [`EvalError::Mesh`] when a mask cannot be
+/// meshed (e.g. an empty prediction), [`EvalError::Shape`].
+pub fn score(
+    ct: &CtVolume,
+    predicted: &Mask,
+    reference: &Mask,
+    rim: Option<&metrics::RimBand>,
+) -> Result<ScanScore, EvalError> {
+    let region = Region::bounding_box(reference, 0)
+        .ok_or_else(|| EvalError::EmptyLabel(ct.info.series_instance_uid.clone()))?;
+    let overlap = dice(predicted, reference, &region)?;
+    let opts = MeshOptions::default();
+    let (ref_mesh, _) = build_mesh(reference, &ct.geometry, &opts)?;
+    let (pred_mesh, _) = build_mesh(predicted, &ct.geometry, &opts)?;
+    let index = SurfaceIndex::new(&pred_mesh)?;
+    let points = surface_points(&ref_mesh);
+    let d = deviations(&points, &index, MAX_DEVIATION_MM);
+    let rim = rim.map(|band| Deviation::of(&band.filter(&points, &d), MAX_DEVIATION_MM));
+    Ok(ScanScore {
+        overlap,
+        region,
+        deviation: Deviation::of(&d, MAX_DEVIATION_MM),
+        rim,
+        label_ml: volume_ml(ct, reference),
+        predicted_ml: volume_ml(ct, predicted),
+    })
+}
+
+/// Loads, labels, segments and scores one manifest entry.
+///
+/// # Errors
+/// Any [`EvalError`] of the steps.
+pub fn evaluate_scan(entry: &ScanEntry, segmenter: &dyn Segmenter) -> Result<ScanScore, EvalError> {
+    let ct = label::load_ct(
+        std::slice::from_ref(&entry.series),
+        entry.series_selector.as_deref(),
+    )?;
+    let reference = label_for(&ct, &entry.label)?;
+    let predicted = segmenter.segment(&ct)?;
+    score(&ct, &predicted, &reference, entry.rim.as_ref())
+}
+
+/// `osteon evaluate`: scores `segmenter` on every scan of the manifest at `manifest_path` (a scan
+/// that fails is reported in its row, the others go on) and writes the rows to `csv`.
+///
+/// # Errors
+/// [`EvalError::Manifest`] when the manifest does not load, [`EvalError::Io`] when the CSV cannot be
+/// written.
+pub fn evaluate_manifest(
+    manifest_path: &Path,
+    segmenter: &dyn Segmenter,
+    csv: &Path,
+) -> Result<Evaluation, EvalError> {
+    let m = Manifest::load(manifest_path)?;
+    let id = segmenter.identity();
+    let mut scans = Vec::with_capacity(m.scan.len());
+    for entry in &m.scan {
+        let t = Instant::now();
+        let score = evaluate_scan(entry, segmenter).map_err(|e| e.to_string());
+        if let Err(e) = &score {
+            tracing::warn!(scan = %entry.name, error = %e, "scan not scored");
+        }
+        let row = ScanResult {
+            name: entry.name.clone(),
+            scanner: entry.scanner.clone(),
+            label: entry.label.kind().to_owned(),
+            score,
+            ms: t.elapsed().as_secs_f64() * 1000.0,
+        };
+        tracing::info!(scan = %row.name, ms = row.ms, "scored");
+        scans.push(row);
+    }
+    let evaluation = Evaluation {
+        manifest: m.manifest.name.clone(),
+        segmenter: format!("{} {}", id.name, id.version),
+        scans,
+    };
+    std::fs::write(csv, evaluation.csv()).map_err(|source| EvalError::Io {
+        path: csv.to_owned(),
+        source,
+    })?;
+    Ok(evaluation)
+}
+
+impl Evaluation {
+    /// Scans that could not be scored.
+    pub fn failed(&self) -> usize {
+        self.scans.iter().filter(|s| s.score.is_err()).count()
+    }
+
+    /// CSV text: one row per scan (deviations in mm, volumes in mL; empty cells where not scored).
+    pub fn csv(&self) -> String {
+        let mut out = String::from(
+            "scan,scanner,label,dsc,tp,fp,fn,dev_mean_mm,dev_sd_mm,dev_mean_abs_mm,dev_points,\
+             dev_points_total,rim_mean_mm,rim_sd_mm,rim_points,label_ml,predicted_ml,ms,error\n",
+        );
+        for s in &self.scans {
+            let _ = write!(
+                out,
+                "{},{},{},",
+                csv_field(&s.name),
+                csv_field(&s.scanner),
+                s.label
+            );
+            match &s.score {
+                Ok(x) => {
+                    let (rm, rs, rn) =
+                        x.rim
+                            .map_or((String::new(), String::new(), String::new()), |r| {
+                                (
+                                    format!("{:.4}", r.mean_mm),
+                                    format!("{:.4}", r.sd_mm),
+                                    r.n.to_string(),
+                                )
+                            });
+                    let _ = writeln!(
+                        out,
+                        "{:.5},{},{},{},{:.4},{:.4},{:.4},{},{},{rm},{rs},{rn},{:.3},{:.3},{:.0},",
+                        x.overlap.dsc,
+                        x.overlap.tp,
+                        x.overlap.fp,
+                        x.overlap.fn_,
+                        x.deviation.mean_mm,
+                        x.deviation.sd_mm,
+                        x.deviation.mean_abs_mm,
+                        x.deviation.n,
+                        x.deviation.n_total,
+                        x.label_ml,
+                        x.predicted_ml,
+                        s.ms
+                    );
+                }
+                Err(e) => {
+                    let _ = writeln!(out, ",,,,,,,,,,,,,,{:.0},{}", s.ms, csv_field(e));
+                }
+            }
+        }
+        out
+    }
+
+    /// Plain-text table: one line per scan, then per scanner group mean ± SD of DSC and of the
+    /// per-scan mean deviation.
+    pub fn table(&self) -> String {
+        let mut out = format!(
+            "manifest {} — segmenter {}\n",
+            self.manifest, self.segmenter
+        );
+        let _ = writeln!(
+            out,
+            "{:<28} {:<22} {:>7} {:>16} {:>9} {:>8} {:>8}",
+            "scan", "scanner", "DSC", "dev mean±SD mm", "|dev| mm", "label mL", "pred mL"
+        );
+        for s in &self.scans {
+            match &s.score {
+                Ok(x) => {
+                    let _ = writeln!(
+                        out,
+                        "{:<28} {:<22} {:>7.4} {:>16} {:>9.3} {:>8.1} {:>8.1}",
+                        s.name,
+                        s.scanner,
+                        x.overlap.dsc,
+                        format!("{:+.3}±{:.3}", x.deviation.mean_mm, x.deviation.sd_mm),
+                        x.deviation.mean_abs_mm,
+                        x.label_ml,
+                        x.predicted_ml
+                    );
+                }
+                Err(e) => {
+                    let _ = writeln!(out, "{:<28} {:<22} FAILED: {e}", s.name, s.scanner);
+                }
+            }
+        }
+        let mut groups: Vec<&str> = self.scans.iter().map(|s| s.scanner.as_str()).collect();
+        groups.sort_unstable();
+        groups.dedup();
+        let _ = writeln!(
+            out,
+            "\nper scanner: n, DSC mean±SD, deviation mean±SD (of per-scan means), mm"
+        );
+        for g in groups {
+            let rows: Vec<&ScanScore> = self
+                .scans
+                .iter()
+                .filter(|s| s.scanner == g)
+                .filter_map(|s| s.score.as_ref().ok())
+                .collect();
+            let (dm, ds) = mean_sd(rows.iter().map(|x| x.overlap.dsc));
+            let (vm, vs) = mean_sd(rows.iter().map(|x| x.deviation.mean_mm));
+            let _ = writeln!(
+                out,
+                "{:<28} {:>3} {:>16} {:>16}",
+                g,
+                rows.len(),
+                format!("{dm:.4}±{ds:.4}"),
+                format!("{vm:+.3}±{vs:.3}")
+            );
+        }
+        out
+    }
+}
+
+fn mean_sd(v: impl Iterator<Item = f64>) -> (f64, f64) {
+    let v: Vec<f64> = v.filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let m = v.iter().sum::<f64>() / v.len() as f64;
+    let s = (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / v.len() as f64).sqrt();
+    (m, s)
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}

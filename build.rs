@@ -42,5 +42,10 @@ fn libtorch_version(root: &std::path::Path) -> Option<String> {
             .find_map(|l| l.strip_prefix(&format!("#define TORCH_VERSION_{name} ")))
             .map(|v| v.trim().to_owned())
     };
-    Some(format!("{}.{}.{}", part("MAJOR")?, part("MINOR")?, part("PATCH")?))
+    Some(format!(
+        "{}.{}.{}",
+        part("MAJOR")?,
+        part("MINOR")?,
+        part("PATCH")?
+    ))
 }

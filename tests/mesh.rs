@@ -263,3 +263,52 @@ fn throughput_on_synthetic_skull_shell() {
         stats.volume_ml
     );
 }
+
+fn status_kib(field: &str) -> f64 {
+    let s = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status (Linux only)");
+    s.lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{field} missing from /proc/self/status"))
+}
+
+/// The mesh stage on the real Philips head phantom (140 x 512 x 512, threshold segmentation): one
+/// watertight solid, and its own peak memory (resident set above what was resident when it started)
+/// within the budget of 200 MiB. Run with `--ignored` (release build; prints the timings).
+#[test]
+#[ignore = "benchmark on real CT; run with --release -- --ignored"]
+fn philips_mesh_stage_memory_and_time() {
+    use osteon::dicom::series::{load_volume, scan};
+    use osteon::segment::{threshold::ThresholdSegmenter, Segmenter};
+    let series = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/ct/philips-ingenuity-head-phantom/S2020");
+    let found = scan(&[series]);
+    let ct = load_volume(found.groups.first().expect("S2020 holds a CT series")).expect("load");
+    let mask = ThresholdSegmenter::default().segment(&ct).expect("bone");
+    let geometry = ct.geometry.clone();
+    drop(ct);
+    // Reset the peak resident set (Linux >= 4.0: writing 5 to clear_refs resets VmHWM).
+    std::fs::write("/proc/self/clear_refs", "5").expect("reset VmHWM");
+    let base = status_kib("VmRSS:");
+    let t = Instant::now();
+    let (mesh, stats) = build_mesh(&mask, &geometry, &MeshOptions::default()).unwrap();
+    let wall = t.elapsed().as_secs_f64() * 1e3;
+    let peak_mib = (status_kib("VmHWM:") - base) / 1024.0;
+    println!("mesh stage {wall:.0} ms, peak above start {peak_mib:.0} MiB");
+    println!("  {:?}", stats.timings);
+    println!(
+        "  surface {} -> {} triangles, {} vertices, {:.2} mL",
+        stats.triangles_surface, stats.triangles, stats.vertices, stats.volume_ml
+    );
+    println!("  smoothing: {}", stats.smoothing);
+    println!("  decimation: {}", stats.decimation);
+    let t = topology(&mesh);
+    assert!(t.is_watertight() && t.signed_volume_mm3 > 0.0, "{t:?}");
+    assert_eq!(stats.shells, t.shells);
+    assert!(stats.triangles <= 1_000_000);
+    assert!(
+        peak_mib < 200.0,
+        "mesh stage peak {peak_mib:.0} MiB above start"
+    );
+}

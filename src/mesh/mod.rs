@@ -4,8 +4,10 @@
 //!   native resolution; the 0.5 level set of the piecewise-linear interpolant of the padded mask, hence
 //!   a closed, oriented 2-manifold with no ambiguous cases.
 //! * [`smooth`]: windowed-sinc low-pass smoothing (Taubin, Zhang & Golub 1996), which does not shrink.
-//! * [`decimate`]: reduction to a triangle budget with meshoptimizer, re-checked for holes and
-//!   non-manifold edges (falls back to the undecimated mesh when the check fails).
+//! * [`decimate`]: reduction to a triangle budget with meshoptimizer, chunk by chunk of slabs
+//!   re-extracted from the vertex planes (the full-resolution triangle list is freed first),
+//!   re-checked for holes and non-manifold edges (falls back to the undecimated mesh when the check
+//!   fails).
 //! * [`topology`]: boundary / non-manifold edges, shells, signed volume.
 //! * [`stl`]: binary STL with outward facet normals.
 //!
@@ -211,16 +213,17 @@ pub fn build_mesh(
     let t = Instant::now();
     let padded = tetra::Padded::from_mask(&solid);
     drop(solid);
-    let mut mesh = tetra::march(&padded, geometry, flip)?;
-    drop(padded);
+    let mut planes = tetra::Planes::new(&padded, geometry)?;
+    let triangles_surface: usize = planes.slab_triangles.iter().sum();
+    let mut mesh = tetra::march_planes(&padded, &planes, flip)?;
     timings.surface_ms = ms(t);
-    let triangles_surface = mesh.triangles.len();
     tracing::info!(
         triangles = triangles_surface,
         vertices = mesh.vertices.len(),
         ms = timings.surface_ms,
         "marching tetrahedra (Kuhn decomposition, iso 0.5, native resolution)"
     );
+    let origin = geometry.voxel_to_lps(0.0, 0.0, 0.0);
 
     let t = Instant::now();
     let smoothing = smooth::windowed_sinc(
@@ -231,20 +234,49 @@ pub fn build_mesh(
     timings.smoothing_ms = ms(t);
     tracing::info!(ms = timings.smoothing_ms, "smoothing: {smoothing}");
 
+    // Decimation re-extracts the triangles chunk by chunk (with the smoothed positions), so the
+    // full-resolution triangle list is dropped first.
     let t = Instant::now();
-    let (mut mesh, decimation, known) = match opts.max_triangles {
-        Some(budget) => {
-            let d = decimate::decimate(mesh, budget, opts.decimation_max_error_mm);
-            (d.mesh, d.description, d.topology)
+    let mut decimation = "off (no triangle budget)".to_owned();
+    let mut known = None;
+    if let Some(budget) = opts.max_triangles {
+        if triangles_surface <= budget {
+            decimation = format!("not needed ({triangles_surface} triangles <= budget {budget})");
+        } else {
+            planes.set_vertices(&mesh.vertices);
+            let full = std::mem::take(&mut mesh);
+            drop(full);
+            match decimate::decimate_streamed(
+                &padded,
+                &planes,
+                flip,
+                budget,
+                opts.decimation_max_error_mm,
+                origin,
+            ) {
+                Ok(d) => {
+                    decimation = d.description;
+                    mesh = d.mesh;
+                    known = Some(d.topology);
+                }
+                Err(why) => {
+                    tracing::warn!(
+                        "decimation result rejected ({why}); keeping the undecimated mesh"
+                    );
+                    decimation = format!(
+                        "fell back to undecimated mesh ({triangles_surface} triangles): {why}"
+                    );
+                    mesh = tetra::march_planes(&padded, &planes, flip)?;
+                }
+            }
         }
-        None => (mesh, "off (no triangle budget)".to_owned(), None),
-    };
+    }
+    drop((padded, planes));
     timings.decimation_ms = ms(t);
     tracing::info!(ms = timings.decimation_ms, "decimation: {decimation}");
-    decimate::remove_unused_vertices(&mut mesh);
 
     let t = Instant::now();
-    // The decimator's check is of the same triangles (only unused vertices were dropped since).
+    // The decimator checked these very triangles.
     let topo = match known {
         Some(topo) => topo,
         None => topology(&mesh),

@@ -113,7 +113,7 @@ pub fn windowed_sinc(mesh: &mut Mesh, iterations: u32, passband: f64) -> String 
     drop(fill);
 
     let c = coefficients(iterations, passband);
-    let original = mesh.vertices.clone();
+    let original = std::mem::take(&mut mesh.vertices);
     // avg(x)[v]: mean of the neighbours of v (v itself when isolated).
     let average = |x: &[[f32; 3]], v: usize| -> [f32; 3] {
         let (s, e) = (start[v] as usize, start[v + 1] as usize);
@@ -130,7 +130,6 @@ pub fn windowed_sinc(mesh: &mut Mesh, iterations: u32, passband: f64) -> String 
         let inv = 1.0 / (e - s) as f32;
         [acc[0] * inv, acc[1] * inv, acc[2] * inv]
     };
-    let mut x0 = original.clone();
     // x1 = (I - K/2) x0 = (x0 + avg x0) / 2; result = c0 x0 + c1 x1.
     let mut x1 = vec![[0f32; 3]; nv];
     let mut result = vec![[0f32; 3]; nv];
@@ -139,31 +138,34 @@ pub fn windowed_sinc(mesh: &mut Mesh, iterations: u32, passband: f64) -> String 
         .zip(result.par_iter_mut())
         .enumerate()
         .for_each(|(v, (x1v, r))| {
-            let a = average(&x0, v);
-            let p = x0[v];
+            let a = average(&original, v);
+            let p = original[v];
             for d in 0..3 {
                 x1v[d] = 0.5 * (p[d] + a[d]);
                 r[d] = c0 * p[d] + c1 * x1v[d];
             }
         });
-    let mut x2 = vec![[0f32; 3]; nv];
-    for &cn in &c[2..] {
+    // x0 holds x_{n-1} (the original positions at first, read from `original`); the new iterate
+    // x_{n+1} = 2 (I - K/2) x_n - x_{n-1} = x_n + avg x_n - x_{n-1} overwrites x_{n-1} in place
+    // (it reads x_{n-1} at the same vertex only); result += c_{n+1} x_{n+1}. Four position arrays.
+    let mut x0 = vec![[0f32; 3]; nv];
+    for (n, &cn) in c[2..].iter().enumerate() {
         let cn = cn as f32;
-        // x2 = 2 (I - K/2) x1 - x0 = x1 + avg x1 - x0; result += cn x2.
-        x2.par_iter_mut()
+        let x1r = &x1;
+        x0.par_iter_mut()
             .zip(result.par_iter_mut())
             .enumerate()
-            .for_each(|(v, (x2v, r))| {
-                let a = average(&x1, v);
+            .for_each(|(v, (x0v, r))| {
+                let a = average(x1r, v);
+                let prev = if n == 0 { original[v] } else { *x0v };
                 for d in 0..3 {
-                    x2v[d] = x1[v][d] + a[d] - x0[v][d];
-                    r[d] += cn * x2v[d];
+                    x0v[d] = x1r[v][d] + a[d] - prev[d];
+                    r[d] += cn * x0v[d];
                 }
             });
         std::mem::swap(&mut x0, &mut x1);
-        std::mem::swap(&mut x1, &mut x2);
     }
-    drop((x0, x1, x2));
+    drop((x0, x1));
     let (sum, max) = result
         .par_iter()
         .zip(original.par_iter())

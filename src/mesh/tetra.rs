@@ -267,12 +267,15 @@ fn cube_triangles(code: u8) -> Vec<[u8; 3]> {
 }
 
 /// Vertices owned by plane `p` (edges starting there): dense-map keys `(j * pni + i) * 7 + d - 1`
-/// and LPS positions, in scan order.
-fn plane_vertices(pad: &Padded, g: &Geometry, p: usize) -> (Vec<u32>, Vec<[f32; 3]>) {
+/// and LPS positions, in scan order, and the number of triangles of slab `p`.
+fn plane_vertices(pad: &Padded, g: &Geometry, p: usize) -> (Vec<u32>, Vec<[f32; 3]>, usize) {
     let pni = pad.dims[2];
+    let table = cube_table();
     let mut keys = Vec::new();
     let mut pos = Vec::new();
+    let mut tris = 0;
     pad.for_each_active_cube(p, |j, i, code| {
+        tris += table[code as usize].len();
         let c0 = code & 1;
         for d in 1..8u8 {
             if (code >> d) & 1 != c0 {
@@ -287,88 +290,225 @@ fn plane_vertices(pad: &Padded, g: &Geometry, p: usize) -> (Vec<u32>, Vec<[f32; 
             }
         }
     });
-    (keys, pos)
+    (keys, pos, tris)
 }
 
-/// Marching tetrahedra of a padded mask; triangles outward in LPS (`flip` from [`needs_flip`]).
+/// The surface vertices of a padded mask, grouped by the k-plane that owns them (pass 1), with
+/// global ids `offsets[p] + n` and the triangle count of every slab.
+pub struct Planes {
+    /// Per padded plane `p`: dense-map keys of its vertices (see `plane_vertices`).
+    keys: Vec<Vec<u32>>,
+    /// Per padded plane `p`: LPS positions (mm) of its vertices.
+    pos: Vec<Vec<[f32; 3]>>,
+    /// Global id of the first vertex of each plane; `offsets[pk]` = number of vertices.
+    offsets: Vec<usize>,
+    /// Triangles of slab `p` (between planes `p` and `p + 1`).
+    pub slab_triangles: Vec<usize>,
+}
+
+impl Planes {
+    /// Pass 1 of the marching tetrahedra (parallel over planes).
+    ///
+    /// # Errors
+    /// [`MeshError::TooLarge`] when the surface needs 2^31 vertices or more.
+    pub fn new(pad: &Padded, g: &Geometry) -> Result<Planes, MeshError> {
+        let pk = pad.dims[0];
+        let planes: Vec<(Vec<u32>, Vec<[f32; 3]>, usize)> = (0..pk)
+            .into_par_iter()
+            .map(|p| {
+                if p + 1 < pk {
+                    plane_vertices(pad, g, p)
+                } else {
+                    (Vec::new(), Vec::new(), 0)
+                }
+            })
+            .collect();
+        let mut offsets = Vec::with_capacity(pk + 1);
+        let mut total = 0usize;
+        for (keys, _, _) in &planes {
+            offsets.push(total);
+            total += keys.len();
+        }
+        offsets.push(total);
+        if total >= 1 << 31 {
+            return Err(MeshError::TooLarge(format!("{total} vertices")));
+        }
+        let mut out = Planes {
+            keys: Vec::with_capacity(pk),
+            pos: Vec::with_capacity(pk),
+            offsets,
+            slab_triangles: Vec::with_capacity(pk),
+        };
+        for (k, p, t) in planes {
+            out.keys.push(k);
+            out.pos.push(p);
+            out.slab_triangles.push(t);
+        }
+        Ok(out)
+    }
+
+    /// Number of surface vertices.
+    pub fn vertex_count(&self) -> usize {
+        self.offsets.last().copied().unwrap_or(0)
+    }
+
+    /// Number of slabs (padded planes minus one).
+    pub fn slabs(&self) -> usize {
+        self.keys.len().saturating_sub(1)
+    }
+
+    /// LPS positions (mm) of the vertices with global ids in `ids`.
+    pub fn positions_in(&self, ids: std::ops::Range<usize>) -> Vec<[f32; 3]> {
+        let mut out = Vec::with_capacity(ids.len());
+        for (p, pos) in self.pos.iter().enumerate() {
+            let (o, e) = (self.offsets[p], self.offsets[p + 1]);
+            let (lo, hi) = (ids.start.max(o), ids.end.min(e));
+            if lo < hi {
+                out.extend_from_slice(&pos[lo - o..hi - o]);
+            }
+        }
+        out
+    }
+
+    /// LPS positions (mm) of the vertices whose `used` flag is set, in global id order.
+    pub fn positions_where(&self, used: impl Fn(usize) -> bool) -> Vec<[f32; 3]> {
+        let mut out = Vec::new();
+        for (p, pos) in self.pos.iter().enumerate() {
+            let o = self.offsets[p];
+            out.extend(
+                pos.iter()
+                    .enumerate()
+                    .filter(|(n, _)| used(o + n))
+                    .map(|(_, x)| *x),
+            );
+        }
+        out
+    }
+
+    /// Global id of the first vertex of plane `p`.
+    pub fn first_vertex(&self, p: usize) -> usize {
+        self.offsets[p.min(self.offsets.len() - 1)]
+    }
+
+    /// All vertex positions in global id order.
+    pub fn vertices(&self) -> Vec<[f32; 3]> {
+        self.positions_in(0..self.vertex_count())
+    }
+
+    /// Replaces the vertex positions (global id order, e.g. after smoothing); `vertices` must hold
+    /// [`Planes::vertex_count`] positions, otherwise nothing changes.
+    pub fn set_vertices(&mut self, vertices: &[[f32; 3]]) {
+        if vertices.len() != self.vertex_count() {
+            return;
+        }
+        for (p, pos) in self.pos.iter_mut().enumerate() {
+            pos.copy_from_slice(&vertices[self.offsets[p]..self.offsets[p + 1]]);
+        }
+    }
+}
+
+/// Dense edge maps of pass 2, reused from slab to slab.
+pub struct SlabMaps {
+    map_a: Vec<u32>,
+    map_b: Vec<u32>,
+}
+
+impl SlabMaps {
+    /// Maps for the grid of `pad`.
+    pub fn new(pad: &Padded) -> SlabMaps {
+        let plane = pad.dims[1] * pad.dims[2];
+        SlabMaps {
+            map_a: vec![0; plane * 7],
+            map_b: vec![0; plane * 3],
+        }
+    }
+}
+
+/// Pass 2 for the slabs `slabs`: appends their triangles (global vertex ids, outward in LPS with
+/// `flip` from [`needs_flip`]) to `tris`.
+pub fn emit(
+    pad: &Padded,
+    planes: &Planes,
+    maps: &mut SlabMaps,
+    flip: bool,
+    slabs: std::ops::Range<usize>,
+    tris: &mut Vec<[u32; 3]>,
+) {
+    let pni = pad.dims[2];
+    let table = cube_table();
+    let (map_a, map_b) = (&mut maps.map_a, &mut maps.map_b);
+    for p in slabs.start..slabs.end.min(planes.slabs()) {
+        for (n, &key) in planes.keys[p].iter().enumerate() {
+            map_a[key as usize] = (planes.offsets[p] + n) as u32;
+        }
+        for (n, &key) in planes.keys[p + 1].iter().enumerate() {
+            let (cell, d) = (key as usize / 7, key as usize % 7);
+            if d < 3 {
+                map_b[cell * 3 + d] = (planes.offsets[p + 1] + n) as u32;
+            }
+        }
+        pad.for_each_active_cube(p, |j, i, code| {
+            let id = |e: u8| -> u32 {
+                let (sc, d) = ((e >> 3) as usize, (e & 7) as usize);
+                let cell = (j + ((sc >> 1) & 1)) * pni + i + (sc & 1);
+                if sc & 4 == 0 {
+                    map_a[cell * 7 + d - 1]
+                } else {
+                    map_b[cell * 3 + d - 1]
+                }
+            };
+            for t in &table[code as usize] {
+                let (a, b, c) = (id(t[0]), id(t[1]), id(t[2]));
+                tris.push(if flip { [a, c, b] } else { [a, b, c] });
+            }
+        });
+    }
+}
+
+/// Marching tetrahedra of a padded mask into one [`Mesh`]; triangles outward in LPS (`flip` from
+/// [`needs_flip`]).
 ///
 /// # Errors
-/// [`MeshError::TooLarge`] when the surface needs 2^31 vertices or more.
+/// [`MeshError::TooLarge`] when the surface needs 2^31 vertices or 2^32 triangles or more.
 pub fn march(pad: &Padded, g: &Geometry, flip: bool) -> Result<Mesh, MeshError> {
-    let [pk, pnj, pni] = pad.dims;
-    let planes: Vec<(Vec<u32>, Vec<[f32; 3]>)> = (0..pk)
-        .into_par_iter()
-        .map(|p| {
-            if p + 1 < pk {
-                plane_vertices(pad, g, p)
-            } else {
-                (Vec::new(), Vec::new())
-            }
-        })
-        .collect();
-    let mut offsets = Vec::with_capacity(pk + 1);
-    let mut total = 0usize;
-    for (keys, _) in &planes {
-        offsets.push(total);
-        total += keys.len();
+    let planes = Planes::new(pad, g)?;
+    march_planes(pad, &planes, flip)
+}
+
+/// Pass 2 over all slabs for the vertices of [`Planes::new`] (see [`march`]).
+///
+/// # Errors
+/// [`MeshError::TooLarge`] beyond 2^32 triangles.
+pub fn march_planes(pad: &Padded, planes: &Planes, flip: bool) -> Result<Mesh, MeshError> {
+    let n_tris: usize = planes.slab_triangles.iter().sum();
+    if n_tris > u32::MAX as usize {
+        return Err(MeshError::TooLarge(format!("{n_tris} triangles")));
     }
-    offsets.push(total);
-    if total >= 1 << 31 {
-        return Err(MeshError::TooLarge(format!("{total} vertices")));
-    }
-    let table = cube_table();
-    let slabs = pk - 1;
+    let slabs = planes.slabs();
     let chunks = (rayon::current_num_threads() * 4).clamp(1, slabs.max(1));
     let per = slabs.div_ceil(chunks);
     let tri_chunks: Vec<Vec<[u32; 3]>> = (0..chunks)
         .into_par_iter()
         .map(|c| {
-            let mut map_a = vec![0u32; pnj * pni * 7];
-            let mut map_b = vec![0u32; pnj * pni * 3];
+            let mut maps = SlabMaps::new(pad);
             let mut tris = Vec::new();
-            for p in c * per..((c + 1) * per).min(slabs) {
-                for (n, &key) in planes[p].0.iter().enumerate() {
-                    map_a[key as usize] = (offsets[p] + n) as u32;
-                }
-                for (n, &key) in planes[p + 1].0.iter().enumerate() {
-                    let (cell, d) = (key as usize / 7, key as usize % 7);
-                    if d < 3 {
-                        map_b[cell * 3 + d] = (offsets[p + 1] + n) as u32;
-                    }
-                }
-                pad.for_each_active_cube(p, |j, i, code| {
-                    let id = |e: u8| -> u32 {
-                        let (sc, d) = ((e >> 3) as usize, (e & 7) as usize);
-                        let cell = (j + ((sc >> 1) & 1)) * pni + i + (sc & 1);
-                        if sc & 4 == 0 {
-                            map_a[cell * 7 + d - 1]
-                        } else {
-                            map_b[cell * 3 + d - 1]
-                        }
-                    };
-                    for t in &table[code as usize] {
-                        let (a, b, c) = (id(t[0]), id(t[1]), id(t[2]));
-                        tris.push(if flip { [a, c, b] } else { [a, b, c] });
-                    }
-                });
-            }
+            emit(
+                pad,
+                &planes,
+                &mut maps,
+                flip,
+                c * per..((c + 1) * per).min(slabs),
+                &mut tris,
+            );
             tris
         })
         .collect();
-    let n_tris: usize = tri_chunks.iter().map(Vec::len).sum();
-    if n_tris > u32::MAX as usize {
-        return Err(MeshError::TooLarge(format!("{n_tris} triangles")));
-    }
     let mut triangles = Vec::with_capacity(n_tris);
     for c in tri_chunks {
         triangles.extend_from_slice(&c);
     }
-    let mut vertices = Vec::with_capacity(total);
-    for (_, pos) in planes {
-        vertices.extend_from_slice(&pos);
-    }
     Ok(Mesh {
-        vertices,
+        vertices: planes.vertices(),
         triangles,
     })
 }

@@ -1,0 +1,386 @@
+//! Evaluation metrics and manifests through the public API: DSC of known overlaps, signed surface
+//! deviation of concentric spheres (value and sign), the rim band, manifest parsing and validation
+//! errors, and `evaluate_manifest` end to end on a synthetic scan with a SEG label.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use ndarray::Array3;
+use osteon::dicom::ct_writer::write_ct_series;
+use osteon::dicom::geometry::Geometry;
+use osteon::dicom::seg::{build_seg, SegmentDescription};
+use osteon::dicom::series::SeriesInfo;
+use osteon::eval::manifest::{LabelSpec, Manifest, ManifestError, Split};
+use osteon::eval::metrics::{deviations, dice, Deviation, Region, RimBand, SurfaceIndex};
+use osteon::eval::{evaluate_manifest, MAX_DEVIATION_MM};
+use osteon::mesh::Mesh;
+use osteon::segment::threshold::ThresholdSegmenter;
+use osteon::segment::Mask;
+
+/// Icosphere of radius `r` (mm) around `c`: icosahedron subdivided `level` times, vertices projected
+/// on the sphere; outward, closed.
+fn icosphere(c: [f64; 3], r: f64, level: u32) -> Mesh {
+    let t = (1.0 + 5f64.sqrt()) / 2.0;
+    let mut v: Vec<[f64; 3]> = vec![
+        [-1.0, t, 0.0],
+        [1.0, t, 0.0],
+        [-1.0, -t, 0.0],
+        [1.0, -t, 0.0],
+        [0.0, -1.0, t],
+        [0.0, 1.0, t],
+        [0.0, -1.0, -t],
+        [0.0, 1.0, -t],
+        [t, 0.0, -1.0],
+        [t, 0.0, 1.0],
+        [-t, 0.0, -1.0],
+        [-t, 0.0, 1.0],
+    ];
+    let mut f: Vec<[u32; 3]> = vec![
+        [0, 11, 5],
+        [0, 5, 1],
+        [0, 1, 7],
+        [0, 7, 10],
+        [0, 10, 11],
+        [1, 5, 9],
+        [5, 11, 4],
+        [11, 10, 2],
+        [10, 7, 6],
+        [7, 1, 8],
+        [3, 9, 4],
+        [3, 4, 2],
+        [3, 2, 6],
+        [3, 6, 8],
+        [3, 8, 9],
+        [4, 9, 5],
+        [2, 4, 11],
+        [6, 2, 10],
+        [8, 6, 7],
+        [9, 8, 1],
+    ];
+    for _ in 0..level {
+        let mut mid: HashMap<(u32, u32), u32> = HashMap::new();
+        let mut next = Vec::with_capacity(f.len() * 4);
+        for tri in &f {
+            let mut m = [0u32; 3];
+            for e in 0..3 {
+                let (a, b) = (tri[e], tri[(e + 1) % 3]);
+                let key = (a.min(b), a.max(b));
+                m[e] = *mid.entry(key).or_insert_with(|| {
+                    let (p, q) = (v[a as usize], v[b as usize]);
+                    v.push([
+                        (p[0] + q[0]) / 2.0,
+                        (p[1] + q[1]) / 2.0,
+                        (p[2] + q[2]) / 2.0,
+                    ]);
+                    (v.len() - 1) as u32
+                });
+            }
+            next.push([tri[0], m[0], m[2]]);
+            next.push([tri[1], m[1], m[0]]);
+            next.push([tri[2], m[2], m[1]]);
+            next.push(m);
+        }
+        f = next;
+    }
+    let vertices = v
+        .iter()
+        .map(|p| {
+            let l = (p[0] * p[0] + p[1] * p[1] + p[2] * p[2]).sqrt();
+            [
+                (c[0] + r * p[0] / l) as f32,
+                (c[1] + r * p[1] / l) as f32,
+                (c[2] + r * p[2] / l) as f32,
+            ]
+        })
+        .collect();
+    Mesh {
+        vertices,
+        triangles: f,
+    }
+}
+
+fn points(m: &Mesh) -> Vec<[f64; 3]> {
+    osteon::eval::metrics::surface_points(m)
+}
+
+#[test]
+fn icosphere_is_closed_and_outward() {
+    let s = icosphere([0.0; 3], 10.0, 3);
+    let t = osteon::mesh::topology(&s);
+    assert!(t.is_watertight(), "{t:?}");
+    assert!(t.signed_volume_mm3 > 0.0);
+}
+
+#[test]
+fn concentric_spheres_give_plus_or_minus_half_a_millimetre() {
+    let c = [12.0, -30.0, 55.0];
+    let reference = icosphere(c, 20.0, 5);
+    let pts = points(&reference);
+    // Predicted larger (r + 0.5): the reference points lie inside it -> +0.5 mm.
+    let larger = SurfaceIndex::new(&icosphere(c, 20.5, 5)).expect("index");
+    let d = Deviation::of(
+        &deviations(&pts, &larger, MAX_DEVIATION_MM),
+        MAX_DEVIATION_MM,
+    );
+    assert_eq!(d.n, pts.len());
+    // Chordal error of the predicted icosphere (edge ~1.1 mm at r 20.5) is below 0.01 mm.
+    assert!((d.mean_mm - 0.5).abs() < 0.01, "{d:?}");
+    assert!(d.sd_mm < 0.01, "{d:?}");
+    assert!((d.mean_abs_mm - 0.5).abs() < 0.01, "{d:?}");
+    // Predicted smaller: -0.5 mm.
+    let smaller = SurfaceIndex::new(&icosphere(c, 19.5, 5)).expect("index");
+    let d = Deviation::of(
+        &deviations(&pts, &smaller, MAX_DEVIATION_MM),
+        MAX_DEVIATION_MM,
+    );
+    assert!((d.mean_mm + 0.5).abs() < 0.01, "{d:?}");
+    // Offset 7 mm: everything beyond the +-5 mm window is left out.
+    let far = SurfaceIndex::new(&icosphere(c, 27.0, 4)).expect("index");
+    let d = Deviation::of(&deviations(&pts, &far, MAX_DEVIATION_MM), MAX_DEVIATION_MM);
+    assert_eq!((d.n, d.n_total), (0, pts.len()));
+    assert!(d.mean_mm.is_nan());
+    // Same radius, coarse mesh: its flat faces cut inside the true sphere, so the fine points lie
+    // just outside it (negative, the chordal sag); points nearest to its edges and vertices get their
+    // sign from the pseudo-normals.
+    let coarse = SurfaceIndex::new(&icosphere(c, 20.0, 2)).expect("index");
+    let d = Deviation::of(
+        &deviations(&pts, &coarse, MAX_DEVIATION_MM),
+        MAX_DEVIATION_MM,
+    );
+    assert!(d.mean_mm < 0.0 && d.mean_mm > -0.5, "{d:?}");
+}
+
+#[test]
+fn rim_band_selects_the_points_near_the_rim() {
+    let c = [0.0, 0.0, 0.0];
+    let reference = icosphere(c, 20.0, 4);
+    let pts = points(&reference);
+    let larger = SurfaceIndex::new(&icosphere(c, 20.5, 4)).expect("index");
+    let all = deviations(&pts, &larger, MAX_DEVIATION_MM);
+    // A ring of latitude z = 10 (radius sqrt(300)); band 2 mm wide.
+    let ring: Vec<[f64; 3]> = (0..=64)
+        .map(|n| {
+            let a = n as f64 / 64.0 * std::f64::consts::TAU;
+            [300f64.sqrt() * a.cos(), 300f64.sqrt() * a.sin(), 10.0]
+        })
+        .collect();
+    let band = RimBand {
+        polylines: vec![ring],
+        radius_mm: 2.0,
+    };
+    let rim = band.filter(&pts, &all);
+    let in_band = pts
+        .iter()
+        .filter(|p| (p[2] - 10.0).abs() < 1.0 && p[2] > 0.0)
+        .count();
+    assert!(
+        rim.len() >= in_band && rim.len() < pts.len() / 5,
+        "{} {in_band}",
+        rim.len()
+    );
+    let d = Deviation::of(&rim, MAX_DEVIATION_MM);
+    assert!((d.mean_mm - 0.5).abs() < 0.02, "{d:?}");
+}
+
+#[test]
+fn dice_counts_only_inside_the_reference_region() {
+    let mut reference = Mask::zeros((10, 10, 10));
+    reference.slice_mut(ndarray::s![2..6, 2..6, 2..6]).fill(1); // 64
+    let mut predicted = Mask::zeros((10, 10, 10));
+    predicted.slice_mut(ndarray::s![3..7, 2..6, 2..6]).fill(1); // 48 shared, 16 beyond k = 5
+    predicted[[9, 9, 9]] = 1; // outside the region: a table voxel
+    let region = Region::bounding_box(&reference, 0).expect("bbox");
+    assert_eq!(region.voxels(), 64);
+    let o = dice(&predicted, &reference, &region).expect("dice");
+    assert_eq!((o.tp, o.fp, o.fn_, o.tn), (48, 0, 16, 0));
+    assert_eq!(o.dsc, 96.0 / 112.0);
+    let o = dice(&predicted, &reference, &Region::full([10, 10, 10])).expect("dice");
+    assert_eq!((o.tp, o.fp, o.fn_), (48, 17, 16));
+    assert_eq!(o.dsc, 96.0 / 129.0);
+    assert!(dice(&predicted, &Mask::zeros((10, 10, 9)), &region).is_err());
+}
+
+fn parse(text: &str) -> Result<Manifest, ManifestError> {
+    let base = Path::new(env!("CARGO_MANIFEST_DIR"));
+    Manifest::parse(text, base, Path::new("test.toml"))
+}
+
+#[test]
+fn manifest_parses_and_reports_every_problem() {
+    let ok = parse(
+        r#"
+        [manifest]
+        name = "t"
+        root = ".."
+        [[scan]]
+        name = "ge"
+        series = "shared/data/ct/ge-hispeed-dual-head-tilt"
+        scanner = "ge-hispeed"
+        split = "train"
+        fold = 1
+        label = { kind = "reference", threshold_hu = 300.0 }
+        "#,
+    )
+    .expect("valid");
+    assert_eq!(ok.scan.len(), 1);
+    assert_eq!(ok.scan[0].split, Split::Train);
+    assert_eq!(ok.scan[0].fold, Some(1));
+    assert!(ok.scan[0].series.is_dir());
+    let opts = ok.scan[0].label.reference_options().expect("reference");
+    assert_eq!(opts.threshold_hu, 300.0);
+    assert_eq!(opts.opening_radius_mm, 1.0);
+
+    // Unknown label kind: parse error naming the line.
+    let err = parse(
+        "[manifest]\nname = \"t\"\n[[scan]]\nname = \"a\"\nseries = \".\"\nscanner = \"x\"\n\
+         label = { kind = \"nifti\", path = \"a.nii\" }\n",
+    )
+    .expect_err("bad kind");
+    let msg = err.to_string();
+    assert!(matches!(err, ManifestError::Parse { .. }), "{msg}");
+    assert!(msg.contains("nifti") && msg.contains("line 7"), "{msg}");
+
+    // Misspelt field: refused, not ignored.
+    let err = parse(
+        "[manifest]\nname = \"t\"\n[[scan]]\nname = \"a\"\nseries = \".\"\nscaner = \"x\"\n\
+         label = { kind = \"reference\" }\n",
+    )
+    .expect_err("unknown field");
+    assert!(err.to_string().contains("scaner"), "{err}");
+
+    // Missing files, duplicate names, bad rim: all listed at once.
+    let err = parse(
+        r#"
+        [manifest]
+        name = "t"
+        [[scan]]
+        name = "a"
+        series = "no/such/series"
+        scanner = "x"
+        label = { kind = "seg", path = "no/such/label.dcm" }
+        [[scan]]
+        name = "a"
+        series = "."
+        scanner = "x"
+        label = { kind = "stl", path = "Cargo.toml" }
+        rim = { polylines = [[[0.0, 0.0, 0.0]]], radius_mm = 0.0 }
+        "#,
+    )
+    .expect_err("invalid");
+    match err {
+        ManifestError::Invalid { problems, .. } => {
+            assert_eq!(problems.len(), 4, "{problems:?}");
+            assert!(problems[0].contains("no/such/series"));
+            assert!(problems[1].contains("no/such/label.dcm"));
+            assert!(problems[2].contains("name used twice"));
+            assert!(problems[3].contains("radius_mm"));
+        }
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_real_manifest_loads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/real.toml");
+    let m = Manifest::load(&path).expect("manifests/real.toml");
+    assert_eq!(m.scan.len(), 2);
+    assert!(m
+        .scan
+        .iter()
+        .all(|s| s.series.is_dir() && matches!(s.label, LabelSpec::Reference { .. })));
+}
+
+#[test]
+fn evaluate_manifest_scores_a_synthetic_scan_exactly() {
+    // A 30-slice ellipsoidal shell; the label SEG is the shell itself and the CT is 1200 HU inside,
+    // so the threshold baseline reproduces it exactly (DSC 1, deviation 0); a second scan whose
+    // label is the shell grown by one voxel in-plane gives a negative deviation.
+    let g = Geometry {
+        ipp: (0..30).map(|k| [-20.0, -20.0, k as f64 * 1.25]).collect(),
+        iop: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+        pixel_spacing: [0.8, 0.8],
+        rows: 50,
+        cols: 50,
+    };
+    let mask: Mask = Array3::from_shape_fn((30, 50, 50), |(k, j, i)| {
+        let p = g.voxel_to_lps(k as f64, j as f64, i as f64);
+        let r =
+            ((p[0] - 0.0).powi(2) + (p[1] - 0.0).powi(2) + ((p[2] - 18.0) / 1.2).powi(2)).sqrt();
+        u8::from((11.0..=16.0).contains(&r))
+    });
+    let grown: Mask = Array3::from_shape_fn((30, 50, 50), |(k, j, i)| {
+        let p = g.voxel_to_lps(k as f64, j as f64, i as f64);
+        let r =
+            ((p[0] - 0.0).powi(2) + (p[1] - 0.0).powi(2) + ((p[2] - 18.0) / 1.2).powi(2)).sqrt();
+        u8::from((10.0..=17.0).contains(&r))
+    });
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ct = tmp.path().join("ct");
+    let hu = mask.mapv(|v| if v != 0 { 1200.0f32 } else { -1000.0 });
+    let info = SeriesInfo {
+        patient_name: "EVAL^SYNTH".into(),
+        patient_id: "OSTEON-TEST".into(),
+        series_number: Some(1),
+        ..Default::default()
+    };
+    write_ct_series(hu.view(), &g, &info, &ct).expect("write CT");
+    let vol = osteon::label::load_ct(&[ct.clone()], None).expect("load");
+    for (name, m) in [("exact.dcm", &mask), ("grown.dcm", &grown)] {
+        let seg = build_seg(&vol, m.view(), &SegmentDescription::default()).expect("seg");
+        osteon::dicom::seg::write(&seg, &tmp.path().join(name)).expect("write seg");
+    }
+    std::fs::write(
+        tmp.path().join("m.toml"),
+        r#"
+        [manifest]
+        name = "synthetic"
+        [[scan]]
+        name = "exact"
+        series = "ct"
+        scanner = "synthetic-a"
+        label = { kind = "seg", path = "exact.dcm" }
+        [[scan]]
+        name = "grown"
+        series = "ct"
+        scanner = "synthetic-b"
+        label = { kind = "seg", path = "grown.dcm" }
+        "#,
+    )
+    .expect("manifest");
+    let csv = tmp.path().join("eval.csv");
+    let e = evaluate_manifest(
+        &tmp.path().join("m.toml"),
+        &ThresholdSegmenter::default(),
+        &csv,
+    )
+    .expect("evaluate");
+    assert_eq!(e.failed(), 0, "{}", e.table());
+    let exact = e.scans[0].score.as_ref().expect("exact");
+    assert_eq!(exact.overlap.dsc, 1.0);
+    assert_eq!(exact.deviation.mean_mm, 0.0);
+    assert_eq!(exact.deviation.n, exact.deviation.n_total);
+    let grown = e.scans[1].score.as_ref().expect("grown");
+    assert!(
+        grown.overlap.dsc < 0.9 && grown.overlap.dsc > 0.5,
+        "{grown:?}"
+    );
+    // The label surface lies about 1 mm outside the prediction on both sides of the shell.
+    assert!(
+        grown.deviation.mean_mm < -0.5 && grown.deviation.mean_mm > -1.5,
+        "{grown:?}"
+    );
+    let text = std::fs::read_to_string(&csv).expect("csv");
+    assert_eq!(text.lines().count(), 3);
+    assert!(text
+        .lines()
+        .nth(1)
+        .expect("row")
+        .starts_with("exact,synthetic-a,seg,1.00000,"));
+    let table = e.table();
+    assert!(
+        table.contains("synthetic-a") && table.contains("synthetic-b"),
+        "{table}"
+    );
+}

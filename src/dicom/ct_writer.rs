@@ -2,8 +2,11 @@
 //! head phantoms and the test fixtures use it, so that they pass through exactly the reader that real
 //! scans do.
 //!
-//! Pixels are stored as signed 16-bit (PixelRepresentation 1, BitsStored 16) with RescaleSlope 1 and
-//! RescaleIntercept 0, i.e. stored value = round(HU) clamped to [-32768, 32767].
+//! By default pixels are stored as signed 16-bit (PixelRepresentation 1, BitsStored 16) with
+//! RescaleSlope 1 and RescaleIntercept 0, i.e. stored value = round(HU) clamped to [-32768, 32767].
+//! [`write_ct_series_with`] can instead store unsigned 16-bit with a negative RescaleIntercept (as many
+//! scanners do, e.g. intercept -1024) and fix the SOP Instance UIDs and content date/time, so that a
+//! generator can write byte-identical series for the same input.
 
 use std::path::{Path, PathBuf};
 
@@ -40,6 +43,31 @@ pub enum CtWriteError {
     Write { path: PathBuf, message: String },
 }
 
+/// How stored pixel values encode HU (Image Pixel module PS3.3 C.7.6.3, CT Image module C.8.2.1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PixelStorage {
+    /// Signed 16-bit, RescaleIntercept 0: stored = round(HU) clamped to [-32768, 32767].
+    #[default]
+    Signed,
+    /// Unsigned 16-bit (PixelRepresentation 0, BitsStored 16), RescaleIntercept `intercept` (HU):
+    /// stored = round(HU - intercept) clamped to [0, 65535].
+    Unsigned {
+        /// RescaleIntercept (0028,1052), HU, e.g. -1024.
+        intercept: i32,
+    },
+}
+
+/// Options of [`write_ct_series_with`]; the default reproduces [`write_ct_series`].
+#[derive(Clone, Debug, Default)]
+pub struct CtWriteOptions {
+    /// SOP Instance UID of each slice in `k` order (one per slice); `None`: new UIDs.
+    pub sop_instance_uids: Option<Vec<String>>,
+    /// ContentDate (DA, `YYYYMMDD`) and ContentTime (TM) written in every slice; `None`: now.
+    pub content_date_time: Option<(String, String)>,
+    /// Pixel encoding.
+    pub storage: PixelStorage,
+}
+
 /// Writes `hu` (`[k, j, i]`, HU) with `geometry` (per-slice IPP, IOP, PixelSpacing) as files
 /// `CT0001.dcm`, `CT0002.dcm`, ... in `dir` (created if missing). Patient, study, series, frame of
 /// reference and scanner attributes come from `info` (a missing UID is generated). Returns the paths
@@ -53,12 +81,36 @@ pub fn write_ct_series(
     info: &SeriesInfo,
     dir: &Path,
 ) -> Result<Vec<PathBuf>, CtWriteError> {
+    write_ct_series_with(hu, geometry, info, dir, &CtWriteOptions::default())
+}
+
+/// [`write_ct_series`] with fixed SOP Instance UIDs / content date and time and a choice of pixel
+/// encoding ([`CtWriteOptions`]).
+///
+/// # Errors
+/// As [`write_ct_series`]; [`CtWriteError::Shape`] also when `options.sop_instance_uids` does not
+/// hold one UID per slice.
+pub fn write_ct_series_with(
+    hu: ArrayView3<f32>,
+    geometry: &Geometry,
+    info: &SeriesInfo,
+    dir: &Path,
+    options: &CtWriteOptions,
+) -> Result<Vec<PathBuf>, CtWriteError> {
     let shape = [hu.dim().0, hu.dim().1, hu.dim().2];
     if shape != geometry.dims() {
         return Err(CtWriteError::Shape {
             volume: shape,
             geometry: geometry.dims(),
         });
+    }
+    if let Some(uids) = &options.sop_instance_uids {
+        if uids.len() != shape[0] {
+            return Err(CtWriteError::Shape {
+                volume: shape,
+                geometry: [uids.len(), geometry.rows, geometry.cols],
+            });
+        }
     }
     std::fs::create_dir_all(dir).map_err(|e| CtWriteError::Write {
         path: dir.into(),
@@ -74,7 +126,7 @@ pub fn write_ct_series(
             *uid = new_uid();
         }
     }
-    let (date, time) = now_da_tm();
+    let (date, time) = options.content_date_time.clone().unwrap_or_else(now_da_tm);
     let image_type = if info.image_type.is_empty() {
         vec![
             "ORIGINAL".to_owned(),
@@ -89,7 +141,11 @@ pub fn write_ct_series(
         let mut obj = InMemDicomObject::new_empty();
         patient_and_study(&mut obj, &info);
         obj.put(str_el(tags::SOP_CLASS_UID, VR::UI, uids::CT_IMAGE_STORAGE));
-        obj.put(str_el(tags::SOP_INSTANCE_UID, VR::UI, &new_uid()));
+        let sop_instance_uid = match &options.sop_instance_uids {
+            Some(uids) => uids[k].clone(),
+            None => new_uid(),
+        };
+        obj.put(str_el(tags::SOP_INSTANCE_UID, VR::UI, &sop_instance_uid));
         obj.put(str_el(tags::MODALITY, VR::CS, "CT"));
         obj.put(str_el(
             tags::SERIES_INSTANCE_UID,
@@ -186,20 +242,34 @@ pub fn write_ct_series(
         obj.put(us_el(tags::BITS_ALLOCATED, 16));
         obj.put(us_el(tags::BITS_STORED, 16));
         obj.put(us_el(tags::HIGH_BIT, 15));
-        obj.put(us_el(tags::PIXEL_REPRESENTATION, 1));
-        obj.put(str_el(tags::RESCALE_INTERCEPT, VR::DS, "0"));
+        let (representation, intercept) = match options.storage {
+            PixelStorage::Signed => (1, 0),
+            PixelStorage::Unsigned { intercept } => (0, intercept),
+        };
+        obj.put(us_el(tags::PIXEL_REPRESENTATION, representation));
+        obj.put(str_el(
+            tags::RESCALE_INTERCEPT,
+            VR::DS,
+            &intercept.to_string(),
+        ));
         obj.put(str_el(tags::RESCALE_SLOPE, VR::DS, "1"));
         obj.put(str_el(tags::RESCALE_TYPE, VR::LO, "HU"));
         obj.put(str_el(tags::BURNED_IN_ANNOTATION, VR::CS, "NO"));
-        let stored: Vec<i16> = slice
-            .iter()
-            .map(|&v| v.round().clamp(-32768.0, 32767.0) as i16)
-            .collect();
-        obj.put(DataElement::new(
-            tags::PIXEL_DATA,
-            VR::OW,
-            PrimitiveValue::I16(stored.into()),
-        ));
+        let value = match options.storage {
+            PixelStorage::Signed => PrimitiveValue::I16(
+                slice
+                    .iter()
+                    .map(|&v| v.round().clamp(-32768.0, 32767.0) as i16)
+                    .collect(),
+            ),
+            PixelStorage::Unsigned { intercept } => PrimitiveValue::U16(
+                slice
+                    .iter()
+                    .map(|&v| (v - intercept as f32).round().clamp(0.0, 65535.0) as u16)
+                    .collect(),
+            ),
+        };
+        obj.put(DataElement::new(tags::PIXEL_DATA, VR::OW, value));
         let file = into_part10(obj).map_err(|e| CtWriteError::Meta(e.to_string()))?;
         let path = dir.join(format!("CT{:04}.dcm", k + 1));
         file.write_to_file(&path).map_err(|e| CtWriteError::Write {

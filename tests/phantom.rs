@@ -1,0 +1,328 @@
+//! `osteon phantom`: determinism, read-back of every profile through our reader with the expected
+//! tags and geometry, dciodvfy-clean label SEG, label exactness (model, not threshold), label STL,
+//! realism measures on a phantom and on the real Philips scan.
+mod common;
+
+use std::path::Path;
+
+use osteon::dicom::series::{load_volume, scan, CtVolume};
+use osteon::phantom::anatomy::{Head, Material};
+use osteon::phantom::{generate, grid, scanner, write_phantom, PhantomOptions};
+
+fn small(craniotomy: Option<bool>, stl: bool) -> PhantomOptions {
+    PhantomOptions {
+        slices: Some(6),
+        matrix: Some(64),
+        craniotomy,
+        stl,
+        ..Default::default()
+    }
+}
+
+fn read_back(dir: &Path) -> CtVolume {
+    let found = scan(&[dir.join("ct")]);
+    assert_eq!(
+        found.groups.len(),
+        1,
+        "one series expected in {}",
+        dir.display()
+    );
+    load_volume(&found.groups[0]).expect("phantom series loads")
+}
+
+fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).expect("prefix").display().to_string();
+                out.push((rel, std::fs::read(&p).expect("read")));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn same_seed_and_profile_give_the_same_bytes() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let profile = scanner::profile("ge-lightspeed-bone").expect("profile");
+    let opts = small(Some(true), true);
+    let (a, b, c) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("c"),
+    );
+    write_phantom(&mut generate(profile, 7, &opts), &a).expect("write a");
+    write_phantom(&mut generate(profile, 7, &opts), &b).expect("write b");
+    write_phantom(&mut generate(profile, 8, &opts), &c).expect("write c");
+    let (fa, fb, fc) = (files(&a), files(&b), files(&c));
+    // 6 slices + SEG + STL + JSON.
+    assert_eq!(
+        fa.len(),
+        9,
+        "{:?}",
+        fa.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    for ((na, da), (nb, db)) in fa.iter().zip(&fb) {
+        assert_eq!(na, nb);
+        assert!(da == db, "{na} differs between two runs with the same seed");
+    }
+    assert!(
+        fa.iter().zip(&fc).any(|(x, y)| x.1 != y.1),
+        "another seed gave the same files"
+    );
+}
+
+#[test]
+fn every_profile_reads_back_with_its_tags_and_geometry() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for profile in scanner::profiles() {
+        let dir = tmp.path().join(profile.name);
+        let mut p = generate(profile, 11, &small(None, false));
+        write_phantom(&mut p, &dir).expect("write");
+        let ct = read_back(&dir);
+        let i = &ct.info;
+        assert_eq!(i.manufacturer, profile.manufacturer, "{}", profile.name);
+        assert_eq!(i.manufacturer_model_name, profile.model);
+        assert_eq!(i.convolution_kernel, profile.kernel);
+        assert_eq!(i.kvp, Some(profile.kvp));
+        assert_eq!(i.xray_tube_current, Some(profile.tube_current_ma.round()));
+        assert_eq!(ct.geometry.dims(), [6, 64, 64]);
+        let px = profile.pixel_mm * profile.matrix as f64 / 64.0;
+        assert!(
+            (ct.geometry.pixel_spacing[0] - px).abs() < 1e-6,
+            "{}",
+            profile.name
+        );
+        assert!(
+            (ct.geometry.tilt_deg() - profile.tilt_deg).abs() < 0.01,
+            "{}: tilt {} vs {}",
+            profile.name,
+            ct.geometry.tilt_deg(),
+            profile.tilt_deg
+        );
+        // Pixels: what we generated, rounded to integers by the storage.
+        let max_err = ct
+            .hu
+            .iter()
+            .zip(p.hu.iter())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            max_err <= 0.5 + 1e-3,
+            "{}: HU differ by {max_err}",
+            profile.name
+        );
+        let lo = ct.hu.iter().cloned().fold(f32::MAX, f32::min);
+        let hi = ct.hu.iter().cloned().fold(f32::MIN, f32::max);
+        assert!(
+            lo >= -1024.0 && hi > 700.0,
+            "{}: range {lo}..{hi}",
+            profile.name
+        );
+    }
+}
+
+#[test]
+fn label_seg_is_dciodvfy_clean_and_references_the_series() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let profile = scanner::profile("philips-ingenuity-ub").expect("profile");
+    let mut p = generate(profile, 5, &small(Some(true), false));
+    write_phantom(&mut p, tmp.path()).expect("write");
+    let seg = tmp.path().join("label-seg.dcm");
+    let (errors, text) = common::dciodvfy(&seg);
+    assert!(errors.is_empty(), "dciodvfy errors:\n{text}");
+    let ct = read_back(tmp.path());
+    let back = osteon::dicom::seg::read_seg_mask(&seg).expect("SEG reads back");
+    assert_eq!(
+        back.frames.view(),
+        p.label.view(),
+        "SEG mask differs from the label"
+    );
+    let uids: Vec<String> = ct
+        .slices
+        .iter()
+        .map(|s| s.sop_instance_uid.clone())
+        .collect();
+    let referenced: Vec<String> = back
+        .source_sop_instance_uids
+        .iter()
+        .map(|v| v.first().cloned().unwrap_or_default())
+        .collect();
+    assert_eq!(referenced, uids);
+}
+
+#[test]
+fn label_comes_from_the_model_not_from_the_image() {
+    let head = Head::random(21, Some(true));
+    let profile = scanner::profile("lowdose").expect("profile");
+    let opts = PhantomOptions {
+        slices: Some(10),
+        matrix: Some(96),
+        ..Default::default()
+    };
+    // A 1 mm isotropic block through the upper vault, where bone is thick enough to have voxels
+    // whose six neighbours are bone too.
+    let mut g = grid(profile, &opts, &head);
+    g.pixel_spacing = [1.0, 1.0];
+    g.rows = 160;
+    g.cols = 160;
+    g.iop = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0];
+    let o = [
+        head.center_lps[0] - 80.0,
+        head.center_lps[1] - 80.0,
+        head.center_lps[2],
+    ];
+    g.ipp = (0..12)
+        .map(|k| [o[0], o[1], o[2] + 20.0 + k as f64])
+        .collect();
+    let vox = osteon::phantom::voxelize::voxelize(&head, &g, 3);
+    let mut checked_bone = 0;
+    let mut checked_other = 0;
+    let (nk, nj, ni) = vox.label.dim();
+    for k in 1..nk - 1 {
+        for j in 1..nj - 1 {
+            for i in 1..ni - 1 {
+                let m = vox.material[[k, j, i]];
+                let same = [
+                    vox.material[[k - 1, j, i]],
+                    vox.material[[k + 1, j, i]],
+                    vox.material[[k, j - 1, i]],
+                    vox.material[[k, j + 1, i]],
+                    vox.material[[k, j, i - 1]],
+                    vox.material[[k, j, i + 1]],
+                ]
+                .iter()
+                .all(|&o| o == m);
+                if !same {
+                    continue;
+                }
+                let mat = Material::all()[m as usize];
+                assert_eq!(
+                    vox.label[[k, j, i]] == 1,
+                    mat.is_bone(),
+                    "{mat:?} at {k},{j},{i}"
+                );
+                if mat.is_bone() {
+                    checked_bone += 1;
+                } else {
+                    checked_other += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        checked_bone > 500 && checked_other > 10_000,
+        "{checked_bone} {checked_other}"
+    );
+    // A threshold of the rendered image does not reproduce the label (noise, PSF, bright non-bone).
+    let p = generate(
+        profile,
+        21,
+        &PhantomOptions {
+            craniotomy: Some(true),
+            ..opts
+        },
+    );
+    let thr = p.hu.mapv(|v| (v > 226.0) as u8);
+    let diff = thr
+        .iter()
+        .zip(p.label.iter())
+        .filter(|(a, b)| a != b)
+        .count();
+    assert!(
+        diff > 100,
+        "threshold equals the label ({diff} voxels differ)"
+    );
+}
+
+#[test]
+fn bright_non_bone_is_not_labelled() {
+    for m in [
+        Material::Pmma,
+        Material::Titanium,
+        Material::Metal,
+        Material::Calcification,
+        Material::Blood,
+        Material::HolderPlastic,
+        Material::TableCarbon,
+    ] {
+        assert!(!m.is_bone(), "{m:?}");
+    }
+    for m in [
+        Material::CorticalBone,
+        Material::CancellousBone,
+        Material::Enamel,
+        Material::Dentin,
+    ] {
+        assert!(m.is_bone(), "{m:?}");
+    }
+}
+
+#[test]
+fn label_stl_covers_the_label() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let profile = scanner::profile("siemens-sensation-h30s").expect("profile");
+    let mut p = generate(profile, 2, &small(None, true));
+    let s = write_phantom(&mut p, tmp.path()).expect("write");
+    let bytes = std::fs::read(tmp.path().join("label.stl")).expect("stl");
+    let n = u32::from_le_bytes([bytes[80], bytes[81], bytes[82], bytes[83]]) as usize;
+    assert_eq!(bytes.len(), 84 + 50 * n);
+    assert_eq!(n, s.stl_triangles);
+    assert!(n > 1000, "{n} triangles");
+    // Every vertex lies inside the CT grid's box (LPS mm), padded by one voxel.
+    let g = &p.geometry;
+    let (a, b) = (
+        g.voxel_to_lps(-1.0, -1.0, -1.0),
+        g.voxel_to_lps(6.0, 64.0, 64.0),
+    );
+    for t in 0..n {
+        for v in 0..3 {
+            let o = 84 + 50 * t + 12 + 12 * v;
+            for ax in 0..3 {
+                let x = f32::from_le_bytes(bytes[o + 4 * ax..o + 4 * ax + 4].try_into().unwrap());
+                let (lo, hi) = (a[ax].min(b[ax]) - 1e-3, a[ax].max(b[ax]) + 1e-3);
+                assert!(
+                    (lo..=hi).contains(&(x as f64)),
+                    "vertex {x} outside {lo}..{hi}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn realism_measures_are_plausible_on_a_phantom_and_the_real_scan() {
+    let profile = scanner::profile("philips-ingenuity-ub").expect("profile");
+    let opts = PhantomOptions {
+        slices: Some(20),
+        matrix: Some(256),
+        craniotomy: Some(false),
+        stl: false,
+        ..Default::default()
+    };
+    let p = generate(profile, 4, &opts);
+    let r = osteon::phantom::realism::measure(p.hu.view(), &p.geometry);
+    println!("phantom: {r:?}");
+    assert!(r.soft_mean_hu > 5.0 && r.soft_mean_hu < 50.0, "{r:?}");
+    assert!((r.air_mean_hu + 1000.0).abs() < 10.0, "{r:?}");
+    assert!(r.air_sd_hu > 1.0 && r.air_sd_hu < 15.0, "{r:?}");
+    assert!(r.bone_mean_hu > 500.0 && r.bone_mean_hu < 1600.0, "{r:?}");
+    assert!(r.edge_10_90_mm > 0.5 && r.edge_10_90_mm < 4.0, "{r:?}");
+
+    let real = common::shared_data().join("ct/philips-ingenuity-head-phantom/S2020");
+    let load = osteon::dicom::series::load_series(&[real]);
+    assert_eq!(load.volumes.len(), 1);
+    let v = &load.volumes[0];
+    let r = osteon::phantom::realism::measure(v.hu.view(), &v.geometry);
+    println!("real Philips S2020: {r:?}");
+    assert!((r.air_mean_hu + 1000.0).abs() < 10.0, "{r:?}");
+    assert!(r.bone_mean_hu > 300.0, "{r:?}");
+    assert!(r.edge_10_90_mm > 0.5 && r.edge_10_90_mm < 4.0, "{r:?}");
+}

@@ -325,12 +325,14 @@ fn push_row_crossings(a: (f64, f64), b: (f64, f64), nj: usize, out: &mut Vec<Cro
     }
 }
 
-/// Vertices outside the CT volume: beyond half a slab before the first or after the last slice, or
-/// more than half a pixel outside the matrix of the nearest slice.
+/// Vertices outside the CT volume: more than one slab before the first or after the last slice, or
+/// more than one pixel outside the matrix of the nearest slice (a surface closed at the edge of the
+/// volume, as the mesher makes it, lies half a voxel outside the outermost centres and is not
+/// "outside").
 fn count_outside(local: &[Local], plane: &[Local], g: &Geometry) -> usize {
     let slabs = g.slab_thicknesses();
-    let (first, last) = (plane[0].h - slabs[0] / 2.0, plane[plane.len() - 1].h);
-    let last = last + slabs[slabs.len() - 1] / 2.0;
+    let (first, last) = (plane[0].h - slabs[0], plane[plane.len() - 1].h);
+    let last = last + slabs[slabs.len() - 1];
     let heights: Vec<f64> = plane.iter().map(|p| p.h).collect();
     local
         .par_iter()
@@ -347,7 +349,7 @@ fn count_outside(local: &[Local], plane: &[Local], g: &Geometry) -> usize {
                 k
             };
             let (u, w) = (v.u - plane[k].u, v.w - plane[k].w);
-            u < -0.5 || u > g.cols as f64 - 0.5 || w < -0.5 || w > g.rows as f64 - 0.5
+            u < -1.0 || u > g.cols as f64 || w < -1.0 || w > g.rows as f64
         })
         .count()
 }

@@ -326,7 +326,7 @@ fn evaluate_manifest_scores_a_synthetic_scan_exactly() {
         ..Default::default()
     };
     write_ct_series(hu.view(), &g, &info, &ct).expect("write CT");
-    let vol = osteon::label::load_ct(&[ct.clone()], None).expect("load");
+    let vol = osteon::label::load_ct(std::slice::from_ref(&ct), None).expect("load");
     for (name, m) in [("exact.dcm", &mask), ("grown.dcm", &grown)] {
         let seg = build_seg(&vol, m.view(), &SegmentDescription::default()).expect("seg");
         osteon::dicom::seg::write(&seg, &tmp.path().join(name)).expect("write seg");

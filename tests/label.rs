@@ -122,7 +122,7 @@ fn mesh_to_label_round_trip_on_oblique_tilted_variable_grid() {
     let report = label(&ct, &stl, &out).expect("label");
     assert_dciodvfy_clean(&out);
     // The SEG read back from disk, put on the grid of the series as loaded by our reader.
-    let ct_volume = osteon::label::load_ct(&[ct.clone()], None).expect("load");
+    let ct_volume = osteon::label::load_ct(std::slice::from_ref(&ct), None).expect("load");
     let back = seg_mask_on_grid(&out, &ct_volume.geometry).expect("read SEG");
     let o = dice(&back, &mask, &Region::full(g.dims())).expect("dice");
     assert_eq!(report.voxels as usize, voxels);
@@ -243,14 +243,16 @@ fn reference_labels_of_the_real_scans() {
 #[test]
 fn a_study_folder_needs_a_series_choice() {
     let data = common::shared_data().join("ct/philips-ingenuity-head-phantom");
-    let err = osteon::label::load_ct(&[data.clone()], None).expect_err("two axial series");
+    let err =
+        osteon::label::load_ct(std::slice::from_ref(&data), None).expect_err("two axial series");
     let msg = err.to_string();
     assert!(msg.contains("choose one with --series"), "{msg}");
     assert!(
         msg.contains("SeriesNumber 202 ") && msg.contains("SeriesNumber 201 "),
         "{msg}"
     );
-    let ct = osteon::label::load_ct(&[data.clone()], Some("202")).expect("S2020 by SeriesNumber");
+    let ct = osteon::label::load_ct(std::slice::from_ref(&data), Some("202"))
+        .expect("S2020 by SeriesNumber");
     assert_eq!(ct.geometry.dims(), [140, 512, 512]);
     let err = osteon::label::load_ct(&[data], Some("7")).expect_err("no such series");
     assert!(err.to_string().contains("matching \"7\""), "{err}");

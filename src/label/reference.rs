@@ -202,10 +202,8 @@ fn reconstruct(mut seed: Mask, within: &Mask, steps: u32) -> Mask {
             .into_par_iter()
             .enumerate()
             .for_each(|(k, mut out)| {
-                for kk in k.saturating_sub(1)..(k + 2).min(nk) {
-                    Zip::from(&mut out)
-                        .and(&planar[kk])
-                        .for_each(|o, &p| *o |= p);
+                for p in &planar[k.saturating_sub(1)..(k + 2).min(nk)] {
+                    Zip::from(&mut out).and(p).for_each(|o, &v| *o |= v);
                 }
                 Zip::from(&mut out)
                     .and(within.slice(s![k, .., ..]))

@@ -161,7 +161,10 @@ pub fn voxelise(mesh: &Mesh, geometry: &Geometry) -> Result<(Mask, VoxeliseStats
             h: dot(p, n),
         })
         .collect();
-    if plane.windows(2).any(|w| !(w[1].h > w[0].h)) {
+    if plane
+        .windows(2)
+        .any(|w| w[1].h.partial_cmp(&w[0].h) != Some(std::cmp::Ordering::Greater))
+    {
         return Err(LabelError::Geometry(
             "slices not strictly ordered along the normal".into(),
         ));

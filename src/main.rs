@@ -44,14 +44,17 @@ enum Command {
         /// else `threshold`.
         #[arg(long, value_enum)]
         segmenter: Option<SegmenterArg>,
-        /// Bone threshold in HU for the threshold segmenter.
-        #[arg(long, default_value_t = osteon::segment::threshold::DEFAULT_THRESHOLD_HU)]
+        /// Bone threshold in HU for the threshold segmenter (a finite number).
+        #[arg(long, default_value_t = osteon::segment::threshold::DEFAULT_THRESHOLD_HU,
+              value_parser = finite_hu)]
         threshold: f32,
         /// Mesh smoothing iterations (windowed-sinc/Taubin, volume preserving); 0 turns it off.
-        #[arg(long, default_value_t = osteon::mesh::MeshOptions::default().smoothing_iterations)]
+        #[arg(long, default_value_t = osteon::mesh::MeshOptions::default().smoothing_iterations,
+              value_parser = clap::value_parser!(u32).range(0..=MAX_SMOOTH_ITERATIONS as i64))]
         smooth_iterations: u32,
         /// Triangle budget for mesh decimation; 0 turns decimation off.
-        #[arg(long, default_value_t = osteon::mesh::MeshOptions::default().max_triangles.unwrap_or(0))]
+        #[arg(long, default_value_t = osteon::mesh::MeshOptions::default().max_triangles.unwrap_or(0),
+              value_parser = triangle_budget)]
         max_triangles: usize,
     },
     /// Generate a synthetic head CT (DICOM series) with its exact bone label (DICOM SEG + STL) from a
@@ -113,6 +116,49 @@ enum EvalSegmenterArg {
     Threshold,
 }
 
+/// Upper bound of --smooth-iterations: windowed-sinc smoothing converges in tens of iterations;
+/// thousands only cost time.
+const MAX_SMOOTH_ITERATIONS: u32 = 500;
+
+/// Smallest non-zero --max-triangles: below this a skull is no longer a model of anything.
+const MIN_TRIANGLE_BUDGET: usize = 1000;
+
+fn finite_hu(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        Ok(_) => Err(format!("{s} is not a finite HU value")),
+        Err(e) => Err(format!("{s}: {e}")),
+    }
+}
+
+fn triangle_budget(s: &str) -> Result<usize, String> {
+    let v: usize = s.parse().map_err(|e| format!("{s}: {e}"))?;
+    if v != 0 && v < MIN_TRIANGLE_BUDGET {
+        return Err(format!(
+            "{v} is below the smallest budget {MIN_TRIANGLE_BUDGET} (0 turns decimation off)"
+        ));
+    }
+    Ok(v)
+}
+
+/// Routes panics (a dependency's decoder failing on hostile input, caught and turned into an error
+/// by the reader) into the log as one line, instead of a backtrace on stderr.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-string payload".to_owned());
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::warn!(%location, %message, "internal failure contained (see the error that follows)");
+    }));
+}
+
 fn version_line() -> String {
     format!(
         "osteon {} ({})",
@@ -140,6 +186,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging(cli.log_format);
+    install_panic_hook();
     let Some(command) = cli.command else {
         eprintln!("osteon: no command given; see `osteon --help`");
         return ExitCode::from(2);

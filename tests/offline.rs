@@ -409,3 +409,28 @@ fn cli_version_names_libtorch_and_cuda_state() {
     #[cfg(feature = "torch")]
     assert!(text.contains("libtorch 2.11.0"), "{text}");
 }
+
+#[test]
+fn cli_refuses_unusable_options_as_usage_errors() {
+    let series = common::shared_data().join("ct/ge-hispeed-dual-head-tilt");
+    for (flag, value) in [
+        ("--threshold", "NaN"),
+        ("--threshold", "-inf"),
+        ("--smooth-iterations", "100000"),
+        ("--max-triangles", "1"),
+    ] {
+        let bad = [format!("{flag}={value}")];
+        let tmp = tempfile::tempdir().expect("tmp");
+        let out = Command::new(env!("CARGO_BIN_EXE_osteon"))
+            .args(["segment", "--out"])
+            .arg(tmp.path())
+            .args(&bad)
+            .arg(&series)
+            .output()
+            .expect("run osteon");
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {text}");
+        assert!(text.contains(flag), "{bad:?}: {text}");
+        assert!(!tmp.path().join("seg.dcm").exists());
+    }
+}

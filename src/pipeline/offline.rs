@@ -182,6 +182,10 @@ pub fn run(
             });
         if let Err(e) = &result {
             tracing::error!(series = %info.series_instance_uid, error = %e, "series failed");
+            // Leave no empty folder behind for a failed series (fails harmlessly if files exist).
+            if !single {
+                let _ = std::fs::remove_dir(&dir);
+            }
         }
         let (report, error) = match result {
             Ok(r) => (Some(r), None),
@@ -209,25 +213,20 @@ pub fn run(
         series: outcomes,
         skipped,
     };
-    if !single {
-        std::fs::create_dir_all(out).map_err(|source| OfflineError::Io {
-            path: out.into(),
-            source,
-        })?;
-        let path = out.join(REPORT_FILE);
-        let json = serde_json::to_vec_pretty(&summary).unwrap_or_default();
-        std::fs::write(&path, json).map_err(|source| OfflineError::Io { path, source })?;
-    }
+    write_summary(out, single, &summary)?;
     Ok(summary)
 }
 
-/// `S<SeriesNumber>` (the scanner's folder convention), made unique with a UID suffix if needed.
+/// `S<SeriesNumber>` (the scanner's folder convention), else `series-<last 8 UID characters>`, made
+/// unique with the UID's digits if needed. Only `S`, `series-`, digits and `-` reach the file system,
+/// so no attribute value can name a path outside `--out`.
 fn series_folder(
     number: Option<i64>,
     uid: &str,
     used: &mut std::collections::HashSet<String>,
 ) -> String {
-    let tail: String = uid
+    let clean: String = uid.chars().filter(|c| c.is_ascii_digit()).collect();
+    let tail: String = clean
         .chars()
         .rev()
         .take(8)
@@ -235,15 +234,54 @@ fn series_folder(
         .into_iter()
         .rev()
         .collect();
+    let tail = if tail.is_empty() {
+        "x".to_owned()
+    } else {
+        tail
+    };
     let mut name = match number {
         Some(n) => format!("S{n}"),
         None => format!("series-{tail}"),
     };
-    if !used.insert(name.clone()) {
-        name = format!("{name}-{tail}");
-        used.insert(name.clone());
+    let mut suffix = 1;
+    while !used.insert(name.clone()) {
+        name = format!(
+            "{}-{tail}-{suffix}",
+            name.split('-').next().unwrap_or("series")
+        );
+        suffix += 1;
     }
     name
+}
+
+/// Writes `--out/report.json`. Several series: the summary (every series' outcome and every skipped
+/// file). One series: the worker's report of that series with the skipped files added, or the summary
+/// when the series failed (so a failed run still leaves its reasons on disk).
+fn write_summary(out: &Path, single: bool, summary: &Summary) -> Result<(), OfflineError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| OfflineError::Io { path, source }
+    };
+    std::fs::create_dir_all(out).map_err(io(out))?;
+    let path = out.join(REPORT_FILE);
+    let value = match (
+        single,
+        summary.series.first().and_then(|s| s.report.as_ref()),
+    ) {
+        (true, Some(report)) => {
+            let mut v = serde_json::to_value(report).unwrap_or_default();
+            if let Some(map) = v.as_object_mut() {
+                map.insert(
+                    "skipped".into(),
+                    serde_json::to_value(&summary.skipped).unwrap_or_default(),
+                );
+            }
+            v
+        }
+        _ => serde_json::to_value(summary).unwrap_or_default(),
+    };
+    let json = serde_json::to_vec_pretty(&value).unwrap_or_default();
+    std::fs::write(&path, json).map_err(io(&path))
 }
 
 fn progress_bar(enabled: bool, len: u64) -> indicatif::ProgressBar {
@@ -258,4 +296,22 @@ fn progress_bar(enabled: bool, len: u64) -> indicatif::ProgressBar {
     }
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::series_folder;
+    use std::collections::HashSet;
+
+    #[test]
+    fn series_folder_names_cannot_leave_the_output_folder() {
+        let mut used = HashSet::new();
+        assert_eq!(series_folder(None, "1.2.3/../../", &mut used), "series-123");
+        assert_eq!(series_folder(Some(5), "1.2.840.5", &mut used), "S5");
+        assert_eq!(
+            series_folder(Some(5), "1.2.840.77", &mut used),
+            "S5-1284077-1"
+        );
+        assert_eq!(series_folder(None, "../..", &mut used), "series-x");
+    }
 }

@@ -202,7 +202,7 @@ fn seg_of_synthetic_tilted_volume_is_valid_and_round_trips() {
     );
     assert_eq!(
         obj.meta().implementation_class_uid().trim_end_matches('\0'),
-        seg::shared::IMPLEMENTATION_CLASS_UID
+        osteon::dicom::write::IMPLEMENTATION_CLASS_UID
     );
     // uniform 2.5 mm spacing along the normal: SpacingBetweenSlices present
     let shared = &obj

@@ -299,7 +299,27 @@ fn missing_meta_ipp_pixels() {
 
 #[test]
 fn oriented_synthetic_volume() {
+    // The synthetic slices carry one SeriesInstanceUID but a different StudyInstanceUID each:
+    // never merged into one volume (each is its own group, refused as a single slice).
     let v = series::load_series(&[odd("oriented-synthetic")]);
+    assert!(v.volumes.is_empty());
+    assert_eq!(v.refused.len(), 3, "{:?}", v.refused);
+    assert!(v
+        .refused
+        .iter()
+        .all(|e| matches!(e, SeriesError::TooFewSlices { count: 1, .. })));
+    // With a common StudyInstanceUID they form the oblique volume.
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["0.dcm", "1.dcm", "2.dcm"] {
+        let mut o = dicom_object::open_file(odd(&format!("oriented-synthetic/{f}"))).unwrap();
+        o.put(dicom_core::DataElement::new(
+            dicom_dictionary_std::tags::STUDY_INSTANCE_UID,
+            dicom_core::VR::UI,
+            dicom_core::PrimitiveValue::from("1.2.3.4"),
+        ));
+        o.write_to_file(dir.path().join(f)).unwrap();
+    }
+    let v = series::load_series(&[dir.path().to_owned()]);
     assert_eq!(v.volumes.len(), 1, "{:?}", v.refused);
     let vol = &v.volumes[0];
     assert_eq!(vol.hu.dim(), (3, 50, 100));

@@ -11,6 +11,7 @@
 use std::fs::File;
 use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use dicom_core::Tag;
 use dicom_dictionary_std::uids;
@@ -18,6 +19,10 @@ use dicom_encoding::TransferSyntaxIndex;
 use dicom_object::file::ReadPreamble;
 use dicom_object::{DefaultDicomObject, FileMetaTableBuilder, OpenFileOptions};
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+
+#[path = "read/walk.rs"]
+pub mod walk;
+pub use walk::PixelDataLayout;
 
 /// A DICOM object read from a file, with its (possibly rebuilt) file meta table.
 pub type DicomFile = DefaultDicomObject;
@@ -62,31 +67,129 @@ pub enum MetaError {
     /// The meta group (0002) is present but broken in a way the fallback cannot repair.
     #[error("{file}: broken file meta group: {reason}")]
     BadMetaGroup { file: PathBuf, reason: String },
+    /// A FIFO, device, socket or directory (or a symlink to one): never read.
+    #[error("{file}: not a regular file ({kind})")]
+    NotRegularFile { file: PathBuf, kind: &'static str },
+    /// Larger than [`max_file_bytes`].
+    #[error("{file}: {size} bytes, larger than the {cap} byte cap")]
+    TooLarge { file: PathBuf, size: u64, cap: u64 },
+    /// The data set pre-walk refused the file (nesting too deep, a declared length past the end of
+    /// the file, a misplaced delimiter); `tag` is the element at fault.
+    #[error("{file}: malformed data set: {reason}")]
+    Malformed {
+        file: PathBuf,
+        tag: Tag,
+        reason: String,
+    },
+}
+
+fn file_kind(md: &std::fs::Metadata) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let t = md.file_type();
+        if t.is_fifo() {
+            return "FIFO";
+        }
+        if t.is_socket() {
+            return "socket";
+        }
+        if t.is_block_device() || t.is_char_device() {
+            return "device";
+        }
+    }
+    if md.is_dir() {
+        "directory"
+    } else {
+        "special file"
+    }
+}
+
+/// Default for [`set_max_file_bytes`]: 2 GiB.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 2 << 30;
+
+static MAX_FILE_BYTES: AtomicU64 = AtomicU64::new(DEFAULT_MAX_FILE_BYTES);
+
+/// Sets the largest file (bytes) [`open_with`] reads; larger ones are refused with
+/// [`MetaError::TooLarge`] before anything is read. Process-wide.
+pub fn set_max_file_bytes(bytes: u64) {
+    MAX_FILE_BYTES.store(bytes, Ordering::Relaxed);
+}
+
+/// The current cap of [`set_max_file_bytes`].
+pub fn max_file_bytes() -> u64 {
+    MAX_FILE_BYTES.load(Ordering::Relaxed)
+}
+
+/// A file opened by [`open_checked`].
+#[derive(Debug)]
+pub struct Opened {
+    pub obj: DicomFile,
+    pub how: OpenedAs,
+    /// Layout of the top-level PixelData as declared in the file (found by the pre-walk), `None`
+    /// when the file has none or was deflated (no pre-walk).
+    pub pixel_data: Option<PixelDataLayout>,
 }
 
 /// Opens a DICOM file leniently (see the module docs); returns the object and how it was opened.
 ///
 /// Errors: [`MetaError::Io`] when the file cannot be read, [`MetaError::BadMetaGroup`] when group
-/// 0002 is truncated or lacks TransferSyntaxUID (0002,0010), [`MetaError::NotDicom`] otherwise.
+/// 0002 is truncated or lacks TransferSyntaxUID (0002,0010), [`MetaError::NotRegularFile`],
+/// [`MetaError::TooLarge`], [`MetaError::Malformed`] (pre-walk, see [`open_checked`]),
+/// [`MetaError::NotDicom`] otherwise.
 pub fn open_with(path: &Path, mode: ReadMode) -> Result<(DicomFile, OpenedAs), MetaError> {
-    let options = || {
-        let o = OpenFileOptions::new();
-        match mode {
-            ReadMode::Full => o,
-            ReadMode::HeaderOnly => o.read_until(PIXEL_DATA),
-        }
+    open_checked(path, mode).map(|o| (o.obj, o.how))
+}
+
+/// [`open_with`], also returning the declared PixelData layout.
+///
+/// Before `dicom-object` sees a byte: refuses anything but a regular file (FIFOs, devices,
+/// sockets, symlinks to them: [`MetaError::NotRegularFile`]) and files above
+/// [`max_file_bytes`] ([`MetaError::TooLarge`]); reads the first 132 bytes and gives up unless they
+/// hold the "DICM" magic code or a plausible bare data set start; then walks the data set
+/// iteratively ([`walk`](self)) and refuses sequences nested deeper than 32 and values whose
+/// declared length runs past the end of the file ([`MetaError::Malformed`], naming the tag). In
+/// [`ReadMode::HeaderOnly`] the walk stops at the top-level PixelData.
+pub fn open_checked(path: &Path, mode: ReadMode) -> Result<Opened, MetaError> {
+    let io = |source| MetaError::Io {
+        file: path.to_owned(),
+        source,
     };
-    let first_error = match options().open_file(path) {
-        Ok(obj) => return Ok((obj, OpenedAs::Standard)),
-        Err(e) => e.to_string(),
-    };
-    let mut bytes = Vec::new();
-    File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut bytes))
-        .map_err(|source| MetaError::Io {
+    let md = std::fs::metadata(path).map_err(io)?;
+    if !md.is_file() {
+        return Err(MetaError::NotRegularFile {
             file: path.to_owned(),
-            source,
-        })?;
+            kind: file_kind(&md),
+        });
+    }
+    if md.len() > max_file_bytes() {
+        return Err(MetaError::TooLarge {
+            file: path.to_owned(),
+            size: md.len(),
+            cap: max_file_bytes(),
+        });
+    }
+    let mut f = File::open(path).map_err(io)?;
+    let mut head = Vec::with_capacity(132);
+    (&mut f).take(132).read_to_end(&mut head).map_err(io)?;
+    let has_magic =
+        (head.len() >= 132 && &head[128..132] == b"DICM") || head.starts_with(b"DICM");
+    if !has_magic && !looks_like_bare_dataset(&head, md.len()) {
+        return Err(MetaError::NotDicom {
+            file: path.to_owned(),
+            reason: "no DICM magic code and no group 0002/0008 element at the start".into(),
+        });
+    }
+    let mut bytes = head;
+    bytes.reserve(md.len().saturating_sub(132) as usize);
+    f.read_to_end(&mut bytes).map_err(io)?;
+    drop(f);
+    let stop = mode == ReadMode::HeaderOnly;
+    let malformed = |e: walk::WalkError| MetaError::Malformed {
+        file: path.to_owned(),
+        tag: e.tag,
+        reason: e.to_string(),
+    };
 
     // Magic code after a 128-byte preamble, or (rarely) at the very start.
     let meta_start = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
@@ -96,6 +199,8 @@ pub fn open_with(path: &Path, mode: ReadMode) -> Result<(DicomFile, OpenedAs), M
     } else {
         None
     };
+    let mut pixel_data = None;
+    let mut first_error = String::from("no DICM magic code");
     if let Some(start) = meta_start {
         let meta = parse_meta_group(&bytes[start..]).map_err(|reason| MetaError::BadMetaGroup {
             file: path.to_owned(),
@@ -108,6 +213,29 @@ pub fn open_with(path: &Path, mode: ReadMode) -> Result<(DicomFile, OpenedAs), M
                 file: path.to_owned(),
                 reason: "no TransferSyntaxUID (0002,0010)".into(),
             })?;
+        if let Some(syntax) = walk::Syntax::of(&ts) {
+            pixel_data = walk::walk(&bytes[start + meta.len..], syntax, stop).map_err(malformed)?;
+        }
+        let preamble = if start == 132 {
+            ReadPreamble::Always
+        } else {
+            ReadPreamble::Never
+        };
+        let o = OpenFileOptions::new().read_preamble(preamble);
+        let o = match mode {
+            ReadMode::Full => o,
+            ReadMode::HeaderOnly => o.read_until(PIXEL_DATA),
+        };
+        match o.from_reader(Cursor::new(&bytes[..])) {
+            Ok(obj) => {
+                return Ok(Opened {
+                    obj,
+                    how: OpenedAs::Standard,
+                    pixel_data,
+                })
+            }
+            Err(e) => first_error = e.to_string(),
+        }
         let rest = &bytes[start + meta.len..];
         let not_dicom = |e: String| MetaError::NotDicom {
             file: path.to_owned(),
@@ -127,13 +255,17 @@ pub fn open_with(path: &Path, mode: ReadMode) -> Result<(DicomFile, OpenedAs), M
             Err(e) => return Err(not_dicom(e)),
         };
         tracing::debug!(file = %path.display(), %first_error, "file meta group rebuilt");
-        return Ok((obj, OpenedAs::RebuiltMeta));
+        return Ok(Opened {
+            obj,
+            how: OpenedAs::RebuiltMeta,
+            pixel_data,
+        });
     }
 
     // No meta group: a bare data set. Only try when the first element looks like one (a group
     // 0002/0008 tag and a length inside the file): garbage would make dicom-rs allocate values of
     // arbitrary length.
-    if !looks_like_bare_dataset(&bytes) {
+    if !looks_like_bare_dataset(&bytes, bytes.len() as u64) {
         return Err(MetaError::NotDicom {
             file: path.to_owned(),
             reason: format!(
@@ -141,6 +273,13 @@ pub fn open_with(path: &Path, mode: ReadMode) -> Result<(DicomFile, OpenedAs), M
             ),
         });
     }
+    // Walk as the first element's encoding suggests (explicit when it carries VR letters).
+    let syntax = if bytes.get(4..6).is_some_and(|v| v.iter().all(u8::is_ascii_uppercase)) {
+        walk::Syntax::ExplicitLe
+    } else {
+        walk::Syntax::ImplicitLe
+    };
+    pixel_data = walk::walk(&bytes, syntax, stop).map_err(malformed)?;
     let none = MetaFields::default();
     let mut errors = vec![first_error];
     for ts in [
@@ -150,7 +289,11 @@ pub fn open_with(path: &Path, mode: ReadMode) -> Result<(DicomFile, OpenedAs), M
         match read_with_ts(&bytes, ts, &none, mode) {
             Ok(obj) if looks_valid(&obj) => {
                 tracing::debug!(file = %path.display(), ts, "read as a bare data set without meta group");
-                return Ok((obj, OpenedAs::NoMeta(ts)));
+                return Ok(Opened {
+                    obj,
+                    how: OpenedAs::NoMeta(ts),
+                    pixel_data,
+                });
             }
             Ok(_) => errors.push(format!("as {ts}: no recognisable attributes")),
             Err(e) => errors.push(format!("as {ts}: {e}")),
@@ -174,12 +317,12 @@ pub fn open_header(path: &Path) -> Result<DicomFile, MetaError> {
 
 /// First element of a bare data set: group 0002 or 0008, and an implicit VR length or explicit VR
 /// letters that fit the file.
-fn looks_like_bare_dataset(b: &[u8]) -> bool {
+fn looks_like_bare_dataset(b: &[u8], file_len: u64) -> bool {
     let Some(h) = b.get(..8) else { return false };
     let group = u16::from_le_bytes([h[0], h[1]]);
-    let implicit_len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize;
+    let implicit_len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as u64;
     (group == 0x0008 || group == 0x0002)
-        && (implicit_len <= b.len() || h[4..6].iter().all(u8::is_ascii_uppercase))
+        && (implicit_len <= file_len || h[4..6].iter().all(u8::is_ascii_uppercase))
 }
 
 /// A bare data set read with the wrong transfer syntax usually yields garbage tags; require an

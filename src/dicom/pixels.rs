@@ -29,7 +29,7 @@ use super::meta::{DicomFile, PIXEL_DATA};
 use super::series::AIR_HU;
 
 /// Errors of pixel decoding; each names the file and the attribute or transfer syntax at fault.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum PixelError {
     /// A required attribute is absent or unreadable.
     #[error("{file}: missing or invalid {attribute}")]
@@ -84,6 +84,44 @@ pub enum PixelError {
         file: PathBuf,
         frame: u32,
         fraction_pct: f64,
+    },
+    /// An attribute holds a value outside what the standard (or CT) allows.
+    #[error("{file}: {attribute} {value:?}: {reason}")]
+    BadAttribute {
+        file: PathBuf,
+        attribute: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+    /// RescaleSlope/RescaleIntercept unparsable, NaN, infinite, or a slope of 0 (PS3.3 C.11.1.1.2).
+    #[error("{file}: {attribute} {value:?} is not a usable rescale (finite, slope non-zero)")]
+    BadRescale {
+        file: PathBuf,
+        attribute: &'static str,
+        value: String,
+    },
+    /// The native PixelData holds fewer bytes than Rows x Columns x NumberOfFrames x BitsAllocated/8.
+    #[error("{file}: PixelData (7FE0,0010) holds {got} bytes, Rows {rows} x Columns {cols} x NumberOfFrames {frames} x BitsAllocated {bits_allocated}/8 = {expected}")]
+    PixelDataLength {
+        file: PathBuf,
+        rows: usize,
+        cols: usize,
+        frames: u32,
+        bits_allocated: u16,
+        got: u64,
+        expected: u64,
+    },
+    /// A TransferSyntaxUID (0002,0010) that is not a DICOM transfer syntax.
+    #[error("{file}: unknown TransferSyntaxUID (0002,0010) {uid:?}")]
+    UnknownTransferSyntax { file: PathBuf, uid: String },
+    /// Encapsulated pixel data under a native transfer syntax, or native under an encapsulated one
+    /// (PS3.5 A.4).
+    #[error("{file}: PixelData (7FE0,0010) is {found} but TransferSyntaxUID (0002,0010) {transfer_syntax} requires {expected}")]
+    EncapsulationMismatch {
+        file: PathBuf,
+        transfer_syntax: String,
+        found: &'static str,
+        expected: &'static str,
     },
     /// Encapsulated fragments could not be assigned to frames (PS3.5 A.4).
     #[error("{file}: cannot split {fragments} fragments into {frames} frames")]
@@ -143,15 +181,46 @@ pub fn pixel_format(obj: &DicomFile, file: &Path) -> Result<PixelFormat, PixelEr
             bits_stored,
         });
     }
-    let signed = int_of(obj, tags::PIXEL_REPRESENTATION).unwrap_or(0) == 1;
-    let frames = int_of(obj, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as u32;
+    let bad = |attribute, value: String, reason| PixelError::BadAttribute {
+        file: file.to_owned(),
+        attribute,
+        value,
+        reason,
+    };
+    let signed = match int_of(obj, tags::PIXEL_REPRESENTATION) {
+        None | Some(0) => false,
+        Some(1) => true,
+        Some(v) => {
+            return Err(bad(
+                "PixelRepresentation (0028,0103)",
+                v.to_string(),
+                "must be 0 (unsigned) or 1 (two's complement)",
+            ))
+        }
+    };
+    if let Some(hb) = int_of(obj, tags::HIGH_BIT) {
+        if hb != bits_stored as i64 - 1 {
+            return Err(bad(
+                "HighBit (0028,0102)",
+                hb.to_string(),
+                "must be BitsStored - 1 (PS3.5 8.1.1)",
+            ));
+        }
+    }
+    let frames = number_of_frames(obj, file)?;
+    let transfer_syntax = obj
+        .meta()
+        .transfer_syntax()
+        .trim_end_matches(['\0', ' '])
+        .to_string();
+    check_pixel_data_size(obj, file, rows as usize, cols as usize, frames, bits_allocated, &transfer_syntax)?;
     let padding = int_of(obj, tags::PIXEL_PADDING_VALUE).map(|v| {
         let a = to_stored(v, bits_stored, signed);
         let b = int_of(obj, tags::PIXEL_PADDING_RANGE_LIMIT)
             .map_or(a, |l| to_stored(l, bits_stored, signed));
         (a.min(b), a.max(b))
     });
-    let rescale = frame_rescales(obj, frames as usize);
+    let rescale = frame_rescales(obj, frames as usize, file)?;
     Ok(PixelFormat {
         rows: rows as usize,
         cols: cols as usize,
@@ -161,12 +230,116 @@ pub fn pixel_format(obj: &DicomFile, file: &Path) -> Result<PixelFormat, PixelEr
         signed,
         padding,
         rescale,
-        transfer_syntax: obj
-            .meta()
-            .transfer_syntax()
-            .trim_end_matches('\0')
-            .to_string(),
+        transfer_syntax,
     })
+}
+
+/// Largest NumberOfFrames (0028,0008) accepted: a whole-body Enhanced CT holds a few thousand.
+pub const MAX_FRAMES: i64 = 16384;
+
+/// NumberOfFrames (0028,0008): 1 when absent; else an integer in `1..=`[`MAX_FRAMES`].
+///
+/// Errors: [`PixelError::BadAttribute`] naming NumberOfFrames when unparsable, 0, negative or
+/// above the bound; checked before anything per frame is allocated.
+pub fn number_of_frames(obj: &DicomFile, file: &Path) -> Result<u32, PixelError> {
+    let Some(e) = obj.element_opt(tags::NUMBER_OF_FRAMES).ok().flatten() else {
+        return Ok(1);
+    };
+    let raw = || {
+        e.to_str()
+            .map(|s| s.trim_matches(|c: char| c == '\0' || c.is_whitespace()).to_string())
+            .unwrap_or_default()
+    };
+    let bad = |reason| PixelError::BadAttribute {
+        file: file.to_owned(),
+        attribute: "NumberOfFrames (0028,0008)",
+        value: raw(),
+        reason,
+    };
+    match int_of(obj, tags::NUMBER_OF_FRAMES) {
+        None => Err(bad("not an integer")),
+        Some(n) if n < 1 => Err(bad("must be at least 1")),
+        Some(n) if n > MAX_FRAMES => Err(bad("more frames than any CT object holds (16384)")),
+        Some(n) => Ok(n as u32),
+    }
+}
+
+/// Whether a transfer syntax UID stores pixel data encapsulated (PS3.5 A.4): every standard one
+/// but implicit/explicit VR little endian, explicit big endian and deflate.
+pub fn is_encapsulated_ts(ts: &str) -> bool {
+    !matches!(
+        ts,
+        "1.2.840.10008.1.2" | "1.2.840.10008.1.2.1" | "1.2.840.10008.1.2.2" | "1.2.840.10008.1.2.1.99"
+    )
+}
+
+/// Checks the PixelData element against the header before any frame is allocated: native data
+/// must hold `rows * cols * frames * bits_allocated / 8` bytes, encapsulated data at least one
+/// fragment per frame, and the encoding must match the transfer syntax (PS3.5 A.4). Unknown
+/// transfer syntax UIDs (not `1.2.840.10008.1.2...` and unknown to dicom-rs) are refused.
+fn check_pixel_data_size(
+    obj: &DicomFile,
+    file: &Path,
+    rows: usize,
+    cols: usize,
+    frames: u32,
+    bits_allocated: u16,
+    ts: &str,
+) -> Result<(), PixelError> {
+    use dicom_encoding::TransferSyntaxIndex;
+    let known = dicom_transfer_syntax_registry::TransferSyntaxRegistry
+        .get(ts)
+        .is_some();
+    if !known && !ts.starts_with("1.2.840.10008.1.2") {
+        return Err(PixelError::UnknownTransferSyntax {
+            file: file.to_owned(),
+            uid: ts.escape_debug().to_string(),
+        });
+    }
+    let Some(elem) = obj.element_opt(PIXEL_DATA).ok().flatten() else {
+        return Ok(()); // NoPixelData is reported by the decoder
+    };
+    let encapsulated = is_encapsulated_ts(ts);
+    let mismatch = |found, expected| PixelError::EncapsulationMismatch {
+        file: file.to_owned(),
+        transfer_syntax: ts.to_string(),
+        found,
+        expected,
+    };
+    match elem.value() {
+        Value::Primitive(p) => {
+            if encapsulated {
+                return Err(mismatch("native (defined length)", "encapsulated fragments"));
+            }
+            let expected = rows as u64 * cols as u64 * frames as u64 * (bits_allocated as u64 / 8);
+            let got = p.calculate_byte_len() as u64;
+            if got < expected {
+                return Err(PixelError::PixelDataLength {
+                    file: file.to_owned(),
+                    rows,
+                    cols,
+                    frames,
+                    bits_allocated,
+                    got,
+                    expected,
+                });
+            }
+        }
+        Value::PixelSequence(seq) => {
+            if !encapsulated {
+                return Err(mismatch("encapsulated fragments", "native (defined length)"));
+            }
+            if seq.fragments().len() < frames as usize {
+                return Err(PixelError::Fragments {
+                    file: file.to_owned(),
+                    fragments: seq.fragments().len(),
+                    frames,
+                });
+            }
+        }
+        Value::Sequence(_) => {}
+    }
+    Ok(())
 }
 
 /// Decodes every frame of `obj` (read from `file`) to HU: one `[j, i]` array (Rows x Columns) per
@@ -373,7 +546,7 @@ fn codec_words(
             .map_err(|panic| PixelError::DecoderPanic {
                 file: file.to_owned(),
                 transfer_syntax: fmt.transfer_syntax.clone(),
-                message: panic_message(&panic),
+                message: panic_message(panic.as_ref()),
             })?
             .map_err(|e| PixelError::Decode {
                 file: file.to_owned(),
@@ -493,29 +666,58 @@ fn words_to_hu(words: &[u32], fmt: &PixelFormat, frame: usize) -> Array2<f32> {
 
 /// (RescaleSlope, RescaleIntercept) of each frame: per-frame functional group, shared functional
 /// group, then the top-level attributes, then (1, 0).
-fn frame_rescales(obj: &DicomFile, frames: usize) -> Vec<(f64, f64)> {
-    let from = |o: &dicom_object::InMemDicomObject| -> Option<(f64, f64)> {
-        let s = floats_of(o, tags::RESCALE_SLOPE).and_then(|v| v.first().copied());
-        let i = floats_of(o, tags::RESCALE_INTERCEPT).and_then(|v| v.first().copied());
-        (s.is_some() || i.is_some()).then(|| (s.unwrap_or(1.0), i.unwrap_or(0.0)))
+///
+/// Errors: [`PixelError::BadRescale`] when a present RescaleSlope/RescaleIntercept is unparsable,
+/// NaN or infinite, or the slope is 0 (every voxel would be the intercept).
+fn frame_rescales(
+    obj: &DicomFile,
+    frames: usize,
+    file: &Path,
+) -> Result<Vec<(f64, f64)>, PixelError> {
+    type Rescale = Option<(f64, f64)>;
+    let one = |o: &dicom_object::InMemDicomObject, tag, attribute: &'static str, slope: bool| -> Result<Option<f64>, PixelError> {
+        let Some(e) = o.element_opt(tag).ok().flatten() else {
+            return Ok(None);
+        };
+        let v = floats_of(o, tag).and_then(|v| v.first().copied());
+        match v {
+            Some(v) if v.is_finite() && !(slope && v == 0.0) => Ok(Some(v)),
+            _ => Err(PixelError::BadRescale {
+                file: file.to_owned(),
+                attribute,
+                value: e
+                    .to_str()
+                    .map(|s| s.escape_debug().to_string())
+                    .unwrap_or_else(|_| "(unreadable)".into()),
+            }),
+        }
     };
-    let pvt = |group: Option<&dicom_object::InMemDicomObject>| {
-        group
+    let from = |o: &dicom_object::InMemDicomObject| -> Result<Rescale, PixelError> {
+        let s = one(o, tags::RESCALE_SLOPE, "RescaleSlope (0028,1053)", true)?;
+        let i = one(o, tags::RESCALE_INTERCEPT, "RescaleIntercept (0028,1052)", false)?;
+        Ok((s.is_some() || i.is_some()).then(|| (s.unwrap_or(1.0), i.unwrap_or(0.0))))
+    };
+    let pvt = |group: Option<&dicom_object::InMemDicomObject>| -> Result<Rescale, PixelError> {
+        match group
             .and_then(|g| {
                 g.element_opt(tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE)
                     .ok()
                     .flatten()
             })
-            .and_then(|e| e.items().and_then(|i| i.first().cloned()))
-            .and_then(|item| from(&item))
+            .and_then(|e| e.items().and_then(|i| i.first()))
+        {
+            Some(item) => from(item),
+            None => Ok(None),
+        }
     };
     let shared = items(obj, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE);
     let per_frame = items(obj, tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE);
-    let top = from(obj)
-        .or_else(|| pvt(shared.first()))
-        .unwrap_or((1.0, 0.0));
+    let top = match from(obj)? {
+        Some(r) => r,
+        None => pvt(shared.first())?.unwrap_or((1.0, 0.0)),
+    };
     (0..frames)
-        .map(|f| pvt(per_frame.get(f)).unwrap_or(top))
+        .map(|f| Ok(pvt(per_frame.get(f))?.unwrap_or(top)))
         .collect()
 }
 

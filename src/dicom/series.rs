@@ -15,8 +15,8 @@ use super::pixels::{self, PixelError};
 #[path = "read/scan.rs"]
 mod scan;
 pub use scan::{
-    read_header, scan, scan_files, series_info, FrameHeader, InstanceHeader, Scan, SeriesGroup,
-    SkipReason, Skipped,
+    read_header, scan, scan_files, series_info, valid_uid, FrameHeader, InstanceHeader, Scan,
+    SeriesGroup, SkipReason, Skipped, SliceDefect, PIXEL_SPACING_RANGE_MM,
 };
 
 /// Identity and acquisition attributes of a series, taken from its first slice. Empty string / None
@@ -86,11 +86,36 @@ pub const AIR_HU: f32 = -1000.0;
 /// Why an acquisition was refused as a volume; each names the file and attribute at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum SeriesError {
-    /// Fewer than 2 slices.
-    #[error("series {series_instance_uid}: {count} slice(s), a volume needs at least 2")]
+    /// Fewer than 2 slices (e.g. a lone slice of another study/patient/frame of reference that
+    /// carries the SeriesInstanceUID of a real series).
+    #[error("series {series_instance_uid}: {count} slice(s) ({}), a volume needs at least 2", file.display())]
     TooFewSlices {
         series_instance_uid: String,
         count: usize,
+        /// First file of the group.
+        file: PathBuf,
+    },
+    /// A slice of the acquisition is unusable (truncated PixelData, invalid attribute): the series
+    /// is refused rather than built with a hole.
+    #[error("{file}: slice unusable, series refused: {reason}")]
+    UnreadableSlice { file: PathBuf, reason: String },
+    /// Two files with the same SOP Instance UID and different content.
+    #[error("{a} and {b} share SOP Instance UID {sop_instance_uid} with different content")]
+    ConflictingDuplicate {
+        a: PathBuf,
+        b: PathBuf,
+        sop_instance_uid: String,
+    },
+    /// The volume would hold more than [`MAX_VOLUME_VOXELS`] voxels.
+    #[error("series {series_instance_uid} ({}): {slices} slices x {rows} x {cols} = {voxels} voxels, above the cap of {cap}", file.display())]
+    TooLarge {
+        series_instance_uid: String,
+        file: PathBuf,
+        slices: usize,
+        rows: usize,
+        cols: usize,
+        voxels: u64,
+        cap: u64,
     },
     /// A slice disagrees with the first slice of its acquisition.
     #[error(
@@ -103,7 +128,7 @@ pub enum SeriesError {
         found: String,
     },
     /// Two slices at the same position with different pixels (PS3.3 C.7.6.2.1.1).
-    #[error("not a volume: {file_a} and {file_b} lie at the same position {position:?} with different pixels")]
+    #[error("not a volume: {file_a} and {file_b} lie at the same position, ImagePositionPatient (0020,0032) {position:?} (slice positions must increase by more than 1e-3 mm), with different pixels")]
     NotAVolume {
         file_a: PathBuf,
         file_b: PathBuf,
@@ -149,6 +174,8 @@ struct SlicePlan<'a> {
 const GEOMETRY_TOL: f64 = 1e-4;
 /// Two IPPs closer than this (mm) are the same position.
 const SAME_POSITION_MM: f64 = 1e-3;
+/// Largest volume [`load_volume`] allocates: 2^31 voxels (8 GiB of f32 HU).
+pub const MAX_VOLUME_VOXELS: u64 = 1 << 31;
 
 /// Decodes one acquisition into a [`CtVolume`] (pixels decoded in parallel with rayon).
 ///
@@ -161,6 +188,33 @@ const SAME_POSITION_MM: f64 = 1e-3;
 /// IOP, PixelSpacing), [`SeriesError::MissingSlices`] (InstanceNumber gap with a spacing > 1.5x the
 /// median), [`SeriesError::NotAVolume`] (same position, different pixels), and read/decode errors.
 pub fn load_volume(group: &SeriesGroup) -> Result<CtVolume, SeriesError> {
+    for inst in &group.instances {
+        let file = inst.path.clone();
+        match &inst.defect {
+            None => {}
+            Some(SliceDefect::Pixel(e)) => return Err(SeriesError::Pixel(e.clone())),
+            Some(SliceDefect::Unreadable(reason)) => {
+                return Err(SeriesError::UnreadableSlice {
+                    file,
+                    reason: reason.clone(),
+                })
+            }
+            Some(SliceDefect::ConflictingDuplicate { other }) => {
+                return Err(SeriesError::ConflictingDuplicate {
+                    a: other.clone(),
+                    b: file,
+                    sop_instance_uid: inst.sop_instance_uid.clone(),
+                })
+            }
+        }
+    }
+    let first_file = || {
+        group
+            .instances
+            .first()
+            .map(|i| i.path.clone())
+            .unwrap_or_default()
+    };
     let mut plan: Vec<SlicePlan> = group
         .instances
         .iter()
@@ -180,6 +234,7 @@ pub fn load_volume(group: &SeriesGroup) -> Result<CtVolume, SeriesError> {
         return Err(SeriesError::TooFewSlices {
             series_instance_uid: group.series_instance_uid.clone(),
             count: plan.len(),
+            file: first_file(),
         });
     }
     let first = &plan[0];
@@ -246,6 +301,18 @@ pub fn load_volume(group: &SeriesGroup) -> Result<CtVolume, SeriesError> {
             .then(a.frame.cmp(&b.frame))
     });
     check_missing(&plan)?;
+    let voxels = plan.len() as u64 * rows as u64 * cols as u64;
+    if voxels > MAX_VOLUME_VOXELS {
+        return Err(SeriesError::TooLarge {
+            series_instance_uid: group.series_instance_uid.clone(),
+            file: first_file(),
+            slices: plan.len(),
+            rows,
+            cols,
+            voxels,
+            cap: MAX_VOLUME_VOXELS,
+        });
+    }
 
     let hu = decode_all(&plan, rows, cols)?;
     let (hu, plan) = drop_same_position(hu, plan)?;
@@ -253,6 +320,7 @@ pub fn load_volume(group: &SeriesGroup) -> Result<CtVolume, SeriesError> {
         return Err(SeriesError::TooFewSlices {
             series_instance_uid: group.series_instance_uid.clone(),
             count: plan.len(),
+            file: first_file(),
         });
     }
     geometry.ipp = plan.iter().map(|p| p.geom.ipp).collect();

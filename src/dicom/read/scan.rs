@@ -9,7 +9,7 @@ use dicom_object::InMemDicomObject;
 use rayon::prelude::*;
 
 use super::super::meta::{self, DicomFile, ReadMode, PIXEL_DATA};
-use super::super::pixels::{floats_of, int_of, items, str_of};
+use super::super::pixels::{self, floats_of, int_of, items, str_of, PixelError};
 use super::SeriesInfo;
 
 /// Geometry of one frame (a single-frame instance has one), LPS mm (PS3.3 C.7.6.2).
@@ -41,6 +41,21 @@ pub struct InstanceHeader {
     pub frames: Vec<FrameHeader>,
     /// Identity and scanner attributes of this instance.
     pub info: SeriesInfo,
+    /// Set when the header was read (so the series is known) but the slice cannot be used:
+    /// [`super::load_volume`] then refuses the whole acquisition naming this file, never building
+    /// a volume with a hole.
+    pub defect: Option<SliceDefect>,
+}
+
+/// Why a slice whose series is known cannot be used.
+#[derive(Clone, Debug)]
+pub enum SliceDefect {
+    /// The pixel attributes or the PixelData element are invalid (checked on the header).
+    Pixel(PixelError),
+    /// Anything else (truncated PixelData, PixelSpacing out of range...), with the attribute named.
+    Unreadable(String),
+    /// Same SOP Instance UID as `other`, with different content.
+    ConflictingDuplicate { other: PathBuf },
 }
 
 /// One acquisition of one series: the unit [`super::load_volume`] turns into a volume.
@@ -67,13 +82,35 @@ pub enum SkipReason {
     NoPixelData,
     /// The named geometry attribute is missing or malformed.
     NoGeometry(&'static str),
-    /// Same SOP Instance UID as an instance already kept.
+    /// Same SOP Instance UID as an instance already kept, byte-identical content.
     Duplicate { kept: PathBuf },
+    /// A UID attribute that is not a valid UI value (digits and dots, at most 64 characters,
+    /// PS3.5 9.1); `value` is escaped.
+    BadUid { attribute: &'static str, value: String },
 }
 
 impl std::fmt::Display for SkipReason {
+    /// Control characters (NUL included) are escaped.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
+        let s = self.raw();
+        let mut out = String::with_capacity(s.len());
+        for c in s.chars() {
+            if c.is_control() {
+                out.extend(c.escape_default());
+            } else {
+                out.push(c);
+            }
+        }
+        f.write_str(&out)
+    }
+}
+
+impl SkipReason {
+    fn raw(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let f = &mut s;
+        let _ = match self {
             SkipReason::Unreadable(e) => write!(f, "unreadable: {e}"),
             SkipReason::SopClass(c) => write!(f, "SOP Class UID {c} is not CT image storage"),
             SkipReason::Modality(m) => write!(f, "Modality {m:?} is not CT"),
@@ -83,8 +120,22 @@ impl std::fmt::Display for SkipReason {
             SkipReason::Duplicate { kept } => {
                 write!(f, "duplicate SOP Instance UID of {}", kept.display())
             }
-        }
+            SkipReason::BadUid { attribute, value } => {
+                write!(f, "{attribute} {value:?} is not a valid UID (digits and dots, at most 64 characters)")
+            }
+        };
+        s
     }
+}
+
+/// Whether `uid` is a valid UI value (PS3.5 9.1): 1..=64 characters, components of digits
+/// separated by single dots, no leading zero in a multi-digit component.
+pub fn valid_uid(uid: &str) -> bool {
+    !uid.is_empty()
+        && uid.len() <= 64
+        && uid.split('.').all(|c| {
+            !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()) && !(c.len() > 1 && c.starts_with('0'))
+        })
 }
 
 /// A file left out, with its reason.
@@ -147,37 +198,47 @@ pub fn scan_files(paths: &[PathBuf]) -> Scan {
     let results: Vec<Result<InstanceHeader, Skipped>> =
         paths.par_iter().map(|p| read_header(p)).collect();
     let mut scan = Scan::default();
-    let mut by_series: BTreeMap<(String, Option<i64>), Vec<InstanceHeader>> = BTreeMap::new();
-    let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut by_series: BTreeMap<(Identity, Option<i64>), Vec<InstanceHeader>> = BTreeMap::new();
+    let mut seen: BTreeMap<String, InstanceHeader> = BTreeMap::new();
     for r in results {
         match r {
             Err(s) => {
                 tracing::info!(file = %s.path.display(), reason = %s.reason, "file skipped");
                 scan.skipped.push(s);
             }
-            Ok(h) => {
+            Ok(mut h) => {
                 if let Some(kept) = seen.get(&h.sop_instance_uid) {
-                    let s = Skipped {
-                        path: h.path.clone(),
-                        reason: SkipReason::Duplicate { kept: kept.clone() },
-                    };
-                    tracing::info!(file = %s.path.display(), reason = %s.reason, "file skipped");
-                    scan.skipped.push(s);
-                    continue;
+                    if same_content(kept, &h) {
+                        let s = Skipped {
+                            path: h.path.clone(),
+                            reason: SkipReason::Duplicate {
+                                kept: kept.path.clone(),
+                            },
+                        };
+                        tracing::info!(file = %s.path.display(), reason = %s.reason, "file skipped");
+                        scan.skipped.push(s);
+                        continue;
+                    }
+                    tracing::warn!(file = %h.path.display(), other = %kept.path.display(), "same SOP Instance UID, different content");
+                    h.defect = Some(SliceDefect::ConflictingDuplicate {
+                        other: kept.path.clone(),
+                    });
+                } else {
+                    seen.insert(h.sop_instance_uid.clone(), h.clone());
                 }
-                seen.insert(h.sop_instance_uid.clone(), h.path.clone());
-                let key = (h.info.series_instance_uid.clone(), h.acquisition_number);
+                let key = (identity(&h), h.acquisition_number);
                 by_series.entry(key).or_default().push(h);
             }
         }
     }
     // Merge the acquisitions of a series back when any of them holds a single slice (e.g. GE
     // axial scanning gives every slice its own AcquisitionNumber).
-    let mut series: BTreeMap<String, Vec<(Option<i64>, Vec<InstanceHeader>)>> = BTreeMap::new();
-    for ((uid, acq), instances) in by_series {
-        series.entry(uid).or_default().push((acq, instances));
+    let mut series: BTreeMap<Identity, Vec<(Option<i64>, Vec<InstanceHeader>)>> = BTreeMap::new();
+    for ((id, acq), instances) in by_series {
+        series.entry(id).or_default().push((acq, instances));
     }
-    for (series_instance_uid, mut acquisitions) in series {
+    for (id, mut acquisitions) in series {
+        let series_instance_uid = id.1.clone();
         let slices = |v: &Vec<InstanceHeader>| v.iter().map(|h| h.frames.len()).sum::<usize>();
         if acquisitions.len() > 1 {
             if acquisitions.iter().all(|(_, v)| slices(v) >= 2) {
@@ -198,6 +259,33 @@ pub fn scan_files(paths: &[PathBuf]) -> Scan {
         }
     }
     scan
+}
+
+/// (StudyInstanceUID, SeriesInstanceUID, FrameOfReferenceUID, PatientID): slices that differ in
+/// any of these never share a volume, whatever their SeriesInstanceUID says.
+type Identity = (String, String, String, String);
+
+fn identity(h: &InstanceHeader) -> Identity {
+    let i = &h.info;
+    (
+        i.study_instance_uid.clone(),
+        i.series_instance_uid.clone(),
+        i.frame_of_reference_uid.clone(),
+        i.patient_id.clone(),
+    )
+}
+
+/// Two instances with the same SOP Instance UID are the same when their files hold the same bytes
+/// (a copy sent twice); anything else is a conflict.
+fn same_content(a: &InstanceHeader, b: &InstanceHeader) -> bool {
+    if a.frames != b.frames {
+        return false;
+    }
+    match (std::fs::metadata(&a.path), std::fs::metadata(&b.path)) {
+        (Ok(ma), Ok(mb)) if ma.len() == mb.len() => {}
+        _ => return false,
+    }
+    matches!((std::fs::read(&a.path), std::fs::read(&b.path)), (Ok(x), Ok(y)) if x == y)
 }
 
 /// Geometry key: Rows, Columns, IOP and PixelSpacing rounded to 1e-4.
@@ -231,15 +319,33 @@ fn split_by_geometry(instances: Vec<InstanceHeader>) -> Vec<Vec<InstanceHeader>>
     }
 }
 
-/// Reads one file and keeps it if it is a CT image with pixel data and full geometry.
+/// Reads one file's header (the pre-walk of [`meta::open_checked`] stops at PixelData) and keeps
+/// it if it is a CT image with pixel data, valid UIDs and full geometry. Problems found once the
+/// series is known (pixel attributes, PixelData length or truncation, PixelSpacing out of
+/// [`PIXEL_SPACING_RANGE_MM`]) are kept as [`InstanceHeader::defect`] so the series is refused
+/// naming the file.
 pub fn read_header(path: &Path) -> Result<InstanceHeader, Skipped> {
     let skip = |reason| Skipped {
         path: path.to_owned(),
         reason,
     };
-    // A full read: dicom-object's header-only mode cannot tell whether PixelData follows.
-    let (obj, _) = meta::open_with(path, ReadMode::Full)
-        .map_err(|e| skip(SkipReason::Unreadable(e.to_string())))?;
+    let unreadable = |e: meta::MetaError| skip(SkipReason::Unreadable(e.to_string()));
+    let opened = meta::open_checked(path, ReadMode::HeaderOnly).map_err(unreadable)?;
+    let ts = opened
+        .obj
+        .meta()
+        .transfer_syntax()
+        .trim_end_matches(['\0', ' '])
+        .to_string();
+    // Deflated data sets are not pre-walked: read them whole to learn about PixelData.
+    let (obj, layout, has_pixels) = if meta::walk::Syntax::of(&ts).is_none() {
+        let full = meta::open_checked(path, ReadMode::Full).map_err(unreadable)?;
+        let has = full.obj.element_opt(PIXEL_DATA).ok().flatten().is_some();
+        (full.obj, None, has)
+    } else {
+        let has = opened.pixel_data.is_some();
+        (opened.obj, opened.pixel_data, has)
+    };
     let sop_class_uid = str_of(&obj, tags::SOP_CLASS_UID).unwrap_or_else(|| {
         obj.meta()
             .media_storage_sop_class_uid()
@@ -266,7 +372,22 @@ pub fn read_header(path: &Path) -> Result<InstanceHeader, Skipped> {
     {
         return Err(skip(SkipReason::Localizer));
     }
-    if obj.element_opt(PIXEL_DATA).ok().flatten().is_none() {
+    let sop_instance_uid = str_of(&obj, tags::SOP_INSTANCE_UID);
+    for (attribute, value, required) in [
+        ("SeriesInstanceUID (0020,000E)", Some(info.series_instance_uid.as_str()), true),
+        ("StudyInstanceUID (0020,000D)", Some(info.study_instance_uid.as_str()), false),
+        ("FrameOfReferenceUID (0020,0052)", Some(info.frame_of_reference_uid.as_str()), false),
+        ("SOPInstanceUID (0008,0018)", sop_instance_uid.as_deref(), false),
+    ] {
+        let v = value.unwrap_or_default();
+        if (required || !v.is_empty()) && !valid_uid(v) {
+            return Err(skip(SkipReason::BadUid {
+                attribute,
+                value: v.escape_debug().to_string(),
+            }));
+        }
+    }
+    if !has_pixels {
         return Err(skip(SkipReason::NoPixelData));
     }
     let rows = int_of(&obj, tags::ROWS)
@@ -275,19 +396,108 @@ pub fn read_header(path: &Path) -> Result<InstanceHeader, Skipped> {
     let cols = int_of(&obj, tags::COLUMNS)
         .filter(|v| *v > 0)
         .ok_or_else(|| skip(SkipReason::NoGeometry("Columns (0028,0011)")))?;
-    let frames = frame_headers(&obj).map_err(|a| skip(SkipReason::NoGeometry(a)))?;
+    let (n_frames, mut defect) = match pixels::number_of_frames(&obj, path) {
+        Ok(n) => (n, None),
+        Err(e) => (1, Some(SliceDefect::Pixel(e))),
+    };
+    let frames = match frame_headers(&obj, n_frames as usize) {
+        Ok(f) => f,
+        Err(FrameError::Missing(a)) => return Err(skip(SkipReason::NoGeometry(a))),
+        Err(FrameError::Range(r)) => {
+            defect = defect.or(Some(SliceDefect::Unreadable(r)));
+            let n = if obj.element_opt(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE).ok().flatten().is_some() {
+                n_frames as usize
+            } else {
+                1
+            };
+            vec![
+                FrameHeader {
+                    ipp: [0.0; 3],
+                    iop: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+                    pixel_spacing: [1.0, 1.0],
+                    frame_number: None,
+                };
+                n
+            ]
+        }
+    };
+    if defect.is_none() {
+        defect = pixel_defect(&obj, path, layout).err();
+    }
     Ok(InstanceHeader {
         path: path.to_owned(),
         sop_class_uid,
-        sop_instance_uid: str_of(&obj, tags::SOP_INSTANCE_UID)
-            .unwrap_or_else(|| path.display().to_string()),
+        sop_instance_uid: sop_instance_uid.unwrap_or_else(|| path.display().to_string()),
         acquisition_number: int_of(&obj, tags::ACQUISITION_NUMBER),
         instance_number: int_of(&obj, tags::INSTANCE_NUMBER),
         rows: rows as usize,
         cols: cols as usize,
         frames,
         info,
+        defect,
     })
+}
+
+/// Pixel attributes (via [`pixels::pixel_format`]) and the declared PixelData against the header:
+/// native data must hold Rows x Columns x NumberOfFrames x BitsAllocated/8 bytes and be present in
+/// full in the file; the encoding must match the transfer syntax (PS3.5 A.4).
+fn pixel_defect(
+    obj: &DicomFile,
+    path: &Path,
+    layout: Option<meta::PixelDataLayout>,
+) -> Result<(), SliceDefect> {
+    let fmt = pixels::pixel_format(obj, path).map_err(SliceDefect::Pixel)?;
+    let Some(l) = layout else { return Ok(()) };
+    let encapsulated = pixels::is_encapsulated_ts(&fmt.transfer_syntax);
+    let mismatch = |found, expected| {
+        SliceDefect::Pixel(PixelError::EncapsulationMismatch {
+            file: path.to_owned(),
+            transfer_syntax: fmt.transfer_syntax.clone(),
+            found,
+            expected,
+        })
+    };
+    match l.declared_len {
+        None if !encapsulated => Err(mismatch("encapsulated fragments", "native (defined length)")),
+        Some(_) if encapsulated => Err(mismatch("native (defined length)", "encapsulated fragments")),
+        None => Ok(()),
+        Some(len) => {
+            let expected = fmt.rows as u64
+                * fmt.cols as u64
+                * fmt.frames as u64
+                * (fmt.bits_allocated as u64 / 8);
+            if (len as u64) < expected {
+                return Err(SliceDefect::Pixel(PixelError::PixelDataLength {
+                    file: path.to_owned(),
+                    rows: fmt.rows,
+                    cols: fmt.cols,
+                    frames: fmt.frames,
+                    bits_allocated: fmt.bits_allocated,
+                    got: len as u64,
+                    expected,
+                }));
+            }
+            if len as usize > l.available {
+                return Err(SliceDefect::Unreadable(format!(
+                    "PixelData (7FE0,0010) declares {len} bytes, the file holds {} (truncated)",
+                    l.available
+                )));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Accepted PixelSpacing (0028,0030) values, mm: from micro-CT-like 0.01 mm to 50 mm; anything
+/// outside is a broken header (a CT pixel is 0.1-2 mm).
+pub const PIXEL_SPACING_RANGE_MM: (f64, f64) = (0.01, 50.0);
+
+/// Why [`frame_headers`] failed.
+enum FrameError {
+    /// The named geometry attribute is missing or malformed.
+    Missing(&'static str),
+    /// A value out of range (message names the attribute).
+    Range(String),
 }
 
 fn floats<const N: usize>(o: &InMemDicomObject, tag: dicom_core::Tag) -> Option<[f64; N]> {
@@ -299,17 +509,19 @@ fn floats<const N: usize>(o: &InMemDicomObject, tag: dicom_core::Tag) -> Option<
 /// Per-frame geometry: top-level attributes for single-frame CT; for multi-frame instances the
 /// per-frame functional groups, falling back to the shared ones (PS3.3 C.7.6.16). Err names the
 /// missing attribute.
-fn frame_headers(obj: &DicomFile) -> Result<Vec<FrameHeader>, &'static str> {
+fn frame_headers(obj: &DicomFile, n: usize) -> Result<Vec<FrameHeader>, FrameError> {
     const IPP: &str = "ImagePositionPatient (0020,0032)";
     const IOP: &str = "ImageOrientationPatient (0020,0037)";
     const PS: &str = "PixelSpacing (0028,0030)";
     let shared = items(obj, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE);
     let per_frame = items(obj, tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE);
     if per_frame.is_empty() && shared.is_empty() {
-        let iop = floats::<6>(obj, tags::IMAGE_ORIENTATION_PATIENT).ok_or(IOP)?;
-        let ipp = floats::<3>(obj, tags::IMAGE_POSITION_PATIENT).ok_or(IPP)?;
-        let pixel_spacing = floats::<2>(obj, tags::PIXEL_SPACING).ok_or(PS)?;
-        check_iop(&iop).ok_or(IOP)?;
+        let miss = FrameError::Missing;
+        let iop = floats::<6>(obj, tags::IMAGE_ORIENTATION_PATIENT).ok_or(miss(IOP))?;
+        let ipp = floats::<3>(obj, tags::IMAGE_POSITION_PATIENT).ok_or(miss(IPP))?;
+        let pixel_spacing = floats::<2>(obj, tags::PIXEL_SPACING).ok_or(miss(PS))?;
+        check_iop(&iop).ok_or(miss(IOP))?;
+        check_spacing(&pixel_spacing)?;
         return Ok(vec![FrameHeader {
             ipp,
             iop,
@@ -317,7 +529,6 @@ fn frame_headers(obj: &DicomFile) -> Result<Vec<FrameHeader>, &'static str> {
             frame_number: None,
         }]);
     }
-    let n = int_of(obj, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as usize;
     let in_group = |group: Option<&InMemDicomObject>, seq, tag| -> Option<Vec<f64>> {
         let item = items(group?, seq).into_iter().next()?;
         floats_of(&item, tag)
@@ -336,17 +547,19 @@ fn frame_headers(obj: &DicomFile) -> Result<Vec<FrameHeader>, &'static str> {
                 tags::IMAGE_POSITION_PATIENT,
                 3,
             )
-            .ok_or(IPP)?;
+            .ok_or(FrameError::Missing(IPP))?;
             let iop = get(
                 f,
                 tags::PLANE_ORIENTATION_SEQUENCE,
                 tags::IMAGE_ORIENTATION_PATIENT,
                 6,
             )
-            .ok_or(IOP)?;
-            let ps = get(f, tags::PIXEL_MEASURES_SEQUENCE, tags::PIXEL_SPACING, 2).ok_or(PS)?;
+            .ok_or(FrameError::Missing(IOP))?;
+            let ps = get(f, tags::PIXEL_MEASURES_SEQUENCE, tags::PIXEL_SPACING, 2)
+                .ok_or(FrameError::Missing(PS))?;
             let iop = [iop[0], iop[1], iop[2], iop[3], iop[4], iop[5]];
-            check_iop(&iop).ok_or(IOP)?;
+            check_iop(&iop).ok_or(FrameError::Missing(IOP))?;
+            check_spacing(&[ps[0], ps[1]])?;
             Ok(FrameHeader {
                 ipp: [ipp[0], ipp[1], ipp[2]],
                 iop,
@@ -355,6 +568,18 @@ fn frame_headers(obj: &DicomFile) -> Result<Vec<FrameHeader>, &'static str> {
             })
         })
         .collect()
+}
+
+/// PixelSpacing must lie in [`PIXEL_SPACING_RANGE_MM`].
+fn check_spacing(ps: &[f64; 2]) -> Result<(), FrameError> {
+    let (lo, hi) = PIXEL_SPACING_RANGE_MM;
+    if ps.iter().all(|v| (lo..=hi).contains(v)) {
+        Ok(())
+    } else {
+        Err(FrameError::Range(format!(
+            "PixelSpacing (0028,0030) {ps:?} outside [{lo}, {hi}] mm"
+        )))
+    }
 }
 
 /// IOP must hold two unit vectors (tolerance 1e-2) that are orthogonal (|dot| < 1e-2).

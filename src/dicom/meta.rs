@@ -172,8 +172,7 @@ pub fn open_checked(path: &Path, mode: ReadMode) -> Result<Opened, MetaError> {
     let mut f = File::open(path).map_err(io)?;
     let mut head = Vec::with_capacity(132);
     (&mut f).take(132).read_to_end(&mut head).map_err(io)?;
-    let has_magic =
-        (head.len() >= 132 && &head[128..132] == b"DICM") || head.starts_with(b"DICM");
+    let has_magic = (head.len() >= 132 && &head[128..132] == b"DICM") || head.starts_with(b"DICM");
     if !has_magic && !looks_like_bare_dataset(&head, md.len()) {
         return Err(MetaError::NotDicom {
             file: path.to_owned(),
@@ -274,7 +273,10 @@ pub fn open_checked(path: &Path, mode: ReadMode) -> Result<Opened, MetaError> {
         });
     }
     // Walk as the first element's encoding suggests (explicit when it carries VR letters).
-    let syntax = if bytes.get(4..6).is_some_and(|v| v.iter().all(u8::is_ascii_uppercase)) {
+    let syntax = if bytes
+        .get(4..6)
+        .is_some_and(|v| v.iter().all(u8::is_ascii_uppercase))
+    {
         walk::Syntax::ExplicitLe
     } else {
         walk::Syntax::ImplicitLe

@@ -213,7 +213,15 @@ pub fn pixel_format(obj: &DicomFile, file: &Path) -> Result<PixelFormat, PixelEr
         .transfer_syntax()
         .trim_end_matches(['\0', ' '])
         .to_string();
-    check_pixel_data_size(obj, file, rows as usize, cols as usize, frames, bits_allocated, &transfer_syntax)?;
+    check_pixel_data_size(
+        obj,
+        file,
+        rows as usize,
+        cols as usize,
+        frames,
+        bits_allocated,
+        &transfer_syntax,
+    )?;
     let padding = int_of(obj, tags::PIXEL_PADDING_VALUE).map(|v| {
         let a = to_stored(v, bits_stored, signed);
         let b = int_of(obj, tags::PIXEL_PADDING_RANGE_LIMIT)
@@ -247,7 +255,10 @@ pub fn number_of_frames(obj: &DicomFile, file: &Path) -> Result<u32, PixelError>
     };
     let raw = || {
         e.to_str()
-            .map(|s| s.trim_matches(|c: char| c == '\0' || c.is_whitespace()).to_string())
+            .map(|s| {
+                s.trim_matches(|c: char| c == '\0' || c.is_whitespace())
+                    .to_string()
+            })
             .unwrap_or_default()
     };
     let bad = |reason| PixelError::BadAttribute {
@@ -269,7 +280,10 @@ pub fn number_of_frames(obj: &DicomFile, file: &Path) -> Result<u32, PixelError>
 pub fn is_encapsulated_ts(ts: &str) -> bool {
     !matches!(
         ts,
-        "1.2.840.10008.1.2" | "1.2.840.10008.1.2.1" | "1.2.840.10008.1.2.2" | "1.2.840.10008.1.2.1.99"
+        "1.2.840.10008.1.2"
+            | "1.2.840.10008.1.2.1"
+            | "1.2.840.10008.1.2.2"
+            | "1.2.840.10008.1.2.1.99"
     )
 }
 
@@ -309,7 +323,10 @@ fn check_pixel_data_size(
     match elem.value() {
         Value::Primitive(p) => {
             if encapsulated {
-                return Err(mismatch("native (defined length)", "encapsulated fragments"));
+                return Err(mismatch(
+                    "native (defined length)",
+                    "encapsulated fragments",
+                ));
             }
             let expected = rows as u64 * cols as u64 * frames as u64 * (bits_allocated as u64 / 8);
             let got = p.calculate_byte_len() as u64;
@@ -327,7 +344,10 @@ fn check_pixel_data_size(
         }
         Value::PixelSequence(seq) => {
             if !encapsulated {
-                return Err(mismatch("encapsulated fragments", "native (defined length)"));
+                return Err(mismatch(
+                    "encapsulated fragments",
+                    "native (defined length)",
+                ));
             }
             if seq.fragments().len() < frames as usize {
                 return Err(PixelError::Fragments {
@@ -675,7 +695,11 @@ fn frame_rescales(
     file: &Path,
 ) -> Result<Vec<(f64, f64)>, PixelError> {
     type Rescale = Option<(f64, f64)>;
-    let one = |o: &dicom_object::InMemDicomObject, tag, attribute: &'static str, slope: bool| -> Result<Option<f64>, PixelError> {
+    let one = |o: &dicom_object::InMemDicomObject,
+               tag,
+               attribute: &'static str,
+               slope: bool|
+     -> Result<Option<f64>, PixelError> {
         let Some(e) = o.element_opt(tag).ok().flatten() else {
             return Ok(None);
         };
@@ -694,7 +718,12 @@ fn frame_rescales(
     };
     let from = |o: &dicom_object::InMemDicomObject| -> Result<Rescale, PixelError> {
         let s = one(o, tags::RESCALE_SLOPE, "RescaleSlope (0028,1053)", true)?;
-        let i = one(o, tags::RESCALE_INTERCEPT, "RescaleIntercept (0028,1052)", false)?;
+        let i = one(
+            o,
+            tags::RESCALE_INTERCEPT,
+            "RescaleIntercept (0028,1052)",
+            false,
+        )?;
         Ok((s.is_some() || i.is_some()).then(|| (s.unwrap_or(1.0), i.unwrap_or(0.0))))
     };
     let pvt = |group: Option<&dicom_object::InMemDicomObject>| -> Result<Rescale, PixelError> {
@@ -742,6 +771,14 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn panic_payload_extracted() {
+        let p = catch_unwind(|| panic!("boom {}", 7)).unwrap_err();
+        assert_eq!(panic_message(p.as_ref()), "boom 7");
+        let p = catch_unwind(|| std::panic::panic_any("static")).unwrap_err();
+        assert_eq!(panic_message(p.as_ref()), "static");
+    }
 
     #[test]
     fn stored_value_sign_and_mask() {

@@ -86,7 +86,10 @@ pub enum SkipReason {
     Duplicate { kept: PathBuf },
     /// A UID attribute that is not a valid UI value (digits and dots, at most 64 characters,
     /// PS3.5 9.1); `value` is escaped.
-    BadUid { attribute: &'static str, value: String },
+    BadUid {
+        attribute: &'static str,
+        value: String,
+    },
 }
 
 impl std::fmt::Display for SkipReason {
@@ -134,7 +137,9 @@ pub fn valid_uid(uid: &str) -> bool {
     !uid.is_empty()
         && uid.len() <= 64
         && uid.split('.').all(|c| {
-            !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()) && !(c.len() > 1 && c.starts_with('0'))
+            !c.is_empty()
+                && c.bytes().all(|b| b.is_ascii_digit())
+                && !(c.len() > 1 && c.starts_with('0'))
         })
 }
 
@@ -374,10 +379,26 @@ pub fn read_header(path: &Path) -> Result<InstanceHeader, Skipped> {
     }
     let sop_instance_uid = str_of(&obj, tags::SOP_INSTANCE_UID);
     for (attribute, value, required) in [
-        ("SeriesInstanceUID (0020,000E)", Some(info.series_instance_uid.as_str()), true),
-        ("StudyInstanceUID (0020,000D)", Some(info.study_instance_uid.as_str()), false),
-        ("FrameOfReferenceUID (0020,0052)", Some(info.frame_of_reference_uid.as_str()), false),
-        ("SOPInstanceUID (0008,0018)", sop_instance_uid.as_deref(), false),
+        (
+            "SeriesInstanceUID (0020,000E)",
+            Some(info.series_instance_uid.as_str()),
+            true,
+        ),
+        (
+            "StudyInstanceUID (0020,000D)",
+            Some(info.study_instance_uid.as_str()),
+            false,
+        ),
+        (
+            "FrameOfReferenceUID (0020,0052)",
+            Some(info.frame_of_reference_uid.as_str()),
+            false,
+        ),
+        (
+            "SOPInstanceUID (0008,0018)",
+            sop_instance_uid.as_deref(),
+            false,
+        ),
     ] {
         let v = value.unwrap_or_default();
         if (required || !v.is_empty()) && !valid_uid(v) {
@@ -405,7 +426,12 @@ pub fn read_header(path: &Path) -> Result<InstanceHeader, Skipped> {
         Err(FrameError::Missing(a)) => return Err(skip(SkipReason::NoGeometry(a))),
         Err(FrameError::Range(r)) => {
             defect = defect.or(Some(SliceDefect::Unreadable(r)));
-            let n = if obj.element_opt(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE).ok().flatten().is_some() {
+            let n = if obj
+                .element_opt(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE)
+                .ok()
+                .flatten()
+                .is_some()
+            {
                 n_frames as usize
             } else {
                 1
@@ -458,8 +484,14 @@ fn pixel_defect(
         })
     };
     match l.declared_len {
-        None if !encapsulated => Err(mismatch("encapsulated fragments", "native (defined length)")),
-        Some(_) if encapsulated => Err(mismatch("native (defined length)", "encapsulated fragments")),
+        None if !encapsulated => Err(mismatch(
+            "encapsulated fragments",
+            "native (defined length)",
+        )),
+        Some(_) if encapsulated => Err(mismatch(
+            "native (defined length)",
+            "encapsulated fragments",
+        )),
         None => Ok(()),
         Some(len) => {
             let expected = fmt.rows as u64

@@ -74,7 +74,11 @@ pub enum WalkErrorKind {
 impl std::fmt::Display for WalkError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let t = self.tag;
-        write!(f, "element ({:04X},{:04X}) at byte {}: ", t.0, t.1, self.offset)?;
+        write!(
+            f,
+            "element ({:04X},{:04X}) at byte {}: ",
+            t.0, t.1, self.offset
+        )?;
         match &self.kind {
             WalkErrorKind::TooDeep => write!(f, "sequences nested deeper than {MAX_DEPTH}"),
             WalkErrorKind::LengthPastEnd {
@@ -110,7 +114,19 @@ const UNDEFINED: u32 = 0xFFFF_FFFF;
 fn is_long_vr(vr: &[u8]) -> bool {
     matches!(
         vr,
-        b"OB" | b"OW" | b"OF" | b"SQ" | b"UT" | b"UN" | b"OD" | b"OL" | b"OV" | b"UC" | b"UR" | b"SV" | b"UV"
+        b"OB"
+            | b"OW"
+            | b"OF"
+            | b"SQ"
+            | b"UT"
+            | b"UN"
+            | b"OD"
+            | b"OL"
+            | b"OV"
+            | b"UC"
+            | b"UR"
+            | b"SV"
+            | b"UV"
     )
 }
 
@@ -223,7 +239,12 @@ pub fn walk(
                             syntax: syn,
                         });
                     }
-                    _ => return Err(err(tag, WalkErrorKind::BadStructure("item outside a sequence"))),
+                    _ => {
+                        return Err(err(
+                            tag,
+                            WalkErrorKind::BadStructure("item outside a sequence"),
+                        ))
+                    }
                 },
                 0xE00D => match stack.last() {
                     Some(Open {
@@ -258,7 +279,9 @@ pub fn walk(
                         stack.pop();
                         pos += 8;
                     }
-                    Some(Open { kind: Kind::Seq, .. }) => pos += 8,
+                    Some(Open {
+                        kind: Kind::Seq, ..
+                    }) => pos += 8,
                     _ => {
                         return Err(err(
                             tag,
@@ -376,7 +399,9 @@ mod tests {
         let open = |n: usize| {
             let mut b = vec![];
             for _ in 0..n {
-                b.extend_from_slice(&[0x08, 0, 0x15, 0x11, b'S', b'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF]);
+                b.extend_from_slice(&[
+                    0x08, 0, 0x15, 0x11, b'S', b'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF,
+                ]);
                 b.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
             }
             for _ in 0..n {

@@ -20,6 +20,7 @@
 //! Conventions: patient coordinates are DICOM LPS in millimetres everywhere; volume arrays are
 //! `[k, j, i]` = `[slice, row, column]`; HU are `f32`.
 
+pub mod config;
 pub mod dicom;
 pub mod eval;
 pub mod label;

@@ -103,6 +103,20 @@ enum Command {
         #[arg(long, default_value = "evaluation.csv")]
         csv: PathBuf,
     },
+    /// Configuration of the node (conf/osteon.toml, OSTEON__SECTION__KEY overrides).
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the configuration (defaults, then FILE, then the environment) and print the
+    /// effective configuration as TOML. Exit status 1 when it is invalid.
+    Check {
+        /// TOML file; without it, the built-in defaults plus the environment.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -261,6 +275,18 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("osteon label: error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Config(ConfigCommand::Check { config }) => {
+            match osteon::config::Config::load(config.as_deref()).and_then(|c| c.to_toml()) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("osteon config check: error: {e}");
                     ExitCode::from(1)
                 }
             }

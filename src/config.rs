@@ -1,0 +1,399 @@
+//! Typed configuration of `osteon serve`: one place for defaults ([`Config::default`] and the
+//! `Default` impls below), loaded from a TOML file plus environment overrides.
+//!
+//! Sources, later ones win ([`Config::load`]):
+//! 1. the built-in defaults (this file);
+//! 2. the TOML file (`--config FILE`, e.g. `conf/osteon.toml`);
+//! 3. environment variables `OSTEON__SECTION__KEY` (the `config` crate's convention with prefix
+//!    `OSTEON` and separator `__`), e.g. `OSTEON__NODE__PORT=11113`,
+//!    `OSTEON__NODE__ALLOW__CALLING_AE_TITLES=CT01,PACS` (comma-separated lists).
+//!
+//! Unknown keys are errors (a typo never silently falls back to a default), and [`Config::validate`]
+//! checks the values (AE titles per PS3.5 6.2, PDU sizes per PS3.8 9.3.1, non-zero timeouts).
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Environment prefix of the overrides (`OSTEON__...`).
+pub const ENV_PREFIX: &str = "OSTEON";
+/// Separator between the section and key names in environment overrides.
+pub const ENV_SEPARATOR: &str = "__";
+/// Keys whose environment override is a comma-separated list.
+const ENV_LIST_KEYS: [&str; 2] = ["node.allow.calling_ae_titles", "node.allow.hosts"];
+
+/// Smallest accepted non-zero `node.max_pdu` (bytes). The A-ASSOCIATE-RQ is read under the same
+/// limit, and a requestor proposing ~128 presentation contexts sends about 15 KB.
+pub const MIN_MAX_PDU: u32 = 16_384;
+/// Largest `node.max_pdu` the upper layer can express (dicom-ul's MAXIMUM_PDU_SIZE).
+pub const MAX_MAX_PDU: u32 = dicom_ul::pdu::MAXIMUM_PDU_SIZE;
+
+/// Errors of loading and validating a configuration; each names the file or the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file does not exist or cannot be read.
+    #[error("{file}: cannot read configuration: {reason}")]
+    Read { file: PathBuf, reason: String },
+    /// The merged sources do not deserialize (bad TOML, unknown key, wrong type).
+    #[error("{origin}: {reason}")]
+    Parse { origin: String, reason: String },
+    /// A value is out of range or malformed.
+    #[error("{key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The DICOM node: AE title, network, association policy.
+    pub node: NodeConfig,
+    /// Where received instances and state live.
+    pub storage: StorageConfig,
+}
+
+/// How the called AE title of an A-ASSOCIATE-RQ is compared with ours.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AeCase {
+    /// Byte-for-byte after trimming spaces (PS3.8 9.3.2: leading/trailing spaces are not
+    /// significant; AE titles are otherwise case-sensitive).
+    #[default]
+    Exact,
+    /// ASCII case-insensitive, for peers that upper-case what they are given.
+    IgnoreCase,
+}
+
+/// `[node]`: the DICOM node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Our AE title (1..=16 characters of the default repertoire, no backslash, not all spaces).
+    pub ae_title: String,
+    /// Address to listen on (`127.0.0.1` by default: nothing reachable from outside until set).
+    pub bind: IpAddr,
+    /// TCP port (11112, the IANA-registered non-privileged DICOM port).
+    pub port: u16,
+    /// Largest P-DATA-TF PDU we accept (bytes, PS3.8 D.1 Maximum Length); also the bound of the
+    /// per-association receive buffer. 0 = unlimited (no memory bound). Sent PDUs follow the
+    /// peer's limit.
+    pub max_pdu: u32,
+    /// Concurrent associations; one more is rejected (transient, local limit exceeded).
+    pub max_associations: usize,
+    /// Idle timeout of an established association: no PDU for this long -> A-ABORT.
+    #[serde(with = "humantime_serde")]
+    pub association_timeout: Duration,
+    /// ARTIM timer (PS3.8 9.1.5): a connection that sends no complete A-ASSOCIATE-RQ within this
+    /// time is closed.
+    #[serde(with = "humantime_serde")]
+    pub artim_timeout: Duration,
+    /// Comparison of the called AE title with ours.
+    pub called_ae_case: AeCase,
+    /// Who may associate.
+    pub allow: AllowConfig,
+}
+
+/// `[node.allow]`: calling AE titles (and hosts) allowed to associate.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AllowConfig {
+    /// Calling AE titles allowed (exact, after trimming spaces). Empty = any calling AE title.
+    pub calling_ae_titles: Vec<String>,
+    /// Peer IP addresses allowed. Empty = any host.
+    pub hosts: Vec<IpAddr>,
+}
+
+/// `[storage]`: spool and state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Data folder (spool, later the job database); relative paths are relative to the working
+    /// directory of the process.
+    pub data_dir: PathBuf,
+    /// How long received instances are kept in the spool after their series was processed.
+    #[serde(with = "humantime_serde")]
+    pub spool_retention: Duration,
+    /// Disk watermark: below this many free bytes on the data folder's file system, new
+    /// associations are rejected (transient, local limit exceeded).
+    pub min_free_bytes: u64,
+    /// Accept instances of storage SOP classes other than CT (e.g. secondary capture dose pages)
+    /// and discard them with success status, instead of rejecting their presentation contexts.
+    pub accept_other_storage: bool,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            ae_title: "OSTEON".to_owned(),
+            bind: IpAddr::from([127, 0, 0, 1]),
+            port: 11112,
+            max_pdu: 262_144,
+            max_associations: 16,
+            association_timeout: Duration::from_secs(60),
+            artim_timeout: Duration::from_secs(30),
+            called_ae_case: AeCase::Exact,
+            allow: AllowConfig::default(),
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("osteon-data"),
+            spool_retention: Duration::from_secs(7 * 24 * 3600),
+            min_free_bytes: 1 << 30,
+            accept_other_storage: false,
+        }
+    }
+}
+
+impl Config {
+    /// Loads the defaults, then `file` (when given), then the process environment
+    /// (`OSTEON__SECTION__KEY`), and validates the result.
+    ///
+    /// Errors: [`ConfigError::Read`] for a missing file, [`ConfigError::Parse`] for bad TOML,
+    /// unknown keys or wrong types, [`ConfigError::Invalid`] from [`Config::validate`].
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_with_env(file, None)
+    }
+
+    /// [`Config::load`] with the environment given as a map (`None` = the process environment);
+    /// for tests.
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: Option<config::Map<String, String>>,
+    ) -> Result<Config, ConfigError> {
+        let defaults =
+            config::Config::try_from(&Config::default()).map_err(|e| ConfigError::Parse {
+                origin: "built-in defaults".to_owned(),
+                reason: e.to_string(),
+            })?;
+        let mut builder = config::Config::builder().add_source(defaults);
+        let origin = match file {
+            Some(path) => {
+                if !path.is_file() {
+                    return Err(ConfigError::Read {
+                        file: path.to_owned(),
+                        reason: "no such file".to_owned(),
+                    });
+                }
+                builder = builder.add_source(
+                    config::File::from(path)
+                        .format(config::FileFormat::Toml)
+                        .required(true),
+                );
+                format!("{} (with environment overrides)", path.display())
+            }
+            None => "defaults (with environment overrides)".to_owned(),
+        };
+        let mut environment = config::Environment::with_prefix(ENV_PREFIX)
+            .separator(ENV_SEPARATOR)
+            .try_parsing(true)
+            .list_separator(",");
+        for key in ENV_LIST_KEYS {
+            environment = environment.with_list_parse_key(key);
+        }
+        builder = builder.add_source(environment.source(env));
+        let merged = builder.build().map_err(|e| ConfigError::Parse {
+            origin: origin.clone(),
+            reason: e.to_string(),
+        })?;
+        let config: Config = merged.try_deserialize().map_err(|e| ConfigError::Parse {
+            origin,
+            reason: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value; the first problem is returned naming its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let n = &self.node;
+        check_ae_title(&n.ae_title).map_err(|reason| ConfigError::Invalid {
+            key: "node.ae_title",
+            reason,
+        })?;
+        for ae in &n.allow.calling_ae_titles {
+            check_ae_title(ae).map_err(|reason| ConfigError::Invalid {
+                key: "node.allow.calling_ae_titles",
+                reason,
+            })?;
+        }
+        if n.max_pdu != 0 && !(MIN_MAX_PDU..=MAX_MAX_PDU).contains(&n.max_pdu) {
+            return Err(ConfigError::Invalid {
+                key: "node.max_pdu",
+                reason: format!(
+                    "{} is outside {MIN_MAX_PDU}..={MAX_MAX_PDU} (0 = unlimited)",
+                    n.max_pdu
+                ),
+            });
+        }
+        if n.port == 0 {
+            return Err(ConfigError::Invalid {
+                key: "node.port",
+                reason: "0 is not a port".to_owned(),
+            });
+        }
+        if n.max_associations == 0 {
+            return Err(ConfigError::Invalid {
+                key: "node.max_associations",
+                reason: "must be at least 1".to_owned(),
+            });
+        }
+        for (key, d) in [
+            ("node.association_timeout", n.association_timeout),
+            ("node.artim_timeout", n.artim_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError::Invalid {
+                    key,
+                    reason: "must be longer than 0 s".to_owned(),
+                });
+            }
+        }
+        if self.storage.data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "storage.data_dir",
+                reason: "empty path".to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML (what `osteon config check` prints).
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        toml::to_string_pretty(self).map_err(|e| ConfigError::Parse {
+            origin: "effective configuration".to_owned(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// The largest PDU we accept as dicom-ul takes it: 0 (unlimited) becomes its maximum.
+    pub fn max_pdu_effective(&self) -> u32 {
+        if self.node.max_pdu == 0 {
+            MAX_MAX_PDU
+        } else {
+            self.node.max_pdu
+        }
+    }
+}
+
+/// AE title rules (PS3.5 6.2, VR AE): 1..=16 characters of the default character repertoire
+/// without control characters or backslash, not only spaces.
+pub fn check_ae_title(ae: &str) -> Result<(), String> {
+    let trimmed = ae.trim_matches(' ');
+    if trimmed.is_empty() {
+        return Err(format!(
+            "{ae:?}: an AE title must not be empty or all spaces"
+        ));
+    }
+    if ae.len() > 16 {
+        return Err(format!("{ae:?}: longer than 16 characters"));
+    }
+    if let Some(c) = ae.chars().find(|c| !(' '..='~').contains(c) || *c == '\\') {
+        return Err(format!(
+            "{ae:?}: character {c:?} is not allowed in an AE title"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Option<config::Map<String, String>> {
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn defaults_are_valid_and_round_trip_through_toml() {
+        let c = Config::load_with_env(None, env(&[])).unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.node.port, 11112);
+        let text = c.to_toml().unwrap();
+        assert!(text.contains("association_timeout = \"1m\""), "{text}");
+        let back: Config = toml::from_str(&text).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn file_then_environment_override() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("o.toml");
+        std::fs::write(
+            &f,
+            "[node]\nae_title = \"NODE1\"\nport = 4242\ncalled_ae_case = \"ignore-case\"\n\
+             [node.allow]\ncalling_ae_titles = [\"CT1\"]\n[storage]\nmin_free_bytes = 5\n",
+        )
+        .unwrap();
+        let c = Config::load_with_env(
+            Some(&f),
+            env(&[
+                ("OSTEON__NODE__PORT", "5555"),
+                ("OSTEON__NODE__ALLOW__CALLING_AE_TITLES", "A,B"),
+                ("OSTEON__NODE__ALLOW__HOSTS", "10.0.0.1,::1"),
+                ("OSTEON__NODE__ARTIM_TIMEOUT", "5s"),
+                ("OSTEON__STORAGE__ACCEPT_OTHER_STORAGE", "true"),
+                ("OSTEON_LOG", "debug"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.node.ae_title, "NODE1");
+        assert_eq!(c.node.port, 5555);
+        assert_eq!(c.node.called_ae_case, AeCase::IgnoreCase);
+        assert_eq!(c.node.allow.calling_ae_titles, vec!["A", "B"]);
+        assert_eq!(c.node.allow.hosts.len(), 2);
+        assert_eq!(c.node.artim_timeout, Duration::from_secs(5));
+        assert_eq!(c.storage.min_free_bytes, 5);
+        assert!(c.storage.accept_other_storage);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("o.toml");
+        std::fs::write(&f, "[node]\nae_titel = \"X\"\n").unwrap();
+        let e = Config::load_with_env(Some(&f), env(&[])).unwrap_err();
+        assert!(e.to_string().contains("ae_titel"), "{e}");
+
+        let e = Config::load_with_env(None, env(&[("OSTEON__NODE__MAX_PDU", "100")])).unwrap_err();
+        assert!(e.to_string().starts_with("node.max_pdu"), "{e}");
+        let e = Config::load_with_env(
+            None,
+            env(&[("OSTEON__NODE__AE_TITLE", "WAY_TOO_LONG_AE_TITLE")]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("node.ae_title"), "{e}");
+        let e =
+            Config::load_with_env(Some(Path::new("/nonexistent/o.toml")), env(&[])).unwrap_err();
+        assert!(matches!(e, ConfigError::Read { .. }), "{e}");
+        let c = Config::load_with_env(None, env(&[("OSTEON__NODE__MAX_PDU", "0")])).unwrap();
+        assert_eq!(c.max_pdu_effective(), MAX_MAX_PDU);
+    }
+
+    #[test]
+    fn shipped_file_is_the_defaults() {
+        let f = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/osteon.toml");
+        let c = Config::load_with_env(Some(&f), env(&[])).unwrap();
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn ae_title_rules() {
+        assert!(check_ae_title("OSTEON").is_ok());
+        assert!(check_ae_title(" CT 1 ").is_ok());
+        assert!(check_ae_title("    ").is_err());
+        assert!(check_ae_title("A\\B").is_err());
+        assert!(check_ae_title("ABCDEFGHIJKLMNOPQ").is_err());
+        assert!(check_ae_title("Ä").is_err());
+    }
+}

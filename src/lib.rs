@@ -25,6 +25,7 @@ pub mod dicom;
 pub mod eval;
 pub mod label;
 pub mod mesh;
+pub mod net;
 pub mod phantom;
 pub mod pipeline;
 pub mod segment;

@@ -103,6 +103,14 @@ enum Command {
         #[arg(long, default_value = "evaluation.csv")]
         csv: PathBuf,
     },
+    /// Run the DICOM node: C-ECHO and C-STORE SCP receiving CT into the spool
+    /// (docs/conformance.md). Stops on SIGTERM or Ctrl-C after the associations in flight end.
+    Serve {
+        /// TOML file (see conf/osteon.toml); without it, the built-in defaults plus the
+        /// environment (OSTEON__SECTION__KEY).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Configuration of the node (conf/osteon.toml, OSTEON__SECTION__KEY overrides).
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -275,6 +283,22 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("osteon label: error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Serve { config } => {
+            let config = match osteon::config::Config::load(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("osteon serve: configuration error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match osteon::pipeline::serve::run(&config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("osteon serve: error: {e}");
                     ExitCode::from(1)
                 }
             }

@@ -4,4 +4,6 @@
 
 pub mod offline;
 pub mod report;
+pub mod serve;
+pub mod spool;
 pub mod worker;

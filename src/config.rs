@@ -45,13 +45,21 @@ pub enum ConfigError {
 }
 
 /// The whole configuration.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// The DICOM node: AE title, network, association policy.
     pub node: NodeConfig,
     /// Where received instances and state live.
     pub storage: StorageConfig,
+    /// Series completion and the job workers.
+    pub pipeline: PipelineConfig,
+    /// Sending results to destinations (SCU).
+    pub export: ExportConfig,
+    /// Routing rules (`[[route]]`), tried in order; the first match makes the job.
+    pub route: Vec<RouteConfig>,
+    /// Destination AEs (`[[destination]]`), named by routes.
+    pub destination: Vec<DestinationConfig>,
 }
 
 /// How the called AE title of an A-ASSOCIATE-RQ is compared with ours.
@@ -123,6 +131,19 @@ pub struct StorageConfig {
     pub accept_other_storage: bool,
 }
 
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            node: NodeConfig::default(),
+            storage: StorageConfig::default(),
+            pipeline: PipelineConfig::default(),
+            export: ExportConfig::default(),
+            route: default_routes(),
+            destination: Vec::new(),
+        }
+    }
+}
+
 impl Default for NodeConfig {
     fn default() -> Self {
         Self {
@@ -149,6 +170,8 @@ impl Default for StorageConfig {
         }
     }
 }
+
+pub use routes::*;
 
 impl Config {
     /// Loads the defaults, then `file` (when given), then the process environment
@@ -254,6 +277,7 @@ impl Config {
                 });
             }
         }
+        routes::validate(self)?;
         if self.storage.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::Invalid {
                 key: "storage.data_dir",
@@ -280,6 +304,8 @@ impl Config {
         }
     }
 }
+
+mod routes;
 
 /// AE title rules (PS3.5 6.2, VR AE): 1..=16 characters of the default character repertoire
 /// without control characters or backslash, not only spaces.

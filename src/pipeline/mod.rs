@@ -2,8 +2,10 @@
 //! mesh, SEG, STL, Encapsulated STL, report); [`offline`] is `osteon segment`, the worker without the
 //! network; [`report`] is the per-series `report.json`.
 
+pub mod assembler;
 pub mod offline;
 pub mod report;
+pub mod queue;
 pub mod serve;
 pub mod spool;
 pub mod worker;

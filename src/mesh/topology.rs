@@ -5,6 +5,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::Mesh;
+use crate::segment::components::{find, union};
 
 /// Edge and component counts of a mesh, and its signed volume.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -161,23 +162,6 @@ pub fn signed_volume(mesh: &Mesh) -> f64 {
         })
         .collect();
     partial.iter().sum::<f64>() / 6.0
-}
-
-fn find(parent: &mut [u32], mut x: u32) -> u32 {
-    while parent[x as usize] != x {
-        let p = parent[x as usize];
-        parent[x as usize] = parent[p as usize];
-        x = p;
-    }
-    x
-}
-
-fn union(parent: &mut [u32], a: u32, b: u32) {
-    let (ra, rb) = (find(parent, a), find(parent, b));
-    if ra != rb {
-        let (lo, hi) = if ra < rb { (ra, rb) } else { (rb, ra) };
-        parent[hi as usize] = lo;
-    }
 }
 
 #[cfg(test)]

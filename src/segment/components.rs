@@ -154,7 +154,8 @@ pub fn largest_component(mask: &Mask, conn: Connectivity) -> (Mask, usize) {
     }
 }
 
-fn find(parent: &mut [u32], mut x: u32) -> u32 {
+/// Root of `x` in a union-find forest (path halving); shared with the mesh topology check.
+pub(crate) fn find(parent: &mut [u32], mut x: u32) -> u32 {
     while parent[x as usize] != x {
         let p = parent[x as usize];
         parent[x as usize] = parent[p as usize];
@@ -163,7 +164,8 @@ fn find(parent: &mut [u32], mut x: u32) -> u32 {
     x
 }
 
-fn union(parent: &mut [u32], a: u32, b: u32) {
+/// Joins the sets of `a` and `b`; the smaller root index becomes the root (deterministic labels).
+pub(crate) fn union(parent: &mut [u32], a: u32, b: u32) {
     let (ra, rb) = (find(parent, a), find(parent, b));
     if ra != rb {
         let (lo, hi) = if ra < rb { (ra, rb) } else { (rb, ra) };

@@ -13,7 +13,15 @@ OSTEON_CACHE="${OSTEON_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/osteon}"
 TORCH_DIR="$OSTEON_CACHE/torch-$OSTEON_TORCH_VERSION"
 PY_DIR="$OSTEON_CACHE/pyenv-validators-1"
 
+if ! command -v cargo >/dev/null; then
+  echo "setup: no Rust toolchain (cargo) on PATH: install Rust >= 1.85 with rustup (https://rustup.rs)" >&2
+  exit 1
+fi
+
 need_apt=()
+command -v python3 >/dev/null || need_apt+=(python3)
+python3 -m venv --help >/dev/null 2>&1 || need_apt+=(python3-venv)
+python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 command -v cmake >/dev/null || need_apt+=(cmake)
 command -v g++ >/dev/null || need_apt+=(g++)
 command -v storescp >/dev/null || need_apt+=(dcmtk)

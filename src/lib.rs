@@ -10,7 +10,12 @@
 //! * [`segment`]: a [`segment::Segmenter`] takes a `CtVolume` and returns a bone [`segment::Mask`];
 //!   the classical threshold baseline lives in [`segment::threshold`].
 //! * [`mesh`]: iso-surface of a mask in LPS mm (watertight, manifold), smoothing, decimation, STL.
-//! * [`pipeline`]: wires the stages together; [`pipeline::offline`] is `osteon segment`.
+//! * [`config`]: the node's typed configuration (TOML + `OSTEON__SECTION__KEY` overrides).
+//! * [`net`]: DIMSE over dicom-ul (async SCP: C-ECHO, C-STORE), knowing nothing of the pipeline.
+//! * [`pipeline`]: wires the stages together; [`pipeline::offline`] is `osteon segment`,
+//!   [`pipeline::serve`] the node (spool of received instances, then the worker).
+//! * [`phantom`]: synthetic head CT with exact bone labels from virtual scanner profiles
+//!   (`osteon phantom`).
 //! * [`label`]: training and evaluation labels: a closed STL voxelised onto a CT grid
 //!   ([`label::voxelise`], `osteon label --stl`) and the reference procedure for real scans
 //!   ([`label::reference`], `osteon label --reference`).

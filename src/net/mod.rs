@@ -14,6 +14,7 @@ mod association;
 pub mod dimse;
 pub mod echo;
 pub mod scp;
+pub mod scu;
 pub mod sop_classes;
 pub mod store;
 

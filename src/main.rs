@@ -114,6 +114,24 @@ enum Command {
     /// Configuration of the node (conf/osteon.toml, OSTEON__SECTION__KEY overrides).
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Jobs of the node (data_dir/osteon.db): list, show ID, retry ID.
+    Jobs {
+        #[command(subcommand)]
+        command: JobsArg,
+        /// TOML file of the node (for storage.data_dir).
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum JobsArg {
+    /// One line per job.
+    List,
+    /// One job as JSON (exports, per-instance statuses, report).
+    Show { id: i64 },
+    /// Failed -> queued; dead-letter -> exporting (a running node picks it up).
+    Retry { id: i64 },
 }
 
 #[derive(Subcommand)]
@@ -300,6 +318,27 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("osteon serve: error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Jobs { command, config } => {
+            use osteon::pipeline::serve::{jobs_command, JobsCommand};
+            let command = match command {
+                JobsArg::List => JobsCommand::List,
+                JobsArg::Show { id } => JobsCommand::Show(id),
+                JobsArg::Retry { id } => JobsCommand::Retry(id),
+            };
+            match osteon::config::Config::load(config.as_deref())
+                .map_err(|e| e.to_string())
+                .and_then(|c| jobs_command(&c, &command).map_err(|e| e.to_string()))
+            {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("osteon jobs: error: {e}");
                     ExitCode::from(1)
                 }
             }

@@ -3,6 +3,7 @@
 //! network; [`report`] is the per-series `report.json`.
 
 pub mod assembler;
+pub mod export;
 pub mod offline;
 pub mod report;
 pub mod queue;

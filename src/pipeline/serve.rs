@@ -1,14 +1,23 @@
-//! `osteon serve`: the node's wiring. Today: the spool ([`super::spool`]) behind the SCP
-//! ([`crate::net::scp`]), with the stored-instance notifications logged; the series assembler,
-//! the job queue and export attach here (design.md, data flow).
+//! `osteon serve`: the node's wiring (design.md, data flow). The SCP ([`crate::net::scp`]) stores
+//! into the spool ([`super::spool`]); its notifications feed the series assembler
+//! ([`super::assembler`]), which enqueues routed series in the job queue ([`super::queue`],
+//! `data_dir/osteon.db`); `pipeline.workers` worker threads ([`jobs`]) process jobs into
+//! `data_dir/results/<job id>/` and export them ([`super::export`]).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use tracing::{debug, info};
+use tracing::{debug, error, info, warn};
 
+use super::assembler::{route_series, Assembler, Routed};
+use super::queue::{JobQueue, QueueError, SqliteQueue};
 use super::spool::{Spool, SpoolError, StoredInstance};
 use crate::config::Config;
 use crate::net::scp::{self, ScpError, ScpOptions};
+
+mod jobs;
+pub use jobs::{jobs_command, JobsCommand};
 
 /// Errors that stop the node before it serves.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +31,9 @@ pub enum ServeError {
     /// The listening socket could not be bound.
     #[error(transparent)]
     Scp(#[from] ScpError),
+    /// The job database is unusable.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
 }
 
 /// Runs the node until SIGTERM or Ctrl-C, then stops accepting and returns once the associations
@@ -38,33 +50,97 @@ pub fn run(config: &Config) -> Result<(), ServeError> {
 }
 
 async fn serve(config: &Config) -> Result<(), ServeError> {
-    let (spool, mut events) = Spool::open(&config.storage.data_dir, config.storage.min_free_bytes)?;
+    let (spool, events) = Spool::open(&config.storage.data_dir, config.storage.min_free_bytes)?;
     info!(spool = %spool.root().display(), "spool ready");
-    let listener = scp::bind(config).await?;
-    // Placeholder consumer until the series assembler takes over this receiver.
-    let consumer = tokio::spawn(async move {
-        while let Some(StoredInstance {
-            series_uid,
-            sop_instance_uid,
-            path,
-            calling_ae,
-            outcome,
-            ..
-        }) = events.recv().await
-        {
-            debug!(%series_uid, %sop_instance_uid, path = %path.display(), %calling_ae, ?outcome, "instance spooled");
-        }
-    });
+    let queue: Arc<dyn JobQueue> = Arc::new(SqliteQueue::open(&config.storage.data_dir)?);
+    let resumed = queue.resume(super::queue::now_ms())?;
+    if resumed > 0 {
+        info!(resumed, "unfinished jobs resumed");
+    }
+    let config = Arc::new(config.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers = jobs::start(config.clone(), queue.clone(), stop.clone());
+    let listener = scp::bind(&config).await?;
+    let assembler = tokio::spawn(assemble(
+        config.clone(),
+        queue.clone(),
+        spool.root().to_owned(),
+        events,
+    ));
     scp::serve(
         listener,
-        ScpOptions::from_config(config),
+        ScpOptions::from_config(&config),
         Arc::new(spool),
         shutdown_signal(),
     )
     .await;
-    consumer.abort();
+    assembler.abort();
+    stop.store(true, Ordering::SeqCst);
+    // Workers finish the step in hand; an interrupted job resumes at the next start.
+    drop(workers);
     info!("node stopped");
     Ok(())
+}
+
+/// The assembler task: takes spool notifications, closes series after their quiet period and
+/// routes them (blocking scan on the blocking pool) into the queue.
+async fn assemble(
+    config: Arc<Config>,
+    queue: Arc<dyn JobQueue>,
+    spool_root: std::path::PathBuf,
+    mut events: tokio::sync::mpsc::UnboundedReceiver<StoredInstance>,
+) {
+    let mut assembler = Assembler::new(&config);
+    match queue.list() {
+        Ok(jobs) => {
+            for j in jobs {
+                assembler.mark_closed((j.study_uid, j.series_uid));
+            }
+        }
+        Err(e) => error!(error = %e, "cannot list jobs: late instances of old series count as new"),
+    }
+    let tick =
+        (config.pipeline.quiet_period / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(inst) => {
+                    debug!(series = %inst.series_uid, sop_instance = %inst.sop_instance_uid,
+                        calling_ae = %inst.calling_ae, outcome = ?inst.outcome, "instance spooled");
+                    assembler.on_instance(&inst, Instant::now());
+                }
+                None => return,
+            },
+            _ = interval.tick() => {
+                for series in assembler.due(Instant::now()) {
+                    let (config, queue, root) = (config.clone(), queue.clone(), spool_root.clone());
+                    let routed = tokio::task::spawn_blocking(move || {
+                        let routed = route_series(&config, &root, &series);
+                        let id = match &routed {
+                            Routed::Job(job) => Some(queue.enqueue(job)),
+                            Routed::NoJob(_) => None,
+                        };
+                        (series, routed, id)
+                    })
+                    .await;
+                    match routed {
+                        Ok((series, Routed::Job(job), Some(Ok(id)))) => info!(job = id,
+                            study = %series.study_uid, series = %series.series_uid, route = %job.route,
+                            slices = job.slices, rerun = series.rerun, "series complete: job queued"),
+                        Ok((series, Routed::NoJob(reason), _)) => info!(study = %series.study_uid,
+                            series = %series.series_uid, instances = series.instances, %reason,
+                            "series complete: no job"),
+                        Ok((series, _, Some(Err(e)))) => error!(series = %series.series_uid,
+                            error = %e, "series complete but the job could not be recorded"),
+                        Ok((series, Routed::Job(_), None)) => warn!(series = %series.series_uid, "job not recorded"),
+                        Err(e) => error!(error = %e, "routing task failed"),
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM.

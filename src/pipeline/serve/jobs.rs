@@ -1,0 +1,191 @@
+//! The job workers of `osteon serve` (`pipeline.workers` threads) and the `osteon jobs` command.
+//!
+//! A worker claims the next job ([`JobQueue::claim`]): a queued job is processed — its series is
+//! read from the spool folder as it is when the job starts (scan_files + load_volume, largest
+//! acquisition), segmented and meshed by [`process_volume`] into `data_dir/results/<job id>/` —
+//! and a due exporting job is sent ([`export_job`]). A panic inside the pipeline marks the job
+//! failed instead of killing the worker.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tracing::{error, info, warn};
+
+use super::super::assembler::series_files;
+use super::super::export::export_job;
+use super::super::offline::{segmenter_for, OfflineOptions, SegmenterChoice};
+use super::super::queue::{now_ms, Claim, Job, JobQueue, JobState, QueueError, SqliteQueue};
+use super::super::worker::process_volume;
+use crate::config::{Config, SegmenterName};
+use crate::dicom::series::{load_volume, scan_files};
+use crate::mesh::MeshOptions;
+
+/// Folder of the results of all jobs under the data folder.
+pub const RESULTS_DIR: &str = "results";
+
+/// How long an idle worker sleeps before asking the queue again.
+const IDLE: Duration = Duration::from_millis(200);
+
+/// Starts `config.pipeline.workers` worker threads; they stop after their current step once
+/// `stop` is set.
+pub fn start(
+    config: Arc<Config>,
+    queue: Arc<dyn JobQueue>,
+    stop: Arc<AtomicBool>,
+) -> Vec<JoinHandle<()>> {
+    (0..config.pipeline.workers)
+        .filter_map(|n| {
+            let (config, queue, stop) = (config.clone(), queue.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name(format!("osteon-worker-{n}"))
+                .spawn(move || work(&config, queue.as_ref(), &stop))
+                .map_err(|e| error!(worker = n, error = %e, "cannot start a worker thread"))
+                .ok()
+        })
+        .collect()
+}
+
+fn work(config: &Config, queue: &dyn JobQueue, stop: &AtomicBool) {
+    while !stop.load(Ordering::SeqCst) {
+        match queue.claim(now_ms()) {
+            Ok(Some(Claim::Process(job))) => run_process(config, queue, &job),
+            Ok(Some(Claim::Export(job))) => run_export(config, queue, &job),
+            Ok(None) => std::thread::sleep(IDLE),
+            Err(e) => {
+                error!(error = %e, "job queue");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+fn run_process(config: &Config, queue: &dyn JobQueue, job: &Job) {
+    let started = Instant::now();
+    info!(job = job.id, series = %job.series_uid, version = job.version, attempt = job.attempts,
+        queue_wait_ms = now_ms() - job.created_ms, "processing");
+    let outcome = catch_unwind(AssertUnwindSafe(|| process(config, job)))
+        .unwrap_or_else(|_| Err("the pipeline panicked".to_owned()));
+    let recorded = match outcome {
+        Ok((dir, report)) => {
+            info!(job = job.id, series = %job.series_uid, ms = started.elapsed().as_millis() as u64,
+                results = %dir.display(), "processed");
+            queue.processed(job.id, &dir, &report)
+        }
+        Err(e) => {
+            warn!(job = job.id, series = %job.series_uid, error = %e, "job failed");
+            queue.fail(job.id, &e)
+        }
+    };
+    if let Err(e) = recorded {
+        error!(job = job.id, error = %e, "cannot record the job's outcome");
+    }
+}
+
+fn process(config: &Config, job: &Job) -> Result<(PathBuf, serde_json::Value), String> {
+    let t = Instant::now();
+    let spool = config.storage.data_dir.join("spool");
+    let files = series_files(&spool, &job.study_uid, &job.series_uid);
+    let scan = scan_files(&files);
+    let group = scan
+        .groups
+        .iter()
+        .max_by_key(|g| g.instances.len())
+        .ok_or_else(|| format!("no CT slices among {} spooled file(s)", files.len()))?;
+    let ct = load_volume(group).map_err(|e| e.to_string())?;
+    let read_ms = t.elapsed().as_secs_f64() * 1e3;
+    let p = &job.pipeline;
+    let mesh = MeshOptions {
+        smoothing_iterations: p.smoothing_iterations,
+        max_triangles: (p.max_triangles > 0).then_some(p.max_triangles),
+        ..MeshOptions::default()
+    };
+    let segmenter = segmenter_for(&OfflineOptions {
+        segmenter: match p.segmenter {
+            SegmenterName::Default => SegmenterChoice::Default,
+            SegmenterName::Threshold => SegmenterChoice::Threshold,
+        },
+        threshold_hu: p.threshold_hu,
+        mesh: mesh.clone(),
+        progress: false,
+    })
+    .map_err(|e| e.to_string())?;
+    let out = result_dir(&config.storage.data_dir, job.id);
+    let report =
+        process_volume(ct, segmenter.as_ref(), &mesh, &out, read_ms).map_err(|e| e.to_string())?;
+    let report = serde_json::to_value(&report).map_err(|e| e.to_string())?;
+    Ok((out, report))
+}
+
+/// `data_dir/results/<job id>/`.
+pub fn result_dir(data_dir: &Path, id: i64) -> PathBuf {
+    data_dir.join(RESULTS_DIR).join(id.to_string())
+}
+
+fn run_export(config: &Config, queue: &dyn JobQueue, job: &Job) {
+    let decision = export_job(job, &config.export, &config.node.ae_title, now_ms());
+    match (&decision.error, decision.retry_at_ms) {
+        (None, _) => info!(job = job.id, series = %job.series_uid, "exported"),
+        (Some(e), Some(at)) => warn!(job = job.id, attempt = job.export_attempts,
+            retry_in_ms = at - now_ms(), error = %e, "export will be retried"),
+        (Some(e), None) => error!(job = job.id, error = %e, "export failed: dead-letter"),
+    }
+    if let Err(e) = queue.exported(
+        job.id,
+        &decision.records,
+        decision.error.as_deref(),
+        decision.retry_at_ms,
+    ) {
+        error!(job = job.id, error = %e, "cannot record the export");
+    }
+}
+
+/// `osteon jobs ...` sub-commands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobsCommand {
+    /// One line per job.
+    List,
+    /// One job as JSON.
+    Show(i64),
+    /// Failed -> queued, dead-letter -> exporting (picked up by a running node).
+    Retry(i64),
+}
+
+/// Runs `osteon jobs` on the database of `config.storage.data_dir`; returns the text to print.
+///
+/// Errors: [`QueueError`] (database unusable, no such job, job not retryable).
+pub fn jobs_command(config: &Config, command: &JobsCommand) -> Result<String, QueueError> {
+    let queue = SqliteQueue::open(&config.storage.data_dir)?;
+    match command {
+        JobsCommand::List => {
+            let mut out = format!(
+                "{:>5} {:<11} {:>3} {:>4} {:<14} {:<64} {}\n",
+                "ID", "STATE", "V", "TRY", "ROUTE", "SERIES", "ERROR"
+            );
+            for j in queue.list()? {
+                out.push_str(&format!(
+                    "{:>5} {:<11} {:>3} {:>4} {:<14} {:<64} {}\n",
+                    j.id,
+                    j.state.as_str(),
+                    j.version,
+                    j.attempts + j.export_attempts,
+                    j.route,
+                    j.series_uid,
+                    j.error.as_deref().unwrap_or("")
+                ));
+            }
+            Ok(out)
+        }
+        JobsCommand::Show(id) => {
+            let job = queue.get(*id)?;
+            Ok(serde_json::to_string_pretty(&job).unwrap_or_else(|e| e.to_string()) + "\n")
+        }
+        JobsCommand::Retry(id) => {
+            let state: JobState = queue.retry(*id)?;
+            Ok(format!("job {id}: {state}\n"))
+        }
+    }
+}

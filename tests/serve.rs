@@ -1,0 +1,311 @@
+//! `osteon serve` end to end with real DCMTK peers started here: `storescu` sends a whole study to
+//! the node, a DCMTK `storescp` acts as the PACS receiving the results, `osteon jobs` is read back.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SEG_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.66.4";
+const STL_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.104.3";
+/// SeriesInstanceUIDs of the Philips phantom's axial series (S2010: 28 x 5 mm, S2020: 140 x 1 mm).
+const AXIAL_5MM: &str = "1.3.46.670589.33.1.6002432791750815306.26862469513794233732";
+const AXIAL_1MM: &str = "1.3.46.670589.33.1.3963937485511329090.25659488233390035616";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn wait_listening(port: u16, what: &str, log: &dyn Fn() -> String) {
+    let until = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < until, "{what} did not listen:\n{}", log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A child process killed on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// DCMTK storescp as PACS (AE title PACS, every transfer syntax) writing into `dir`.
+fn start_pacs(dir: &Path, port: u16) -> Proc {
+    common::require_tool("storescp");
+    std::fs::create_dir_all(dir).unwrap();
+    let child = Command::new("storescp")
+        .args(["-aet", "PACS", "+xa", "-od"])
+        .arg(dir)
+        .arg(port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start storescp");
+    let p = Proc(child);
+    wait_listening(port, "storescp", &String::new);
+    p
+}
+
+struct Node {
+    _proc: Proc,
+    port: u16,
+    dir: PathBuf,
+    config: PathBuf,
+}
+
+impl Node {
+    /// `osteon serve` with quiet period 1 s, one route (threshold segmenter) sending to the PACS
+    /// on `pacs_port`; `extra` is appended to the configuration.
+    fn start(dir: &Path, pacs_port: u16, extra: &str) -> Node {
+        let port = free_port();
+        let config = dir.join("osteon.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[node]\nport = {port}\n\
+                 [storage]\ndata_dir = \"{}\"\nmin_free_bytes = 0\naccept_other_storage = true\n\
+                 [pipeline]\nquiet_period = \"1s\"\nmax_wait = \"2m\"\nworkers = 2\n\
+                 [[destination]]\nname = \"pacs\"\nae_title = \"PACS\"\nhost = \"127.0.0.1\"\nport = {pacs_port}\n\
+                 [[route]]\nname = \"cranial-ct\"\nsegmenter = \"threshold\"\ndestinations = [\"pacs\"]\n{extra}\n",
+                dir.join("data").display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("serve.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_osteon"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("OSTEON_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start osteon serve");
+        let node = Node {
+            _proc: Proc(child),
+            port,
+            dir: dir.to_owned(),
+            config,
+        };
+        wait_listening(port, "osteon serve", &|| node.log());
+        node
+    }
+
+    /// The node's log with ANSI colour sequences removed.
+    fn log(&self) -> String {
+        let raw = std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default();
+        let mut out = String::with_capacity(raw.len());
+        let mut chars = raw.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                for d in chars.by_ref() {
+                    if d.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    /// `osteon jobs ARGS --config ...` stdout (asserting success).
+    fn jobs(&self, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_osteon"))
+            .arg("jobs")
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .output()
+            .expect("run osteon jobs");
+        assert!(
+            out.status.success(),
+            "osteon jobs {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// (id, state) of every job.
+    fn states(&self) -> Vec<(i64, String)> {
+        self.jobs(&["list"])
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                Some((w.next()?.parse().ok()?, w.next()?.to_owned()))
+            })
+            .collect()
+    }
+
+    /// Waits until every job is in one of `states` (and there are `n` jobs).
+    fn wait_jobs(&self, n: usize, states: &[&str], limit: Duration) -> Vec<(i64, String)> {
+        let until = Instant::now() + limit;
+        loop {
+            let s = self.states();
+            if s.len() == n && s.iter().all(|(_, st)| states.contains(&st.as_str())) {
+                return s;
+            }
+            assert!(
+                Instant::now() < until,
+                "jobs {s:?} not all {states:?} after {limit:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+fn storescu(port: u16, folder: &Path) {
+    common::require_tool("storescu");
+    let out = Command::new("storescu")
+        .args(["+sd", "+r", "-aec", "OSTEON", "-aet", "CT01", "127.0.0.1"])
+        .arg(port.to_string())
+        .arg(folder)
+        .output()
+        .expect("run storescu");
+    assert!(
+        out.status.success(),
+        "storescu failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// (SOPClassUID, referenced SeriesInstanceUIDs in (0008,1115)) of every file in `dir`.
+fn received(dir: &Path) -> Vec<(String, BTreeSet<String>)> {
+    common::require_tool("dcmdump");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+        .iter()
+        .map(|f| {
+            let out = Command::new("dcmdump")
+                .args(["-Un", "+p", "+P", "0008,0016", "+P", "0020,000e"])
+                .arg(f)
+                .output()
+                .expect("run dcmdump");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let value = |line: &str| {
+                line.split('[')
+                    .nth(1)
+                    .and_then(|v| v.split(']').next())
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            let class = text
+                .lines()
+                .find(|l| l.starts_with("(0008,0016)"))
+                .map(value)
+                .unwrap_or_default();
+            let refs = text
+                .lines()
+                .filter(|l| l.starts_with("(0008,1115).(0020,000e)"))
+                .map(value)
+                .collect();
+            (class, refs)
+        })
+        .collect()
+}
+
+#[test]
+fn phantom_study_yields_one_seg_and_one_stl_per_axial_series_and_no_other_job() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pacs_dir = tmp.path().join("pacs");
+    let pacs_port = free_port();
+    let _pacs = start_pacs(&pacs_dir, pacs_port);
+    let node = Node::start(tmp.path(), pacs_port, "");
+    let study = common::shared_data().join("ct/philips-ingenuity-head-phantom");
+    storescu(node.port, &study);
+
+    let states = node.wait_jobs(2, &["done"], Duration::from_secs(900));
+    assert_eq!(states.len(), 2, "localizer and dose pages make no job");
+    let list = node.jobs(&["list"]);
+    assert!(
+        list.contains(AXIAL_5MM) && list.contains(AXIAL_1MM),
+        "{list}"
+    );
+
+    let got = received(&pacs_dir);
+    let mut per_series: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for (class, refs) in &got {
+        assert_eq!(refs.len(), 1, "{class} references {refs:?}");
+        for r in refs {
+            *per_series.entry((class.clone(), r.clone())).or_default() += 1;
+        }
+    }
+    let expected: BTreeMap<(String, String), usize> = [
+        ((SEG_STORAGE, AXIAL_5MM), 1),
+        ((SEG_STORAGE, AXIAL_1MM), 1),
+        ((STL_STORAGE, AXIAL_5MM), 1),
+        ((STL_STORAGE, AXIAL_1MM), 1),
+    ]
+    .into_iter()
+    .map(|((c, s), n)| ((c.to_owned(), s.to_owned()), n))
+    .collect();
+    assert_eq!(per_series, expected, "PACS received {got:?}");
+    for f in std::fs::read_dir(&pacs_dir).unwrap().flatten() {
+        let (errors, text) = common::dciodvfy(&f.path());
+        assert!(errors.is_empty(), "{}:\n{text}", f.path().display());
+    }
+
+    let log = node.log();
+    assert!(
+        log.contains("series complete: no job") && log.contains("ImageType contains LOCALIZER"),
+        "the localizer's reason is logged:\n{log}"
+    );
+    assert!(
+        log.contains("discarded=6"),
+        "the 6 dose pages are accepted and discarded:\n{log}"
+    );
+    let show = node.jobs(&["show", &states[0].0.to_string()]);
+    assert!(
+        show.contains("\"delivered\": true") && show.contains("\"status\": 0"),
+        "{show}"
+    );
+}
+
+#[test]
+fn destination_down_dead_letters_and_retry_delivers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pacs_dir = tmp.path().join("pacs");
+    let pacs_port = free_port();
+    // Small, fast pipeline; two quick attempts.
+    let node = Node::start(
+        tmp.path(),
+        pacs_port,
+        "max_triangles = 50000\nsmoothing_iterations = 0\n\
+         [export]\nmax_attempts = 2\nbackoff = \"500ms\"\ntimeout = \"5s\"\n",
+    );
+    let series = common::shared_data().join("ct/philips-ingenuity-head-phantom/S2010");
+    storescu(node.port, &series);
+    let states = node.wait_jobs(1, &["dead-letter"], Duration::from_secs(600));
+    let id = states[0].0.to_string();
+    let show = node.jobs(&["show", &id]);
+    assert!(
+        show.contains("gave up after 2 attempts") && show.contains("cannot associate"),
+        "{show}"
+    );
+
+    let _pacs = start_pacs(&pacs_dir, pacs_port);
+    assert_eq!(node.jobs(&["retry", &id]), format!("job {id}: exporting\n"));
+    node.wait_jobs(1, &["done"], Duration::from_secs(60));
+    let got = received(&pacs_dir);
+    let classes: BTreeSet<&str> = got.iter().map(|(c, _)| c.as_str()).collect();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(classes, BTreeSet::from([SEG_STORAGE, STL_STORAGE]));
+    assert!(got.iter().all(|(_, r)| r.contains(AXIAL_5MM)));
+}

@@ -65,9 +65,9 @@ struct Node {
 }
 
 impl Node {
-    /// `osteon serve` with quiet period 1 s, one route (threshold segmenter) sending to the PACS
-    /// on `pacs_port`; `extra` is appended to the configuration.
-    fn start(dir: &Path, pacs_port: u16, extra: &str) -> Node {
+    /// `osteon serve` with `quiet` period, one route (threshold segmenter) sending to the PACS
+    /// on `pacs_port`; `extra` is appended to the configuration (inside the route table first).
+    fn start(dir: &Path, pacs_port: u16, quiet: &str, extra: &str) -> Node {
         let port = free_port();
         let config = dir.join("osteon.toml");
         std::fs::write(
@@ -75,7 +75,7 @@ impl Node {
             format!(
                 "[node]\nport = {port}\n\
                  [storage]\ndata_dir = \"{}\"\nmin_free_bytes = 0\naccept_other_storage = true\n\
-                 [pipeline]\nquiet_period = \"1s\"\nmax_wait = \"2m\"\nworkers = 2\n\
+                 [pipeline]\nquiet_period = \"{quiet}\"\nmax_wait = \"2m\"\nworkers = 2\n\
                  [[destination]]\nname = \"pacs\"\nae_title = \"PACS\"\nhost = \"127.0.0.1\"\nport = {pacs_port}\n\
                  [[route]]\nname = \"cranial-ct\"\nsegmenter = \"threshold\"\ndestinations = [\"pacs\"]\n{extra}\n",
                 dir.join("data").display()
@@ -227,7 +227,7 @@ fn phantom_study_yields_one_seg_and_one_stl_per_axial_series_and_no_other_job() 
     let pacs_dir = tmp.path().join("pacs");
     let pacs_port = free_port();
     let _pacs = start_pacs(&pacs_dir, pacs_port);
-    let node = Node::start(tmp.path(), pacs_port, "");
+    let node = Node::start(tmp.path(), pacs_port, "1s", "");
     let study = common::shared_data().join("ct/philips-ingenuity-head-phantom");
     storescu(node.port, &study);
 
@@ -287,6 +287,7 @@ fn destination_down_dead_letters_and_retry_delivers() {
     let node = Node::start(
         tmp.path(),
         pacs_port,
+        "1s",
         "max_triangles = 50000\nsmoothing_iterations = 0\n\
          [export]\nmax_attempts = 2\nbackoff = \"500ms\"\ntimeout = \"5s\"\n",
     );
@@ -308,4 +309,30 @@ fn destination_down_dead_letters_and_retry_delivers() {
     assert_eq!(got.len(), 2, "{got:?}");
     assert_eq!(classes, BTreeSet::from([SEG_STORAGE, STL_STORAGE]));
     assert!(got.iter().all(|(_, r)| r.contains(AXIAL_5MM)));
+}
+
+#[test]
+fn kill_9_before_the_quiet_period_ends_then_restart_exports_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pacs_dir = tmp.path().join("pacs");
+    let pacs_port = free_port();
+    let _pacs = start_pacs(&pacs_dir, pacs_port);
+    let fast = "max_triangles = 50000\nsmoothing_iterations = 0\n";
+    let node = Node::start(tmp.path(), pacs_port, "30s", fast);
+    let series = common::shared_data().join("ct/philips-ingenuity-head-phantom/S2010");
+    storescu(node.port, &series);
+    assert!(node.states().is_empty(), "no job before the quiet period");
+    drop(node); // SIGKILL
+
+    let node = Node::start(tmp.path(), pacs_port, "1s", fast);
+    let states = node.wait_jobs(1, &["done"], Duration::from_secs(600));
+    assert_eq!(states[0].0, 1);
+    let got = received(&pacs_dir);
+    assert_eq!(got.len(), 2, "exported once: {got:?}");
+    assert!(got.iter().all(|(_, r)| r.contains(AXIAL_5MM)));
+    assert!(
+        node.log().contains("spooled series without a job"),
+        "{}",
+        node.log()
+    );
 }

@@ -80,6 +80,24 @@ impl Assembler {
         self.closed.insert(key);
     }
 
+    /// Reopens a series found in the spool at start-up without a job (the process stopped before
+    /// its quiet period ended, e.g. kill -9): it completes one quiet period after `now`. Its
+    /// calling AE title is not known any more (empty), so routes that filter on the calling AE
+    /// do not match it.
+    pub fn restore(&mut self, key: SeriesKey, now: Instant) {
+        if self.closed.contains(&key) {
+            return;
+        }
+        self.pending.entry(key).or_insert_with(|| Pending {
+            calling_ae: String::new(),
+            sop_instances: HashSet::new(),
+            first: now,
+            last: now,
+            last_received: SystemTime::now(),
+            rerun: false,
+        });
+    }
+
     /// Takes one notification received at `now`.
     pub fn on_instance(&mut self, inst: &StoredInstance, now: Instant) {
         let key = (inst.study_uid.clone(), inst.series_uid.clone());
@@ -139,6 +157,29 @@ impl Assembler {
     pub fn pending(&self) -> usize {
         self.pending.len()
     }
+}
+
+/// (StudyInstanceUID, SeriesInstanceUID) of every series folder in the spool
+/// (`spool_root/<Study>/<Series>/`; `tmp/` left out).
+pub fn spooled_series(spool_root: &Path) -> Vec<SeriesKey> {
+    let dirs = |p: &Path| -> Vec<String> {
+        std::fs::read_dir(p)
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut out = Vec::new();
+    for study in dirs(spool_root).into_iter().filter(|s| s != "tmp") {
+        for series in dirs(&spool_root.join(&study)) {
+            out.push((study.clone(), series));
+        }
+    }
+    out.sort();
+    out
 }
 
 /// Outcome of routing a complete series.

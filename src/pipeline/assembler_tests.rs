@@ -171,3 +171,36 @@ fn phantom_study_routes_two_axial_series_and_no_localizer_or_dose_pages() {
         no_jobs[1].1
     );
 }
+
+#[test]
+fn restored_series_complete_after_a_quiet_period_unless_closed() {
+    let t0 = Instant::now();
+    let s = Duration::from_secs;
+    let mut a = assembler(2, 10, LatePolicy::Rerun);
+    a.mark_closed(("1.2".to_owned(), "1.2.3".to_owned()));
+    a.restore(("1.2".to_owned(), "1.2.3".to_owned()), t0);
+    a.restore(("1.2".to_owned(), "1.2.4".to_owned()), t0);
+    assert_eq!(a.pending(), 1);
+    assert!(a.due(t0 + s(1)).is_empty());
+    let due = a.due(t0 + s(2));
+    assert_eq!(
+        (
+            due.len(),
+            due[0].series_uid.as_str(),
+            due[0].calling_ae.as_str()
+        ),
+        (1, "1.2.4", "")
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
+    std::fs::create_dir_all(dir.path().join("1.2/1.2.4")).unwrap();
+    std::fs::create_dir_all(dir.path().join("1.2/1.2.3")).unwrap();
+    assert_eq!(
+        spooled_series(dir.path()),
+        vec![
+            ("1.2".to_owned(), "1.2.3".to_owned()),
+            ("1.2".to_owned(), "1.2.4".to_owned())
+        ]
+    );
+}

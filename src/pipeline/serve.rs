@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, error, info, warn};
 
-use super::assembler::{route_series, Assembler, Routed};
+use super::assembler::{route_series, spooled_series, Assembler, Routed};
 use super::queue::{JobQueue, QueueError, SqliteQueue};
 use super::spool::{Spool, SpoolError, StoredInstance};
 use crate::config::Config;
@@ -98,6 +98,16 @@ async fn assemble(
             }
         }
         Err(e) => error!(error = %e, "cannot list jobs: late instances of old series count as new"),
+    }
+    let now = Instant::now();
+    for key in spooled_series(&spool_root) {
+        assembler.restore(key, now);
+    }
+    if assembler.pending() > 0 {
+        info!(
+            series = assembler.pending(),
+            "spooled series without a job: they complete after a quiet period"
+        );
     }
     let tick =
         (config.pipeline.quiet_period / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));

@@ -168,12 +168,13 @@ impl Node {
     }
 }
 
-fn storescu(port: u16, folder: &Path) {
+/// Sends `inputs` (files, or folders scanned recursively) in one association.
+fn storescu(port: u16, inputs: &[PathBuf]) {
     common::require_tool("storescu");
     let out = Command::new("storescu")
         .args(["+sd", "+r", "-aec", "OSTEON", "-aet", "CT01", "127.0.0.1"])
         .arg(port.to_string())
-        .arg(folder)
+        .args(inputs)
         .output()
         .expect("run storescu");
     assert!(
@@ -229,7 +230,7 @@ fn phantom_study_yields_one_seg_and_one_stl_per_axial_series_and_no_other_job() 
     let _pacs = start_pacs(&pacs_dir, pacs_port);
     let node = Node::start(tmp.path(), pacs_port, "1s", "");
     let study = common::shared_data().join("ct/philips-ingenuity-head-phantom");
-    storescu(node.port, &study);
+    storescu(node.port, &[study]);
 
     let states = node.wait_jobs(2, &["done"], Duration::from_secs(900));
     assert_eq!(states.len(), 2, "localizer and dose pages make no job");
@@ -292,7 +293,7 @@ fn destination_down_dead_letters_and_retry_delivers() {
          [export]\nmax_attempts = 2\nbackoff = \"500ms\"\ntimeout = \"5s\"\n",
     );
     let series = common::shared_data().join("ct/philips-ingenuity-head-phantom/S2010");
-    storescu(node.port, &series);
+    storescu(node.port, &[series.clone()]);
     let states = node.wait_jobs(1, &["dead-letter"], Duration::from_secs(600));
     let id = states[0].0.to_string();
     let show = node.jobs(&["show", &id]);
@@ -320,7 +321,7 @@ fn kill_9_before_the_quiet_period_ends_then_restart_exports_once() {
     let fast = "max_triangles = 50000\nsmoothing_iterations = 0\n";
     let node = Node::start(tmp.path(), pacs_port, "30s", fast);
     let series = common::shared_data().join("ct/philips-ingenuity-head-phantom/S2010");
-    storescu(node.port, &series);
+    storescu(node.port, &[series.clone()]);
     assert!(node.states().is_empty(), "no job before the quiet period");
     drop(node); // SIGKILL
 
@@ -335,4 +336,44 @@ fn kill_9_before_the_quiet_period_ends_then_restart_exports_once() {
         "{}",
         node.log()
     );
+}
+
+#[test]
+fn two_associations_5_s_apart_form_one_series_and_one_job() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pacs_dir = tmp.path().join("pacs");
+    let pacs_port = free_port();
+    let _pacs = start_pacs(&pacs_dir, pacs_port);
+    let node = Node::start(
+        tmp.path(),
+        pacs_port,
+        "8s",
+        "max_triangles = 50000\nsmoothing_iterations = 0\n",
+    );
+    let ge = common::shared_data().join("ct/ge-hispeed-dual-head-tilt");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&ge)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 28);
+    storescu(node.port, &files[..14]);
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        node.states().is_empty(),
+        "no job 5 s into an 8 s quiet period"
+    );
+    storescu(node.port, &files[14..]);
+    let states = node.wait_jobs(1, &["done"], Duration::from_secs(600));
+    assert_eq!(states.len(), 1);
+    let show = node.jobs(&["show", &states[0].0.to_string()]);
+    assert!(
+        show.contains("\"slices\": 28") && show.contains("\"version\": 1"),
+        "{show}"
+    );
+    // Nothing else comes: no re-run.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(node.states().len(), 1);
+    assert_eq!(received(&pacs_dir).len(), 2);
 }

@@ -293,7 +293,7 @@ fn destination_down_dead_letters_and_retry_delivers() {
          [export]\nmax_attempts = 2\nbackoff = \"500ms\"\ntimeout = \"5s\"\n",
     );
     let series = common::shared_data().join("ct/philips-ingenuity-head-phantom/S2010");
-    storescu(node.port, &[series.clone()]);
+    storescu(node.port, std::slice::from_ref(&series));
     let states = node.wait_jobs(1, &["dead-letter"], Duration::from_secs(600));
     let id = states[0].0.to_string();
     let show = node.jobs(&["show", &id]);
@@ -321,7 +321,7 @@ fn kill_9_before_the_quiet_period_ends_then_restart_exports_once() {
     let fast = "max_triangles = 50000\nsmoothing_iterations = 0\n";
     let node = Node::start(tmp.path(), pacs_port, "30s", fast);
     let series = common::shared_data().join("ct/philips-ingenuity-head-phantom/S2010");
-    storescu(node.port, &[series.clone()]);
+    storescu(node.port, std::slice::from_ref(&series));
     assert!(node.states().is_empty(), "no job before the quiet period");
     drop(node); // SIGKILL
 

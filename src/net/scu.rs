@@ -115,6 +115,7 @@ pub struct Outgoing {
 /// Response to one C-STORE-RQ.
 #[derive(Clone, Debug, PartialEq)]
 pub struct InstanceStatus {
+    /// SOP Instance UID sent.
     pub sop_instance_uid: String,
     /// Status (0000,0900).
     pub status: u16,

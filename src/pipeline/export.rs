@@ -9,7 +9,7 @@
 //!
 //! Destinations that received everything in an earlier attempt are not sent to again.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::queue::{ExportRecord, Job};
 use super::worker::{SEG_FILE, STL_OBJECT_FILE};
@@ -149,11 +149,6 @@ fn dead(records: Vec<ExportRecord>, error: String) -> ExportDecision {
         error: Some(error),
         retry_at_ms: None,
     }
-}
-
-/// The files [`export_job`] sends from a result folder.
-pub fn exported_files(result_dir: &Path) -> [PathBuf; 2] {
-    [result_dir.join(SEG_FILE), result_dir.join(STL_OBJECT_FILE)]
 }
 
 #[cfg(test)]

@@ -50,12 +50,19 @@ pub enum QueueError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum JobState {
+    /// Reserved: recorded, not yet routed (the assembler routes before recording today).
     Received,
+    /// Waiting for a worker.
     Queued,
+    /// Being segmented and meshed.
     Running,
+    /// Results made; being sent, or waiting for the next export attempt.
     Exporting,
+    /// Results stored and delivered to every destination.
     Done,
+    /// The pipeline failed (final until `osteon jobs retry`).
     Failed,
+    /// Export failed permanently or ran out of attempts.
     DeadLetter,
 }
 
@@ -97,6 +104,7 @@ impl std::fmt::Display for JobState {
 /// The pipeline a route names, frozen into the job.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PipelineSpec {
+    /// Segmenter to run.
     pub segmenter: SegmenterName,
     /// Threshold (HU) of the threshold segmenter.
     pub threshold_hu: f32,
@@ -121,13 +129,17 @@ impl PipelineSpec {
 /// A job to enqueue (made by [`super::assembler::route_series`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewJob {
+    /// StudyInstanceUID (0020,000D).
     pub study_uid: String,
+    /// SeriesInstanceUID (0020,000E) of the source CT series.
     pub series_uid: String,
     /// Name of the matching route.
     pub route: String,
+    /// Pipeline settings of that route.
     pub pipeline: PipelineSpec,
     /// Destinations, frozen at routing time.
     pub destinations: Vec<DestinationConfig>,
+    /// Calling AE title of the sender (last association).
     pub calling_ae: String,
     /// Slices of the routed acquisition.
     pub slices: usize,
@@ -151,22 +163,33 @@ pub struct ExportRecord {
 /// A job as stored.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Job {
+    /// Job id (positive, increasing).
     pub id: i64,
+    /// StudyInstanceUID (0020,000D).
     pub study_uid: String,
+    /// SeriesInstanceUID (0020,000E) of the source CT series.
     pub series_uid: String,
     /// 1 for the first job of a series, +1 for each re-run after late instances.
     pub version: i64,
+    /// Name of the route that made it.
     pub route: String,
+    /// Pipeline settings.
     pub pipeline: PipelineSpec,
+    /// Destinations receiving the results.
     pub destinations: Vec<DestinationConfig>,
+    /// Calling AE title of the sender.
     pub calling_ae: String,
+    /// Slices of the routed acquisition.
     pub slices: i64,
+    /// Current state.
     pub state: JobState,
     /// Processing attempts.
     pub attempts: i64,
     /// Export attempts since the last processing or retry.
     pub export_attempts: i64,
+    /// When the job was recorded (Unix ms).
     pub created_ms: i64,
+    /// Last change (Unix ms).
     pub updated_ms: i64,
     /// Due time of the next export attempt (`exporting` jobs), Unix ms; `None` while claimed.
     pub next_attempt_ms: Option<i64>,

@@ -67,14 +67,19 @@ fn lifecycle_versions_claims_and_retry() {
     };
     q.exported(
         a,
-        &[rec.clone()],
+        std::slice::from_ref(&rec),
         Some("connection refused"),
         Some(now_ms() + 60_000),
     )
     .unwrap();
     assert_eq!(q.claim(now_ms()).unwrap(), None, "not due yet");
-    q.exported(a, &[rec.clone()], Some("connection refused"), None)
-        .unwrap();
+    q.exported(
+        a,
+        std::slice::from_ref(&rec),
+        Some("connection refused"),
+        None,
+    )
+    .unwrap();
     let j = q.get(a).unwrap();
     assert_eq!(j.state, JobState::DeadLetter);
     assert_eq!(j.exports, vec![rec]);

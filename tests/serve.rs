@@ -150,7 +150,8 @@ impl Node {
             .collect()
     }
 
-    /// Waits until every job is in one of `states` (and there are `n` jobs).
+    /// Waits until every job is in one of `states` (and there are `n` jobs); fails at once when
+    /// a job ends (done, failed, dead-letter) in a state not in `states`.
     fn wait_jobs(&self, n: usize, states: &[&str], limit: Duration) -> Vec<(i64, String)> {
         let until = Instant::now() + limit;
         loop {
@@ -158,6 +159,15 @@ impl Node {
             if s.len() == n && s.iter().all(|(_, st)| states.contains(&st.as_str())) {
                 return s;
             }
+            let stuck = s.iter().find(|(_, st)| {
+                ["done", "failed", "dead-letter"].contains(&st.as_str())
+                    && !states.contains(&st.as_str())
+            });
+            assert!(
+                stuck.is_none(),
+                "job {stuck:?} ended in a state other than {states:?}:\n{}",
+                self.log()
+            );
             assert!(
                 Instant::now() < until,
                 "jobs {s:?} not all {states:?} after {limit:?}:\n{}",
@@ -376,4 +386,51 @@ fn two_associations_5_s_apart_form_one_series_and_one_job() {
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(node.states().len(), 1);
     assert_eq!(received(&pacs_dir).len(), 2);
+}
+
+#[test]
+fn a_late_instance_reruns_the_series_as_version_2_which_fills_the_gap() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pacs_dir = tmp.path().join("pacs");
+    let pacs_port = free_port();
+    let _pacs = start_pacs(&pacs_dir, pacs_port);
+    let node = Node::start(
+        tmp.path(),
+        pacs_port,
+        "1s",
+        "max_triangles = 50000\nsmoothing_iterations = 0\n",
+    );
+    let s2010 = common::shared_data().join("ct/philips-ingenuity-head-phantom/S2010");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&s2010)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 28);
+    // Held back: a slice in the middle (file names are not in slice order), so version 1 has a gap.
+    storescu(node.port, &files[..27]);
+    node.wait_jobs(1, &["failed"], Duration::from_secs(600));
+    storescu(node.port, &files[27..]);
+    let states = node.wait_jobs(2, &["done", "failed"], Duration::from_secs(600));
+    assert_eq!(
+        states.iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>(),
+        ["failed", "done"]
+    );
+    let first = node.jobs(&["show", &states[0].0.to_string()]);
+    let second = node.jobs(&["show", &states[1].0.to_string()]);
+    assert!(
+        first.contains("\"version\": 1")
+            && first.contains("\"slices\": 27")
+            && first.contains("missing slice(s)"),
+        "{first}"
+    );
+    assert!(
+        second.contains("\"version\": 2") && second.contains("\"slices\": 28"),
+        "{second}"
+    );
+    assert!(node.log().contains("late instance"), "{}", node.log());
+    let got = received(&pacs_dir);
+    assert_eq!(got.len(), 2, "only version 2 has results: {got:?}");
+    assert!(got.iter().all(|(_, r)| r.contains(AXIAL_5MM)));
 }

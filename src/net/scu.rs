@@ -299,6 +299,45 @@ mod tests {
     }
 
     #[test]
+    fn wrong_called_ae_is_a_permanent_reject() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (socket, _) = listener.accept().unwrap();
+            let options = dicom_ul::association::server::ServerAssociationOptions::new()
+                .accept_called_ae_title()
+                .ae_title("PACS")
+                .with_abstract_syntax("1.2.840.10008.5.1.4.1.1.66.4");
+            options.establish(socket).is_err()
+        });
+        let target = StoreTarget {
+            called_ae: "NOT-PACS".to_owned(),
+            host: "127.0.0.1".to_owned(),
+            port,
+            calling_ae: "OSTEON".to_owned(),
+            timeout: Duration::from_secs(5),
+        };
+        let one = Outgoing {
+            path: PathBuf::from("/nonexistent.dcm"),
+            sop_class_uid: "1.2.840.10008.5.1.4.1.1.66.4".to_owned(),
+            sop_instance_uid: "2.25.1".to_owned(),
+        };
+        let e = store(&target, &[one]).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ScuError::Rejected {
+                    permanent: true,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(!e.is_transient());
+        assert!(server.join().unwrap(), "the server rejected");
+    }
+
+    #[test]
     fn refused_connection_is_transient() {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())

@@ -5,8 +5,8 @@
 pub mod assembler;
 pub mod export;
 pub mod offline;
-pub mod report;
 pub mod queue;
+pub mod report;
 pub mod serve;
 pub mod spool;
 pub mod worker;

@@ -111,39 +111,22 @@ pub fn build_encapsulated_stl(
 
     let mut obj = InMemDicomObject::new_empty();
     let (date, time) = shared::now_da_tm();
-    // SOP Common
-    obj.put(str_el(
-        tags::SOP_CLASS_UID,
-        VR::UI,
-        ENCAPSULATED_STL_STORAGE,
-    ));
-    obj.put(str_el(tags::SOP_INSTANCE_UID, VR::UI, &new_uid()));
-    obj.put(str_el(tags::INSTANCE_CREATION_DATE, VR::DA, &date));
-    obj.put(str_el(tags::INSTANCE_CREATION_TIME, VR::TM, &time));
-    // Patient, General Study
-    shared::patient_and_study(&mut obj, &ct.info);
-    // Encapsulated Document Series (C.24.1)
-    obj.put(str_el(tags::MODALITY, VR::CS, "M3D"));
-    obj.put(str_el(tags::SERIES_INSTANCE_UID, VR::UI, &new_uid()));
-    obj.put(str_el(
-        tags::SERIES_NUMBER,
-        VR::IS,
-        &d.series_number.to_string(),
-    ));
-    obj.put(str_el(
-        tags::SERIES_DESCRIPTION,
-        VR::LO,
-        &d.series_description,
-    ));
-    // Frame of Reference
-    obj.put(str_el(
-        tags::FRAME_OF_REFERENCE_UID,
-        VR::UI,
-        &ct.info.frame_of_reference_uid,
-    ));
-    obj.put(str_el(tags::POSITION_REFERENCE_INDICATOR, VR::LO, ""));
-    // Enhanced General Equipment
-    shared::equipment(&mut obj, &d.equipment);
+    // SOP Common, Patient, General Study, Encapsulated Document Series (C.24.1), Frame of
+    // Reference, Enhanced General Equipment.
+    let sop_instance_uid = new_uid();
+    shared::derived_object_header(
+        &mut obj,
+        &ct.info,
+        &shared::DerivedSeries {
+            sop_class_uid: ENCAPSULATED_STL_STORAGE,
+            sop_instance_uid: &sop_instance_uid,
+            modality: "M3D",
+            series_number: d.series_number,
+            series_description: &d.series_description,
+            equipment: &d.equipment,
+        },
+        (&date, &time),
+    );
     // Manufacturing 3D Model (C.41.1)
     obj.put(seq_el(
         tags::MEASUREMENT_UNITS_CODE_SEQUENCE,

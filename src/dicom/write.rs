@@ -199,6 +199,62 @@ pub(crate) fn equipment(obj: &mut InMemDicomObject, eq: &Equipment) {
     ));
 }
 
+/// The new series a derived object starts (see [`derived_object_header`]).
+pub(crate) struct DerivedSeries<'a> {
+    /// SOPClassUID (0008,0016).
+    pub sop_class_uid: &'a str,
+    /// SOPInstanceUID (0008,0018), also the Media Storage SOP Instance UID.
+    pub sop_instance_uid: &'a str,
+    /// Modality (0008,0060), e.g. `SEG`, `M3D`.
+    pub modality: &'a str,
+    /// SeriesNumber (0020,0011).
+    pub series_number: i64,
+    /// SeriesDescription (0008,103E).
+    pub series_description: &'a str,
+    /// Enhanced General Equipment module.
+    pub equipment: &'a Equipment,
+}
+
+/// What every object Osteon derives from a CT series shares: SOP Common (C.12.1: class, instance
+/// UID, creation date/time), Patient and General Study copied from the source, a new series with a
+/// fresh SeriesInstanceUID, the source's Frame of Reference (C.7.4.1), and the (Enhanced) General
+/// Equipment modules. `date_time` is (DA, TM).
+pub(crate) fn derived_object_header(
+    obj: &mut InMemDicomObject,
+    info: &SeriesInfo,
+    s: &DerivedSeries<'_>,
+    date_time: (&str, &str),
+) {
+    obj.put(str_el(tags::SOP_CLASS_UID, VR::UI, s.sop_class_uid));
+    obj.put(str_el(tags::SOP_INSTANCE_UID, VR::UI, s.sop_instance_uid));
+    obj.put(str_el(tags::INSTANCE_CREATION_DATE, VR::DA, date_time.0));
+    obj.put(str_el(tags::INSTANCE_CREATION_TIME, VR::TM, date_time.1));
+    patient_and_study(obj, info);
+    obj.put(str_el(tags::MODALITY, VR::CS, s.modality));
+    obj.put(str_el(
+        tags::SERIES_INSTANCE_UID,
+        VR::UI,
+        &crate::dicom::uid::new_uid(),
+    ));
+    obj.put(str_el(
+        tags::SERIES_NUMBER,
+        VR::IS,
+        &s.series_number.to_string(),
+    ));
+    obj.put(str_el(
+        tags::SERIES_DESCRIPTION,
+        VR::LO,
+        s.series_description,
+    ));
+    obj.put(str_el(
+        tags::FRAME_OF_REFERENCE_UID,
+        VR::UI,
+        &info.frame_of_reference_uid,
+    ));
+    obj.put(str_el(tags::POSITION_REFERENCE_INDICATOR, VR::LO, ""));
+    equipment(obj, s.equipment);
+}
+
 /// Which required identity attribute of the source is missing or unusable, if any: StudyInstanceUID
 /// SeriesInstanceUID (referenced in the Common Instance Reference module) and FrameOfReferenceUID must be
 /// present (the results join the study and its frame of reference).

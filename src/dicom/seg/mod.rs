@@ -257,35 +257,21 @@ pub fn build_seg(
     let sop_instance_uid = new_uid();
     let (date, time) = shared::now_da_tm();
 
-    // SOP Common (C.12.1)
-    obj.put(str_el(tags::SOP_CLASS_UID, VR::UI, SEGMENTATION_STORAGE));
-    obj.put(str_el(tags::SOP_INSTANCE_UID, VR::UI, &sop_instance_uid));
-    obj.put(str_el(tags::INSTANCE_CREATION_DATE, VR::DA, &date));
-    obj.put(str_el(tags::INSTANCE_CREATION_TIME, VR::TM, &time));
-    // Patient, General Study
-    shared::patient_and_study(&mut obj, &ct.info);
-    // General Series (C.7.3.1) + Segmentation Series (C.8.20.1)
-    obj.put(str_el(tags::MODALITY, VR::CS, "SEG"));
-    obj.put(str_el(tags::SERIES_INSTANCE_UID, VR::UI, &new_uid()));
-    obj.put(str_el(
-        tags::SERIES_NUMBER,
-        VR::IS,
-        &d.series_number.to_string(),
-    ));
-    obj.put(str_el(
-        tags::SERIES_DESCRIPTION,
-        VR::LO,
-        &d.series_description,
-    ));
-    // Frame of Reference (C.7.4.1)
-    obj.put(str_el(
-        tags::FRAME_OF_REFERENCE_UID,
-        VR::UI,
-        &ct.info.frame_of_reference_uid,
-    ));
-    obj.put(str_el(tags::POSITION_REFERENCE_INDICATOR, VR::LO, ""));
-    // General Equipment + Enhanced General Equipment
-    shared::equipment(&mut obj, &d.equipment);
+    // SOP Common, Patient, General Study, General + Segmentation Series (C.8.20.1), Frame of
+    // Reference, (Enhanced) General Equipment.
+    shared::derived_object_header(
+        &mut obj,
+        &ct.info,
+        &shared::DerivedSeries {
+            sop_class_uid: SEGMENTATION_STORAGE,
+            sop_instance_uid: &sop_instance_uid,
+            modality: "SEG",
+            series_number: d.series_number,
+            series_description: &d.series_description,
+            equipment: &d.equipment,
+        },
+        (&date, &time),
+    );
     // General Image (C.7.6.1) + Segmentation Image (C.8.20.2) incl. Content Identification
     obj.put(strs_el(
         tags::IMAGE_TYPE,

@@ -372,20 +372,7 @@ fn parse_meta_group(b: &[u8]) -> Result<MetaFields, String> {
         let elem = u16_at(p + 2).ok_or("truncated element tag")?;
         let vr = b.get(p + 4..p + 6).ok_or("truncated VR")?;
         let (len, header) = if vr.iter().all(u8::is_ascii_uppercase) {
-            if matches!(
-                vr,
-                b"OB"
-                    | b"OW"
-                    | b"OF"
-                    | b"SQ"
-                    | b"UT"
-                    | b"UN"
-                    | b"OD"
-                    | b"OL"
-                    | b"OV"
-                    | b"UC"
-                    | b"UR"
-            ) {
+            if walk::is_long_vr(vr) {
                 (u32_at(p + 8).ok_or("truncated length")? as usize, 12)
             } else {
                 (u16_at(p + 6).ok_or("truncated length")? as usize, 8)

@@ -111,7 +111,9 @@ struct Open {
 
 const UNDEFINED: u32 = 0xFFFF_FFFF;
 
-fn is_long_vr(vr: &[u8]) -> bool {
+/// Explicit-VR element whose header has a 2-byte reserved field and a 4-byte length (PS3.5
+/// 7.1.2, Table 7.1-1).
+pub(crate) fn is_long_vr(vr: &[u8]) -> bool {
     matches!(
         vr,
         b"OB"

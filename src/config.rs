@@ -120,15 +120,74 @@ pub struct StorageConfig {
     /// Data folder (spool, later the job database); relative paths are relative to the working
     /// directory of the process.
     pub data_dir: PathBuf,
-    /// How long received instances are kept in the spool after their series was processed.
-    #[serde(with = "humantime_serde")]
-    pub spool_retention: Duration,
+    /// What happens to received instances once their series is processed
+    /// ([`SpoolRetention`]; `"keep"`, `"when-done"` or a duration such as `"7days"`).
+    pub spool_retention: SpoolRetention,
     /// Disk watermark: below this many free bytes on the data folder's file system, new
     /// associations are rejected (transient, local limit exceeded).
     pub min_free_bytes: u64,
     /// Accept instances of storage SOP classes other than CT (e.g. secondary capture dose pages)
     /// and discard them with success status, instead of rejecting their presentation contexts.
     pub accept_other_storage: bool,
+}
+
+/// `storage.spool_retention`: what happens to a series' spooled instances (the received CT) once
+/// the series is processed (src/pipeline/retention.rs). Written as a string in TOML and the
+/// environment: `"keep"`, `"when-done"`, or a duration (`"7days"`, `"12h"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpoolRetention {
+    /// Never deleted by the node.
+    Keep,
+    /// Deleted as soon as every job of the series is done (results stored at every destination);
+    /// series that make no job (localizer, dose pages) are deleted once routed. Failed and
+    /// dead-letter jobs keep their instances. Instances received after the job started are kept.
+    WhenDone,
+    /// Deleted when the newest instance of the series is older than this and no job of the series
+    /// is queued, running, exporting or failed (a periodic sweep, first run
+    /// `pipeline.max_wait + pipeline.quiet_period` after start-up).
+    After(Duration),
+}
+
+impl std::fmt::Display for SpoolRetention {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SpoolRetention::Keep => f.write_str("keep"),
+            SpoolRetention::WhenDone => f.write_str("when-done"),
+            SpoolRetention::After(d) => {
+                write!(f, "{}", humantime_serde::re::humantime::format_duration(*d))
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for SpoolRetention {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "keep" => Ok(SpoolRetention::Keep),
+            "when-done" => Ok(SpoolRetention::WhenDone),
+            other => match humantime_serde::re::humantime::parse_duration(other) {
+                Ok(d) if !d.is_zero() => Ok(SpoolRetention::After(d)),
+                Ok(_) => Err("0 s: use \"when-done\" to delete at once".to_owned()),
+                Err(e) => Err(format!(
+                    "{other:?}: not \"keep\", \"when-done\" or a duration ({e})"
+                )),
+            },
+        }
+    }
+}
+
+impl Serialize for SpoolRetention {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for SpoolRetention {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 impl Default for Config {
@@ -164,7 +223,7 @@ impl Default for StorageConfig {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("osteon-data"),
-            spool_retention: Duration::from_secs(7 * 24 * 3600),
+            spool_retention: SpoolRetention::After(Duration::from_secs(7 * 24 * 3600)),
             min_free_bytes: 1 << 30,
             accept_other_storage: false,
         }
@@ -381,6 +440,28 @@ mod tests {
         assert_eq!(c.node.artim_timeout, Duration::from_secs(5));
         assert_eq!(c.storage.min_free_bytes, 5);
         assert!(c.storage.accept_other_storage);
+    }
+
+    #[test]
+    fn spool_retention_values() {
+        let get = |v: &str| {
+            Config::load_with_env(None, env(&[("OSTEON__STORAGE__SPOOL_RETENTION", v)]))
+                .map(|c| c.storage.spool_retention)
+        };
+        assert_eq!(get("keep").unwrap(), SpoolRetention::Keep);
+        assert_eq!(get("when-done").unwrap(), SpoolRetention::WhenDone);
+        assert_eq!(
+            get("2days").unwrap(),
+            SpoolRetention::After(Duration::from_secs(2 * 86400))
+        );
+        let e = get("sometimes").unwrap_err();
+        assert!(
+            e.to_string().contains("spool_retention") || e.to_string().contains("sometimes"),
+            "{e}"
+        );
+        assert!(get("0s").is_err());
+        let text = Config::default().to_toml().unwrap();
+        assert!(text.contains("spool_retention = \"7days\""), "{text}");
     }
 
     #[test]

@@ -114,6 +114,16 @@ enum Command {
     /// Configuration of the node (conf/osteon.toml, OSTEON__SECTION__KEY overrides).
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Per-scanner QA of the node's jobs (data_dir/osteon.db): count, median, IQR and min-max of
+    /// each figure per Manufacturer + model + station + serial; --csv writes one row per job.
+    Qa {
+        /// TOML file of the node (for storage.data_dir).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// CSV file with one row per job.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+    },
     /// Jobs of the node (data_dir/osteon.db): list, show ID, retry ID.
     Jobs {
         #[command(subcommand)]
@@ -339,6 +349,22 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("osteon jobs: error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Qa { config, csv } => {
+            match osteon::config::Config::load(config.as_deref())
+                .map_err(|e| e.to_string())
+                .and_then(|c| {
+                    osteon::pipeline::qa::table::qa_command(&c.storage.data_dir, csv.as_deref())
+                }) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("osteon qa: error: {e}");
                     ExitCode::from(1)
                 }
             }

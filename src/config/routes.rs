@@ -62,6 +62,8 @@ pub struct ExportConfig {
     /// Connect / read / write timeout of one association.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// C-ECHO every destination at start-up and log the outcome (never fatal).
+    pub echo_at_start: bool,
 }
 
 impl Default for ExportConfig {
@@ -71,6 +73,7 @@ impl Default for ExportConfig {
             backoff: Duration::from_secs(10),
             backoff_max: Duration::from_secs(600),
             timeout: Duration::from_secs(30),
+            echo_at_start: true,
         }
     }
 }

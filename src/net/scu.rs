@@ -164,40 +164,11 @@ pub fn store(
     target: &StoreTarget,
     instances: &[Outgoing],
 ) -> Result<Vec<InstanceStatus>, ScuError> {
-    let addr = format!("{}:{}", target.host, target.port);
     let ae = target.called_ae.clone();
     let mut classes: Vec<&str> = instances.iter().map(|i| i.sop_class_uid.as_str()).collect();
     classes.sort_unstable();
     classes.dedup();
-    let mut options = ClientAssociationOptions::new()
-        .calling_ae_title(target.calling_ae.as_str())
-        .called_ae_title(target.called_ae.as_str())
-        .connection_timeout(target.timeout)
-        .read_timeout(target.timeout)
-        .write_timeout(target.timeout);
-    for class in &classes {
-        options = options.with_presentation_context(*class, vec![uids::EXPLICIT_VR_LITTLE_ENDIAN]);
-    }
-    let mut assoc = options.establish(addr.as_str()).map_err(|e| {
-        use dicom_ul::association::Error as E;
-        match e {
-            E::Rejected { association_rj, .. } => ScuError::Rejected {
-                ae: ae.clone(),
-                addr: addr.clone(),
-                permanent: association_rj.result == AssociationRJResult::Permanent,
-                reason: format!("{:?}", association_rj.source),
-            },
-            E::NoAcceptedPresentationContexts { .. } => ScuError::NoContext {
-                ae: ae.clone(),
-                sop_class_uid: classes.join(", "),
-            },
-            other => ScuError::Connect {
-                ae: ae.clone(),
-                addr: addr.clone(),
-                reason: other.to_string(),
-            },
-        }
-    })?;
+    let mut assoc = associate(target, &classes)?;
     let transfer = |reason: String| ScuError::Transfer {
         ae: ae.clone(),
         reason,
@@ -241,7 +212,7 @@ pub fn store(
                 .map_err(|e| transfer(e.to_string()))?;
             writer.finish().map_err(|e| transfer(e.to_string()))?;
         }
-        let response = receive_command(&mut assoc).map_err(transfer)?;
+        let response = receive_command(&mut assoc, command_field::C_STORE_RSP).map_err(transfer)?;
         let status = response
             .u16(STATUS)
             .ok_or_else(|| transfer("C-STORE-RSP without Status (0000,0900)".to_owned()))?;
@@ -257,8 +228,90 @@ pub fn store(
     Ok(statuses)
 }
 
+/// Opens an association with `target` proposing each of `classes` with Explicit VR Little Endian
+/// (plus Implicit VR Little Endian, the default transfer syntax every SCP accepts, PS3.5 10.1).
+fn associate(
+    target: &StoreTarget,
+    classes: &[&str],
+) -> Result<dicom_ul::association::client::ClientAssociation<std::net::TcpStream>, ScuError> {
+    let addr = format!("{}:{}", target.host, target.port);
+    let ae = target.called_ae.clone();
+    let mut options = ClientAssociationOptions::new()
+        .calling_ae_title(target.calling_ae.as_str())
+        .called_ae_title(target.called_ae.as_str())
+        .connection_timeout(target.timeout)
+        .read_timeout(target.timeout)
+        .write_timeout(target.timeout);
+    for class in classes {
+        let ts = if *class == uids::VERIFICATION {
+            vec![uids::IMPLICIT_VR_LITTLE_ENDIAN]
+        } else {
+            vec![uids::EXPLICIT_VR_LITTLE_ENDIAN]
+        };
+        options = options.with_presentation_context(*class, ts);
+    }
+    options.establish(addr.as_str()).map_err(|e| {
+        use dicom_ul::association::Error as E;
+        match e {
+            E::Rejected { association_rj, .. } => ScuError::Rejected {
+                ae: ae.clone(),
+                addr: addr.clone(),
+                permanent: association_rj.result == AssociationRJResult::Permanent,
+                reason: format!("{:?}", association_rj.source),
+            },
+            E::NoAcceptedPresentationContexts { .. } => ScuError::NoContext {
+                ae: ae.clone(),
+                sop_class_uid: classes.join(", "),
+            },
+            other => ScuError::Connect {
+                ae: ae.clone(),
+                addr: addr.clone(),
+                reason: other.to_string(),
+            },
+        }
+    })
+}
+
+/// C-ECHO (Verification SOP Class, PS3.4 A; PS3.7 9.1.5) to `target`: one association, one
+/// C-ECHO-RQ, release. Returns the Status of the C-ECHO-RSP (0000H = success).
+///
+/// Errors: [`ScuError`] when the association cannot be made or the response does not come.
+pub fn echo(target: &StoreTarget) -> Result<u16, ScuError> {
+    let mut assoc = associate(target, &[uids::VERIFICATION])?;
+    let transfer = |reason: String| ScuError::Transfer {
+        ae: target.called_ae.clone(),
+        reason,
+    };
+    let pc_id = assoc
+        .presentation_contexts()
+        .iter()
+        .find(|pc| pc.reason == PresentationContextResultReason::Acceptance)
+        .map(|pc| pc.id)
+        .ok_or_else(|| ScuError::NoContext {
+            ae: target.called_ae.clone(),
+            sop_class_uid: uids::VERIFICATION.to_owned(),
+        })?;
+    let command = CommandSet::new()
+        .with_uid(AFFECTED_SOP_CLASS_UID, uids::VERIFICATION)
+        .with_u16(COMMAND_FIELD, command_field::C_ECHO_RQ)
+        .with_u16(MESSAGE_ID, 1)
+        .with_u16(COMMAND_DATA_SET_TYPE, super::dimse::NO_DATA_SET);
+    for pdu in command_pdus(pc_id, &command.encode(), assoc.acceptor_max_pdu_length()) {
+        assoc.send(&pdu).map_err(|e| transfer(e.to_string()))?;
+    }
+    let response = receive_command(&mut assoc, command_field::C_ECHO_RSP).map_err(transfer)?;
+    let status = response
+        .u16(STATUS)
+        .ok_or_else(|| transfer("C-ECHO-RSP without Status (0000,0900)".to_owned()))?;
+    if let Err(e) = assoc.release() {
+        tracing::debug!(ae = %target.called_ae, error = %e, "release after C-ECHO failed");
+    }
+    Ok(status)
+}
+
 fn receive_command(
     assoc: &mut dicom_ul::association::client::ClientAssociation<std::net::TcpStream>,
+    expected: u16,
 ) -> Result<CommandSet, String> {
     let mut reassembler = Reassembler::new();
     loop {
@@ -267,10 +320,11 @@ fn receive_command(
                 for pdv in data {
                     match reassembler.push(pdv).map_err(|e| e.to_string())? {
                         Fragment::Command { command, .. } => {
-                            if command.command_field().map_err(|e| e.to_string())?
-                                != command_field::C_STORE_RSP
-                            {
-                                return Err("expected a C-STORE-RSP".to_owned());
+                            let field = command.command_field().map_err(|e| e.to_string())?;
+                            if field != expected {
+                                return Err(format!(
+                                    "expected command field {expected:#06x}, got {field:#06x}"
+                                ));
                             }
                             return Ok(command);
                         }

@@ -5,8 +5,10 @@
 pub mod assembler;
 pub mod export;
 pub mod offline;
+pub mod qa;
 pub mod queue;
 pub mod report;
+pub mod retention;
 pub mod serve;
 pub mod spool;
 pub mod worker;

@@ -90,4 +90,6 @@ pub struct SeriesReport {
     pub mesh: MeshStats,
     pub outputs: Outputs,
     pub timings: Timings,
+    /// Image QA figures (noise in air, agreement with the threshold baseline, model confidence).
+    pub image_qa: super::qa::ImageQa,
 }

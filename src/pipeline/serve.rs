@@ -59,8 +59,26 @@ async fn serve(config: &Config) -> Result<(), ServeError> {
     }
     let config = Arc::new(config.clone());
     let stop = Arc::new(AtomicBool::new(false));
-    let workers = jobs::start(config.clone(), queue.clone(), stop.clone());
+    let qa = match super::qa::QaStore::open(&config.storage.data_dir) {
+        Ok(store) => Some(Arc::new(store)),
+        Err(e) => {
+            error!(error = %e, "QA table unusable: jobs run without QA records");
+            None
+        }
+    };
+    let workers = jobs::start(config.clone(), queue.clone(), qa, stop.clone());
     let listener = scp::bind(&config).await?;
+    if config.export.echo_at_start {
+        tokio::task::spawn_blocking({
+            let config = config.clone();
+            move || echo_destinations(&config)
+        });
+    }
+    let sweeper = tokio::spawn(sweep_spool(
+        config.clone(),
+        queue.clone(),
+        spool.root().to_owned(),
+    ));
     let assembler = tokio::spawn(assemble(
         config.clone(),
         queue.clone(),
@@ -75,6 +93,7 @@ async fn serve(config: &Config) -> Result<(), ServeError> {
     )
     .await;
     assembler.abort();
+    sweeper.abort();
     stop.store(true, Ordering::SeqCst);
     // Workers finish the step in hand; an interrupted job resumes at the next start.
     drop(workers);
@@ -91,6 +110,7 @@ async fn assemble(
     mut events: tokio::sync::mpsc::UnboundedReceiver<StoredInstance>,
 ) {
     let mut assembler = Assembler::new(&config);
+    let retention = config.storage.spool_retention;
     match queue.list() {
         Ok(jobs) => {
             for j in jobs {
@@ -127,6 +147,8 @@ async fn assemble(
                 for series in assembler.due(Instant::now()) {
                     let (config, queue, root) = (config.clone(), queue.clone(), spool_root.clone());
                     let routed = tokio::task::spawn_blocking(move || {
+                        let _span = tracing::info_span!("series", study = %series.study_uid,
+                            series = %series.series_uid).entered();
                         let routed = route_series(&config, &root, &series);
                         let id = match &routed {
                             Routed::Job(job) => Some(queue.enqueue(job)),
@@ -139,9 +161,16 @@ async fn assemble(
                         Ok((series, Routed::Job(job), Some(Ok(id)))) => info!(job = id,
                             study = %series.study_uid, series = %series.series_uid, route = %job.route,
                             slices = job.slices, rerun = series.rerun, "series complete: job queued"),
-                        Ok((series, Routed::NoJob(reason), _)) => info!(study = %series.study_uid,
-                            series = %series.series_uid, instances = series.instances, %reason,
-                            "series complete: no job"),
+                        Ok((series, Routed::NoJob(reason), _)) => {
+                            info!(study = %series.study_uid, series = %series.series_uid,
+                                instances = series.instances, %reason, "series complete: no job");
+                            let deleted = super::retention::on_no_job(retention,
+                                &spool_root, &series.study_uid, &series.series_uid);
+                            if deleted > 0 {
+                                info!(series = %series.series_uid, files = deleted,
+                                    "spool retention: deleted (when-done, no job)");
+                            }
+                        }
                         Ok((series, _, Some(Err(e)))) => error!(series = %series.series_uid,
                             error = %e, "series complete but the job could not be recorded"),
                         Ok((series, Routed::Job(_), None)) => warn!(series = %series.series_uid, "job not recorded"),
@@ -150,6 +179,59 @@ async fn assemble(
                 }
             }
         }
+    }
+}
+
+/// C-ECHO of every configured destination, logged (never fatal: a PACS that is down at start-up
+/// only delays exports, which are retried).
+fn echo_destinations(config: &Config) {
+    for d in &config.destination {
+        let target = crate::net::scu::StoreTarget {
+            called_ae: d.ae_title.clone(),
+            host: d.host.clone(),
+            port: d.port,
+            calling_ae: config.node.ae_title.clone(),
+            timeout: config.export.timeout,
+        };
+        match crate::net::scu::echo(&target) {
+            Ok(0) => info!(destination = %d.name, ae = %d.ae_title, host = %d.host, port = d.port,
+                "destination C-ECHO: success"),
+            Ok(status) => warn!(destination = %d.name, ae = %d.ae_title, host = %d.host,
+                port = d.port, status = format!("{status:#06x}"), "destination C-ECHO: failure status"),
+            Err(e) => warn!(destination = %d.name, error = %e,
+                "destination C-ECHO failed (exports will be retried)"),
+        }
+    }
+}
+
+/// Periodic spool retention sweep for a duration policy: first after `max_wait + quiet_period`
+/// (every series restored from the spool has been routed by then), then every tenth of the
+/// retention, between 1 min and 1 h.
+async fn sweep_spool(
+    config: Arc<Config>,
+    queue: Arc<dyn JobQueue>,
+    spool_root: std::path::PathBuf,
+) {
+    let crate::config::SpoolRetention::After(keep) = config.storage.spool_retention else {
+        return;
+    };
+    tokio::time::sleep(config.pipeline.max_wait + config.pipeline.quiet_period).await;
+    let period = (keep / 10).clamp(Duration::from_secs(60), Duration::from_secs(3600));
+    loop {
+        let (config, queue, root) = (config.clone(), queue.clone(), spool_root.clone());
+        let swept = tokio::task::spawn_blocking(move || {
+            super::retention::sweep(
+                config.storage.spool_retention,
+                &root,
+                queue.as_ref(),
+                std::time::SystemTime::now(),
+            )
+        })
+        .await;
+        if let Ok(Err(e)) = swept {
+            warn!(error = %e, "spool retention sweep skipped");
+        }
+        tokio::time::sleep(period).await;
     }
 }
 

@@ -86,8 +86,9 @@ pub fn process_volume(
             series: series.clone(),
             source,
         })?;
-    ct.hu = ndarray::Array3::zeros((0, 0, 0));
     let segment_ms = ms(t);
+    let image_qa = super::qa::image_qa(&ct, &mask, segmenter);
+    ct.hu = ndarray::Array3::zeros((0, 0, 0));
     let per_slice: Vec<u64> = mask
         .outer_iter()
         .map(|slice| slice.iter().filter(|&&v| v != 0).count() as u64)
@@ -171,6 +172,7 @@ pub fn process_volume(
             seg_sop_instance_uid: seg_uid,
             stl_sop_instance_uid: stl_uid,
         },
+        image_qa,
         timings: Timings {
             read_ms,
             segment_ms,

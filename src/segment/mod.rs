@@ -47,4 +47,10 @@ pub trait Segmenter: Send + Sync {
     /// # Errors
     /// [`SegmentError::NoBone`] when nothing is found, [`SegmentError::Runtime`] when the model fails.
     fn segment(&self, ct: &CtVolume) -> Result<Mask, SegmentError>;
+    /// Mean model confidence (probability of the chosen class, 0..=1, averaged over the voxels the
+    /// model scored) of the last mask this segmenter returned; a per-scanner QA figure of the node.
+    /// `None` for segmenters without a confidence (the threshold baseline) and before any result.
+    fn mean_confidence(&self) -> Option<f64> {
+        None
+    }
 }

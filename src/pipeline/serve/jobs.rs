@@ -13,12 +13,15 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tracing::{error, info, warn};
+use tracing::{error, info, info_span, warn};
 
 use super::super::assembler::series_files;
 use super::super::export::export_job;
 use super::super::offline::{segmenter_for, OfflineOptions, SegmenterChoice};
+use super::super::qa::{QaRecord, QaStore};
 use super::super::queue::{now_ms, Claim, Job, JobQueue, JobState, QueueError, SqliteQueue};
+use super::super::report::SeriesReport;
+use super::super::retention::on_job_done;
 use super::super::worker::process_volume;
 use crate::config::{Config, SegmenterName};
 use crate::dicom::series::{load_volume, scan_files};
@@ -31,29 +34,38 @@ pub const RESULTS_DIR: &str = "results";
 const IDLE: Duration = Duration::from_millis(200);
 
 /// Starts `config.pipeline.workers` worker threads; they stop after their current step once
-/// `stop` is set.
+/// `stop` is set. Each processed job's QA record goes to `qa` (when the table could be opened)
+/// and to the log.
 pub fn start(
     config: Arc<Config>,
     queue: Arc<dyn JobQueue>,
+    qa: Option<Arc<QaStore>>,
     stop: Arc<AtomicBool>,
 ) -> Vec<JoinHandle<()>> {
     (0..config.pipeline.workers)
         .filter_map(|n| {
             let (config, queue, stop) = (config.clone(), queue.clone(), stop.clone());
+            let qa = qa.clone();
             std::thread::Builder::new()
                 .name(format!("osteon-worker-{n}"))
-                .spawn(move || work(&config, queue.as_ref(), &stop))
+                .spawn(move || work(&config, queue.as_ref(), qa.as_deref(), &stop))
                 .map_err(|e| error!(worker = n, error = %e, "cannot start a worker thread"))
                 .ok()
         })
         .collect()
 }
 
-fn work(config: &Config, queue: &dyn JobQueue, stop: &AtomicBool) {
+fn work(config: &Config, queue: &dyn JobQueue, qa: Option<&QaStore>, stop: &AtomicBool) {
     while !stop.load(Ordering::SeqCst) {
         match queue.claim(now_ms()) {
-            Ok(Some(Claim::Process(job))) => run_process(config, queue, &job),
-            Ok(Some(Claim::Export(job))) => run_export(config, queue, &job),
+            Ok(Some(Claim::Process(job))) => {
+                let _span = info_span!("job", job = job.id, series = %job.series_uid).entered();
+                run_process(config, queue, qa, &job)
+            }
+            Ok(Some(Claim::Export(job))) => {
+                let _span = info_span!("job", job = job.id, series = %job.series_uid).entered();
+                run_export(config, queue, qa, &job)
+            }
             Ok(None) => std::thread::sleep(IDLE),
             Err(e) => {
                 error!(error = %e, "job queue");
@@ -63,8 +75,9 @@ fn work(config: &Config, queue: &dyn JobQueue, stop: &AtomicBool) {
     }
 }
 
-fn run_process(config: &Config, queue: &dyn JobQueue, job: &Job) {
+fn run_process(config: &Config, queue: &dyn JobQueue, qa: Option<&QaStore>, job: &Job) {
     let started = Instant::now();
+    let started_ms = now_ms();
     info!(job = job.id, series = %job.series_uid, version = job.version, attempt = job.attempts,
         queue_wait_ms = now_ms() - job.created_ms, "processing");
     let outcome = catch_unwind(AssertUnwindSafe(|| process(config, job)))
@@ -73,7 +86,17 @@ fn run_process(config: &Config, queue: &dyn JobQueue, job: &Job) {
         Ok((dir, report)) => {
             info!(job = job.id, series = %job.series_uid, ms = started.elapsed().as_millis() as u64,
                 results = %dir.display(), "processed");
-            queue.processed(job.id, &dir, &report)
+            let record = QaRecord::of(job, &report, started_ms, received_times(config, job));
+            record.emit();
+            if let Some(Err(e)) = qa.map(|store| store.record(&record)) {
+                error!(job = job.id, error = %e, "cannot store the QA record");
+            }
+            let report = serde_json::to_value(&report).unwrap_or_default();
+            let recorded = queue.processed(job.id, &dir, &report);
+            if recorded.is_ok() && job.destinations.is_empty() {
+                retain(config, queue, job);
+            }
+            recorded
         }
         Err(e) => {
             warn!(job = job.id, series = %job.series_uid, error = %e, "job failed");
@@ -85,7 +108,19 @@ fn run_process(config: &Config, queue: &dyn JobQueue, job: &Job) {
     }
 }
 
-fn process(config: &Config, job: &Job) -> Result<(PathBuf, serde_json::Value), String> {
+/// (first, last) modification time of the series' spooled instances, Unix ms.
+fn received_times(config: &Config, job: &Job) -> (Option<i64>, Option<i64>) {
+    let spool = config.storage.data_dir.join("spool");
+    let times: Vec<i64> = series_files(&spool, &job.study_uid, &job.series_uid)
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+        .filter_map(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as i64)
+        .collect();
+    (times.iter().min().copied(), times.iter().max().copied())
+}
+
+fn process(config: &Config, job: &Job) -> Result<(PathBuf, SeriesReport), String> {
     let t = Instant::now();
     let spool = config.storage.data_dir.join("spool");
     let files = series_files(&spool, &job.study_uid, &job.series_uid);
@@ -116,7 +151,6 @@ fn process(config: &Config, job: &Job) -> Result<(PathBuf, serde_json::Value), S
     let out = result_dir(&config.storage.data_dir, job.id);
     let report =
         process_volume(ct, segmenter.as_ref(), &mesh, &out, read_ms).map_err(|e| e.to_string())?;
-    let report = serde_json::to_value(&report).map_err(|e| e.to_string())?;
     Ok((out, report))
 }
 
@@ -125,21 +159,36 @@ pub fn result_dir(data_dir: &Path, id: i64) -> PathBuf {
     data_dir.join(RESULTS_DIR).join(id.to_string())
 }
 
-fn run_export(config: &Config, queue: &dyn JobQueue, job: &Job) {
+fn run_export(config: &Config, queue: &dyn JobQueue, qa: Option<&QaStore>, job: &Job) {
+    let t = Instant::now();
     let decision = export_job(job, &config.export, &config.node.ae_title, now_ms());
+    let done_ms = decision.error.is_none().then(now_ms);
+    if let Some(Err(e)) = qa.map(|s| s.exported(job.id, t.elapsed().as_secs_f64() * 1e3, done_ms)) {
+        error!(job = job.id, error = %e, "cannot store the export in the QA record");
+    }
     match (&decision.error, decision.retry_at_ms) {
         (None, _) => info!(job = job.id, series = %job.series_uid, "exported"),
         (Some(e), Some(at)) => warn!(job = job.id, attempt = job.export_attempts,
             retry_in_ms = at - now_ms(), error = %e, "export will be retried"),
         (Some(e), None) => error!(job = job.id, error = %e, "export failed: dead-letter"),
     }
-    if let Err(e) = queue.exported(
+    match queue.exported(
         job.id,
         &decision.records,
         decision.error.as_deref(),
         decision.retry_at_ms,
     ) {
-        error!(job = job.id, error = %e, "cannot record the export");
+        Ok(()) if decision.error.is_none() => retain(config, queue, job),
+        Ok(()) => {}
+        Err(e) => error!(job = job.id, error = %e, "cannot record the export"),
+    }
+}
+
+/// Spool retention `when-done` for a job that has just reached `done`.
+fn retain(config: &Config, queue: &dyn JobQueue, job: &Job) {
+    let spool = config.storage.data_dir.join("spool");
+    if let Err(e) = on_job_done(config.storage.spool_retention, &spool, queue, job) {
+        warn!(job = job.id, error = %e, "spool retention skipped");
     }
 }
 

@@ -19,6 +19,7 @@
 //! * [`label`]: training and evaluation labels: a closed STL voxelised onto a CT grid
 //!   ([`label::voxelise`], `osteon label --stl`) and the reference procedure for real scans
 //!   ([`label::reference`], `osteon label --reference`).
+//! * [`train`]: training the CNN of [`segment::cnn`] on the scans of a manifest (`osteon train`).
 //! * [`eval`]: scoring a segmentation against a label (DSC, signed surface deviation,
 //!   [`eval::metrics`]) over the scans of a TOML manifest ([`eval::manifest`], `osteon evaluate`).
 //!
@@ -35,3 +36,4 @@ pub mod phantom;
 pub mod pipeline;
 pub mod segment;
 pub mod torch_info;
+pub mod train;

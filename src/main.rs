@@ -60,6 +60,9 @@ enum Command {
     /// Generate a synthetic head CT (DICOM series) with its exact bone label (DICOM SEG + STL) from a
     /// virtual scanner profile; see docs/phantom.md.
     Phantom(osteon::phantom::cli::PhantomArgs),
+    /// Train the CNN segmenter on the scans of a manifest; writes safetensors weights and JSON
+    /// metadata (architecture, normalisation, threshold, SHA-256 of the training data).
+    Train(osteon::train::cli::TrainArgs),
     /// Write a bone label (DICOM SEG) on the grid of a CT series: either a closed STL in LPS mm
     /// voxelised onto the grid (--stl), or the documented reference procedure for real scans
     /// (--reference; docs/labels.md).
@@ -244,6 +247,7 @@ fn main() -> ExitCode {
     };
     match command {
         Command::Phantom(args) => osteon::phantom::cli::run(&args),
+        Command::Train(args) => osteon::train::cli::run(&args),
         Command::Segment {
             inputs,
             out,

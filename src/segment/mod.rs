@@ -2,8 +2,10 @@
 //!
 //! * [`threshold`]: the classical baseline (global HU threshold + largest 3-D connected component),
 //!   the "current practice" of the paper (Minnema et al. 2018, §1) and the comparison point for the CNN.
+//! * [`cnn`]: the CNN patch classifier of the paper, evaluated densely (fully convolutional).
 //! * [`components`]: connected-component labelling shared by the segmenters and the mesher.
 
+pub mod cnn;
 pub mod components;
 pub mod threshold;
 

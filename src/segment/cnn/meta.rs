@@ -1,0 +1,86 @@
+//! The model's JSON metadata (`<weights stem>.json` beside `<weights stem>.safetensors`).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::arch::Architecture;
+use super::normalise::Normalisation;
+use super::CnnError;
+
+/// Value of [`ModelMeta::format`].
+pub const FORMAT: &str = "osteon-cnn/1";
+
+/// Everything needed to run a model and to know where it came from.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ModelMeta {
+    /// Format tag, [`FORMAT`].
+    pub format: String,
+    /// Network architecture (checked against the weights on load).
+    pub architecture: Architecture,
+    /// Grey-value normalisation the model was trained with.
+    pub normalisation: Normalisation,
+    /// Decision threshold on the bone probability (calibrated on validation scans).
+    pub threshold: f32,
+    /// How the model was trained (free-form for models made elsewhere).
+    #[serde(default)]
+    pub training: serde_json::Value,
+}
+
+/// The JSON path of a weights file: same folder and stem, extension `json`.
+pub fn meta_path(weights: &Path) -> PathBuf {
+    weights.with_extension("json")
+}
+
+impl ModelMeta {
+    /// Reads and checks the metadata at `path`.
+    ///
+    /// # Errors
+    /// [`CnnError::Io`] (missing or unreadable), [`CnnError::Meta`] (not JSON of this format, or a
+    /// threshold outside (0, 1)), [`CnnError::Architecture`] (an architecture this build does not
+    /// implement).
+    pub fn read(path: &Path) -> Result<ModelMeta, CnnError> {
+        let text = std::fs::read_to_string(path).map_err(|source| CnnError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let meta: ModelMeta = serde_json::from_str(&text).map_err(|e| CnnError::Meta {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        if meta.format != FORMAT {
+            return Err(CnnError::Meta {
+                path: path.to_owned(),
+                message: format!("format {:?}, expected {FORMAT:?}", meta.format),
+            });
+        }
+        if !(meta.threshold > 0.0 && meta.threshold < 1.0) {
+            return Err(CnnError::Meta {
+                path: path.to_owned(),
+                message: format!("threshold {} outside (0, 1)", meta.threshold),
+            });
+        }
+        meta.architecture
+            .validate()
+            .map_err(|message| CnnError::Architecture {
+                path: path.to_owned(),
+                message,
+            })?;
+        Ok(meta)
+    }
+
+    /// Writes the metadata as pretty JSON to `path`.
+    ///
+    /// # Errors
+    /// [`CnnError::Io`].
+    pub fn write(&self, path: &Path) -> Result<(), CnnError> {
+        let text = serde_json::to_string_pretty(self).map_err(|e| CnnError::Meta {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        std::fs::write(path, text).map_err(|source| CnnError::Io {
+            path: path.to_owned(),
+            source,
+        })
+    }
+}

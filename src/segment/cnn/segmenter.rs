@@ -1,0 +1,209 @@
+//! [`CnnSegmenter`]: a trained model (safetensors weights + JSON metadata) as a [`Segmenter`].
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use ndarray::{Array3, ArrayView3};
+use tch::nn::VarStore;
+use tch::Tensor;
+
+use super::infer::{dense_probabilities, DenseOptions};
+use super::meta::{meta_path, ModelMeta};
+use super::net::Net;
+use super::normalise::Normaliser;
+use super::CnnError;
+use crate::dicom::series::CtVolume;
+use crate::segment::components::{largest_component, Connectivity};
+use crate::segment::{AlgorithmIdentity, Mask, SegmentError, Segmenter};
+
+/// The network and its variables (tch tensors are `Send` but not `Sync`, hence the mutex).
+struct Loaded {
+    vs: VarStore,
+    net: Net,
+}
+
+/// The CNN segmenter: mask = bone probability >= the model's threshold, then the largest
+/// 26-connected component.
+pub struct CnnSegmenter {
+    inner: Mutex<Loaded>,
+    meta: ModelMeta,
+    weights: PathBuf,
+    options: DenseOptions,
+}
+
+/// Uses every CPU thread for libtorch's intra-op parallelism (once per process is enough; repeated
+/// calls are harmless).
+pub fn use_all_cpu_threads() {
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    tch::set_num_threads(n as i32);
+}
+
+/// Loads the model at `model_path` (a `.safetensors` file with its `.json` beside it), running on
+/// CUDA when available (mixed precision there), else on every CPU thread.
+///
+/// # Errors
+/// [`CnnError::Io`] for a missing weights or JSON file, [`CnnError::Meta`] /
+/// [`CnnError::Architecture`] for bad metadata, [`CnnError::Shape`] when a tensor is missing,
+/// extra, or of the wrong shape for the architecture, [`CnnError::Torch`] when the file is not
+/// safetensors.
+pub fn load(model_path: &Path) -> Result<CnnSegmenter, CnnError> {
+    load_with(model_path, DenseOptions::default())
+}
+
+/// [`load`] with explicit inference options (device, batch, region of interest).
+///
+/// # Errors
+/// As [`load`].
+pub fn load_with(model_path: &Path, options: DenseOptions) -> Result<CnnSegmenter, CnnError> {
+    if !model_path.is_file() {
+        return Err(CnnError::Io {
+            path: model_path.to_owned(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "model weights not found"),
+        });
+    }
+    let meta = ModelMeta::read(&meta_path(model_path))?;
+    if !options.device.is_cuda() {
+        use_all_cpu_threads();
+    }
+    let mut vs = VarStore::new(options.device);
+    let net = Net::new(&vs.root(), &meta.architecture);
+    load_weights(&mut vs, model_path)?;
+    Ok(CnnSegmenter {
+        inner: Mutex::new(Loaded { vs, net }),
+        meta,
+        weights: model_path.to_owned(),
+        options,
+    })
+}
+
+/// Copies the tensors of the safetensors file `path` into `vs`, after checking that the names and
+/// shapes match exactly (tch's own `VarStore::load` would broadcast a wrong shape).
+///
+/// # Errors
+/// [`CnnError::Torch`] (unreadable file), [`CnnError::Shape`] (missing, extra or mis-shaped tensor).
+pub fn load_weights(vs: &mut VarStore, path: &Path) -> Result<(), CnnError> {
+    let torch = |e: tch::TchError| CnnError::Torch(format!("{}: {e}", path.display()));
+    let read: HashMap<String, Tensor> = Tensor::read_safetensors(path)
+        .map_err(torch)?
+        .into_iter()
+        .collect();
+    let shape_err = |name: &str, expected: String, found: String| CnnError::Shape {
+        path: path.to_owned(),
+        name: name.to_owned(),
+        expected,
+        found,
+    };
+    let vars = vs.variables();
+    for name in read.keys() {
+        if !vars.contains_key(name) {
+            return Err(shape_err(name, "absent".into(), "present".into()));
+        }
+    }
+    for (name, var) in &vars {
+        let Some(src) = read.get(name) else {
+            return Err(shape_err(
+                name,
+                format!("{:?}", var.size()),
+                "missing".into(),
+            ));
+        };
+        if src.size() != var.size() {
+            return Err(shape_err(
+                name,
+                format!("{:?}", var.size()),
+                format!("{:?}", src.size()),
+            ));
+        }
+    }
+    let mut vars = vars;
+    tch::no_grad(|| {
+        for (name, var) in vars.iter_mut() {
+            if let Some(src) = read.get(name) {
+                var.f_copy_(&src.to_device(var.device())).map_err(torch)?;
+            }
+        }
+        Ok(())
+    })
+}
+
+impl CnnSegmenter {
+    /// The model's metadata.
+    pub fn meta(&self) -> &ModelMeta {
+        &self.meta
+    }
+
+    /// The weights file.
+    pub fn weights(&self) -> &Path {
+        &self.weights
+    }
+
+    /// Bone probability `[k, j, i]` of every voxel of `hu` (grey values of one scan).
+    ///
+    /// # Errors
+    /// [`CnnError::Normalise`] for a flat volume, [`CnnError::Torch`] when libtorch fails (its
+    /// panics are caught).
+    pub fn probabilities(&self, hu: ArrayView3<f32>) -> Result<Array3<f32>, CnnError> {
+        let norm = Normaliser::fit(self.meta.normalisation, hu)?;
+        let guard = self
+            .inner
+            .lock()
+            .map_err(|_| CnnError::Torch("model mutex poisoned".into()))?;
+        let run = std::panic::AssertUnwindSafe(|| {
+            dense_probabilities(&guard.net, &norm, hu, &self.options)
+        });
+        std::panic::catch_unwind(run).unwrap_or_else(|p| {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "libtorch panicked".into());
+            Err(CnnError::Torch(msg))
+        })
+    }
+
+    /// Number of trainable values of the loaded model.
+    pub fn parameter_count(&self) -> i64 {
+        self.inner.lock().map_or(0, |g| {
+            g.vs.trainable_variables()
+                .iter()
+                .map(|t| t.numel() as i64)
+                .sum()
+        })
+    }
+}
+
+impl Segmenter for CnnSegmenter {
+    fn identity(&self) -> AlgorithmIdentity {
+        let f = &self.meta.architecture.filters;
+        AlgorithmIdentity {
+            name: "osteon-cnn".to_owned(),
+            version: format!(
+                "{}-{}x{}x{}x{}-t{:.3}/{}",
+                self.meta.architecture.family,
+                f[0],
+                f[1],
+                f[2],
+                f[3],
+                self.meta.threshold,
+                env!("CARGO_PKG_VERSION")
+            ),
+            skull_specific: false,
+        }
+    }
+
+    fn segment(&self, ct: &CtVolume) -> Result<Mask, SegmentError> {
+        let p = self
+            .probabilities(ct.hu.view())
+            .map_err(|e| SegmentError::Runtime(e.to_string()))?;
+        let t = self.meta.threshold;
+        let raw = p.mapv(|v| u8::from(v >= t));
+        let (mask, n) = largest_component(&raw, Connectivity::TwentySix);
+        if n == 0 {
+            return Err(SegmentError::NoBone(format!(
+                "no voxel with bone probability >= {t}"
+            )));
+        }
+        Ok(mask)
+    }
+}

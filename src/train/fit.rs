@@ -1,0 +1,383 @@
+//! The training loop: tiles -> network -> masked cross-entropy -> RMSprop; checkpoints; decision
+//! threshold calibrated on the validation scans; weights (safetensors) + metadata (JSON).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use ndarray::Array3;
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, OptimizerConfig, VarStore};
+use tch::{Device, Reduction, Tensor};
+
+use super::data::load_scan;
+use super::sample::{draw_tile, Rng, SampleSettings, ScanData, IGNORE};
+use super::TrainError;
+use crate::eval::manifest::{Manifest, Split};
+use crate::segment::cnn::arch::{Architecture, HALF};
+use crate::segment::cnn::infer::{dense_probabilities, DenseOptions};
+use crate::segment::cnn::meta::{meta_path, ModelMeta, FORMAT};
+use crate::segment::cnn::net::Net;
+use crate::segment::cnn::normalise::Normalisation;
+use crate::segment::cnn::segmenter::load_weights;
+
+/// Settings of a training run (all recorded in the model's JSON).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrainOptions {
+    /// Manifest of the scans (`train` split trains, `validation` calibrates the threshold).
+    pub manifest: PathBuf,
+    /// Output weights, `*.safetensors` (JSON beside it; checkpoint `*.ckpt.safetensors`).
+    pub out: PathBuf,
+    /// Filters of the four blocks.
+    pub filters: [usize; 4],
+    /// Normalisation.
+    pub normalisation: Normalisation,
+    /// Optimizer steps (the run ends at `steps` or at `minutes`, whichever is first).
+    pub steps: usize,
+    /// Wall-clock budget, minutes.
+    pub minutes: Option<f64>,
+    /// Tiles per step.
+    pub tiles_per_step: usize,
+    /// Sampling and augmentation.
+    pub sample: SampleSettings,
+    /// Initial learning rate (0.005).
+    pub lr: f64,
+    /// Keras-style decay: `lr_t = lr / (1 + decay * t)`, `t` = optimizer step.
+    pub decay: f64,
+    /// Seed of initialisation, dropout and sampling.
+    pub seed: u64,
+    /// CPU threads of libtorch.
+    pub threads: usize,
+    /// Steps between checkpoints.
+    pub checkpoint_every: usize,
+    /// Steps between progress lines.
+    pub log_every: usize,
+    /// Continue from the checkpoint beside `out` when one exists.
+    pub resume: bool,
+    /// Dilation of the per-slice bone rectangle, voxels.
+    pub bone_margin: usize,
+}
+
+/// Checkpoint state (`*.ckpt.json`).
+#[derive(Debug, Serialize, Deserialize)]
+struct Checkpoint {
+    step: usize,
+    filters: [usize; 4],
+    normalisation: Normalisation,
+    seed: u64,
+    losses: Vec<(usize, f64)>,
+    seconds: f64,
+}
+
+/// What a run produced.
+#[derive(Debug, Serialize)]
+pub struct TrainReport {
+    /// Steps done in total (including resumed ones).
+    pub steps: usize,
+    /// Mean loss over the first and the last logging window.
+    pub first_loss: f64,
+    /// See `first_loss`.
+    pub last_loss: f64,
+    /// (step, mean loss since the previous entry).
+    pub losses: Vec<(usize, f64)>,
+    /// Calibrated threshold.
+    pub threshold: f32,
+    /// Per candidate threshold, mean validation DSC (empty without validation scans).
+    pub calibration: Vec<(f32, f64)>,
+    /// Training seconds (this run plus resumed ones).
+    pub seconds: f64,
+}
+
+fn ckpt_paths(out: &Path) -> (PathBuf, PathBuf) {
+    (
+        out.with_extension("ckpt.safetensors"),
+        out.with_extension("ckpt.json"),
+    )
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn save_vs(vs: &VarStore, path: &Path) -> Result<(), TrainError> {
+    vs.save(path).map_err(|e| {
+        crate::segment::cnn::CnnError::Torch(format!("{}: {e}", path.display())).into()
+    })
+}
+
+/// One training batch from `scans`, drawn by `rng`: inputs `[B, 1, S+32, S+32]`, targets `[B, S, S]`.
+fn batch(scans: &[ScanData], o: &TrainOptions, rng: &mut Rng) -> Option<(Tensor, Tensor)> {
+    let s = o.sample.tile as i64;
+    let side = s + 2 * HALF as i64;
+    let (mut xs, mut ys) = (Vec::new(), Vec::new());
+    for _ in 0..o.tiles_per_step {
+        let t = draw_tile(scans, &o.sample, rng)?;
+        xs.extend(t.input);
+        ys.extend(t.target);
+    }
+    let b = o.tiles_per_step as i64;
+    Some((
+        Tensor::from_slice(&xs).view([b, 1, side, side]),
+        Tensor::from_slice(&ys).view([b, s, s]),
+    ))
+}
+
+/// Masked cross-entropy of `net` on one batch.
+pub fn loss(net: &Net, xs: &Tensor, ys: &Tensor, train: bool) -> Tensor {
+    net.forward_t(xs, train)
+        .cross_entropy_loss::<Tensor>(ys, None, Reduction::Mean, IGNORE, 0.0)
+}
+
+/// Bone probabilities of a stored (normalised) scan.
+fn scan_probabilities(net: &Net, sc: &ScanData) -> Result<Array3<f32>, TrainError> {
+    let opts = DenseOptions {
+        device: Device::Cpu,
+        half: false,
+        ..DenseOptions::default()
+    };
+    Ok(dense_probabilities(net, &sc.norm, sc.image.view(), &opts)?)
+}
+
+/// Mean DSC over `scans` (inside each label's bounding box) for each candidate threshold.
+fn calibrate(net: &Net, scans: &[&ScanData]) -> Result<Vec<(f32, f64)>, TrainError> {
+    let cands: Vec<f32> = (1..40).map(|n| n as f32 * 0.025).collect();
+    let mut sum = vec![0f64; cands.len()];
+    for sc in scans {
+        let p = scan_probabilities(net, sc)?;
+        let Some(r) = crate::eval::metrics::Region::bounding_box(&sc.label, 0) else {
+            continue;
+        };
+        // Histograms of the probability (40 bins of 0.025) of bone and background voxels.
+        let (mut hb, mut hg) = ([0u64; 41], [0u64; 41]);
+        for k in r.start[0]..r.end[0] {
+            for j in r.start[1]..r.end[1] {
+                for i in r.start[2]..r.end[2] {
+                    let bin = ((p[[k, j, i]] / 0.025).floor().max(0.0) as usize).min(40);
+                    if sc.label[[k, j, i]] != 0 {
+                        hb[bin] += 1
+                    } else {
+                        hg[bin] += 1
+                    }
+                }
+            }
+        }
+        for (c, s) in sum.iter_mut().enumerate() {
+            // Candidate c + 1 is (c + 1) * 0.025: voxels of bins >= c + 1 are called bone.
+            let tp: u64 = hb[c + 1..].iter().sum();
+            let fp: u64 = hg[c + 1..].iter().sum();
+            let fn_: u64 = hb[..c + 1].iter().sum();
+            let d = 2 * tp + fp + fn_;
+            *s += if d == 0 {
+                0.0
+            } else {
+                2.0 * tp as f64 / d as f64
+            };
+        }
+    }
+    let n = scans.len().max(1) as f64;
+    Ok(cands
+        .into_iter()
+        .zip(sum.into_iter().map(|s| s / n))
+        .collect())
+}
+
+/// Trains a model as `o` says (see the module documentation of [`super`]); progress on stderr.
+///
+/// # Errors
+/// [`TrainError`] for a bad manifest, unreadable scans, bad settings, a mismatching checkpoint or a
+/// failed save.
+pub fn train(o: &TrainOptions) -> Result<TrainReport, TrainError> {
+    if o.out.extension().and_then(|e| e.to_str()) != Some("safetensors") {
+        return Err(TrainError::Settings(format!(
+            "--out {} must end in .safetensors",
+            o.out.display()
+        )));
+    }
+    if o.tiles_per_step == 0 || o.sample.tile < 1 || o.sample.per_tile == 0 {
+        return Err(TrainError::Settings(
+            "tiles, tile size and patches per tile must be > 0".into(),
+        ));
+    }
+    if !(0.0..=1.0).contains(&o.sample.bone_fraction) {
+        return Err(TrainError::Settings(format!(
+            "bone fraction {} outside [0, 1]",
+            o.sample.bone_fraction
+        )));
+    }
+    let arch = Architecture::with_filters(o.filters);
+    arch.validate().map_err(TrainError::Settings)?;
+    tch::set_num_threads(o.threads.max(1) as i32);
+    tch::manual_seed(o.seed as i64);
+    let manifest = Manifest::load(&o.manifest)?;
+    let (mut train, mut val, mut records) = (Vec::new(), Vec::new(), Vec::new());
+    for e in manifest.scan.iter().filter(|e| e.split != Split::Test) {
+        let t = Instant::now();
+        let (d, r) = load_scan(e, o.normalisation, o.bone_margin)?;
+        eprintln!(
+            "loaded {} ({:?}, {} bone voxels, air {:.0} tissue {:.0}) in {:.1} s",
+            r.name,
+            r.shape,
+            r.bone_voxels,
+            r.anchors[0],
+            r.anchors[1],
+            t.elapsed().as_secs_f64()
+        );
+        if e.split == Split::Train {
+            train.push(d)
+        } else {
+            val.push(d)
+        }
+        records.push(r);
+    }
+    if train.is_empty() {
+        return Err(TrainError::Settings(format!(
+            "{}: no scan with split = \"train\"",
+            o.manifest.display()
+        )));
+    }
+    let mut vs = VarStore::new(Device::Cpu);
+    let net = Net::new(&vs.root(), &arch);
+    let (ck_w, ck_j) = ckpt_paths(&o.out);
+    let (mut step, mut losses, mut seconds) = (0usize, Vec::new(), 0.0f64);
+    if o.resume && ck_j.is_file() {
+        let text = std::fs::read_to_string(&ck_j).map_err(io_err(&ck_j))?;
+        let ck: Checkpoint = serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint {
+            path: ck_j.clone(),
+            message: e.to_string(),
+        })?;
+        if ck.filters != o.filters || ck.normalisation != o.normalisation || ck.seed != o.seed {
+            return Err(TrainError::Checkpoint {
+                path: ck_j.clone(),
+                message: format!(
+                    "made with filters {:?}, {:?}, seed {}; this run asks for {:?}, {:?}, seed {}",
+                    ck.filters, ck.normalisation, ck.seed, o.filters, o.normalisation, o.seed
+                ),
+            });
+        }
+        load_weights(&mut vs, &ck_w)?;
+        (step, losses, seconds) = (ck.step, ck.losses, ck.seconds);
+        eprintln!("resumed from {} at step {step}", ck_j.display());
+    }
+    // Keras RMSprop constants; RMSprop's running averages restart on resume (tch does not expose
+    // the optimizer state), which the decayed learning rate makes harmless.
+    let mut opt = nn::RmsProp {
+        alpha: 0.9,
+        eps: 1e-7,
+        ..Default::default()
+    }
+    .build(&vs, o.lr)
+    .map_err(|e| crate::segment::cnn::CnnError::Torch(e.to_string()))?;
+    let start = Instant::now();
+    let first_step = step;
+    let (mut window, mut window_n) = (0.0f64, 0usize);
+    let save_ckpt =
+        |step: usize, losses: &Vec<(usize, f64)>, secs: f64| -> Result<(), TrainError> {
+            save_vs(&vs, &ck_w)?;
+            let ck = Checkpoint {
+                step,
+                filters: o.filters,
+                normalisation: o.normalisation,
+                seed: o.seed,
+                losses: losses.clone(),
+                seconds: secs,
+            };
+            let text = serde_json::to_string_pretty(&ck)
+                .map_err(|e| TrainError::Settings(e.to_string()))?;
+            std::fs::write(&ck_j, text).map_err(io_err(&ck_j))
+        };
+    while step < o.steps {
+        if o.minutes
+            .is_some_and(|m| start.elapsed().as_secs_f64() > m * 60.0)
+        {
+            eprintln!("time budget reached at step {step}");
+            break;
+        }
+        let lr = o.lr / (1.0 + o.decay * step as f64);
+        opt.set_lr(lr);
+        let mut rng = Rng::new(o.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let Some((xs, ys)) = batch(&train, o, &mut rng) else {
+            return Err(TrainError::Settings("no training slice holds bone".into()));
+        };
+        let l = loss(&net, &xs, &ys, true);
+        opt.backward_step(&l);
+        window += l.double_value(&[]);
+        window_n += 1;
+        step += 1;
+        if step % o.log_every.max(1) == 0 || step == o.steps {
+            let mean = window / window_n as f64;
+            losses.push((step, mean));
+            let el = start.elapsed().as_secs_f64();
+            eprintln!(
+                "step {step}/{} loss {mean:.4} lr {lr:.5} {:.2} s/step elapsed {:.0} s",
+                o.steps,
+                el / (step - first_step).max(1) as f64,
+                el
+            );
+            (window, window_n) = (0.0, 0);
+        }
+        if step % o.checkpoint_every.max(1) == 0 {
+            save_ckpt(step, &losses, seconds + start.elapsed().as_secs_f64())?;
+        }
+    }
+    if window_n > 0 {
+        losses.push((step, window / window_n as f64));
+    }
+    seconds += start.elapsed().as_secs_f64();
+    save_ckpt(step, &losses, seconds)?;
+    let val_refs: Vec<&ScanData> = val.iter().collect();
+    let calibration = if val_refs.is_empty() {
+        Vec::new()
+    } else {
+        calibrate(&net, &val_refs)?
+    };
+    let threshold = calibration
+        .iter()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map_or(0.5, |c| c.0);
+    if let Some(best) = calibration.iter().find(|c| c.0 == threshold) {
+        let at_half = calibration
+            .iter()
+            .find(|c| (c.0 - 0.5).abs() < 1e-6)
+            .map_or(f64::NAN, |c| c.1);
+        eprintln!(
+            "threshold {threshold:.3}: validation DSC {:.4} (at 0.5: {at_half:.4})",
+            best.1
+        );
+    }
+    save_vs(&vs, &o.out)?;
+    let report = TrainReport {
+        steps: step,
+        first_loss: losses.first().map_or(f64::NAN, |l| l.1),
+        last_loss: losses.last().map_or(f64::NAN, |l| l.1),
+        losses: losses.clone(),
+        threshold,
+        calibration: calibration.clone(),
+        seconds,
+    };
+    let meta = ModelMeta {
+        format: FORMAT.to_owned(),
+        architecture: arch.clone(),
+        normalisation: o.normalisation,
+        threshold,
+        training: serde_json::json!({
+            "options": o,
+            "lr_schedule": "lr_t = lr / (1 + decay * t), t = optimizer step (Keras RMSprop decay)",
+            "rmsprop": { "rho": 0.9, "epsilon": 1e-7 },
+            "objective": "masked cross-entropy of drawn patch centres, dense on tiles",
+            "manifest": manifest.manifest.name,
+            "scans": records,
+            "report": &report,
+            "torch": crate::torch_info::describe(),
+        }),
+    };
+    meta.write(&meta_path(&o.out))?;
+    Ok(report)
+}
+
+/// Bone probabilities `[k, j, i]` of a (normalised) scan with a freshly built net: exposed for
+/// tests of the training smoke run.
+pub fn probabilities_of(net: &Net, sc: &ScanData) -> Result<Array3<f32>, TrainError> {
+    scan_probabilities(net, sc)
+}

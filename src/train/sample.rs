@@ -1,0 +1,338 @@
+//! Training samples: tiles of a normalised scan with a sampled-pixel target, and augmentation.
+//!
+//! Dense training on tiles is the paper's patch objective with shared computation: the network
+//! applied to a `(S + 32)^2` input window yields the `S^2` patch classifications of the window's
+//! inner voxels at once; the loss counts only the voxels drawn by the balanced sampler (the others
+//! carry the ignore index), so each step is the cross-entropy of a batch of drawn patches, exactly
+//! as when they are cut out one by one (Minnema et al. 2018, §2.3; Long et al. 2015 on the
+//! equivalence of patch-wise and fully convolutional training).
+//!
+//! Sampling (paper §2.2): only inside the per-slice rectangle enclosing the bone (dilated by a
+//! margin); within a tile, `bone_fraction` of the drawn voxels are bone and the rest background
+//! (0.5 = the paper's balance; lower it to shrink the models, which the paper found too large).
+
+use ndarray::{s, Array3};
+use rand_chacha::ChaCha8Rng;
+use rand_core::{RngCore, SeedableRng};
+
+use crate::segment::cnn::arch::HALF;
+use crate::segment::cnn::normalise::Normaliser;
+use crate::segment::cnn::roi::{bone_roi, Roi};
+
+/// Target value of voxels that do not enter the loss.
+pub const IGNORE: i64 = -100;
+
+/// One training scan in memory.
+pub struct ScanData {
+    /// Manifest name.
+    pub name: String,
+    /// Normalised grey values `[k, j, i]`.
+    pub image: Array3<f32>,
+    /// Label `[k, j, i]`, 1 = bone.
+    pub label: Array3<u8>,
+    /// Per slice: the rectangle enclosing the bone, dilated (`None` = no bone in the slice).
+    pub bone_rects: Vec<Option<Roi>>,
+    /// The normalisation fitted to the scan (its anchors, padding value and clip range).
+    pub norm: Normaliser,
+}
+
+impl ScanData {
+    /// Builds the per-slice bone rectangles (dilated by `margin` voxels).
+    pub fn new(
+        name: String,
+        image: Array3<f32>,
+        label: Array3<u8>,
+        norm: Normaliser,
+        margin: usize,
+    ) -> ScanData {
+        let bone_rects = (0..label.dim().0)
+            .map(|k| bone_roi(label.slice(s![k, .., ..]), margin))
+            .collect();
+        ScanData {
+            name,
+            image,
+            label,
+            bone_rects,
+            norm,
+        }
+    }
+}
+
+/// Sampling and augmentation settings.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct SampleSettings {
+    /// Output side of a tile, voxels (input side = this + 32).
+    pub tile: usize,
+    /// Drawn voxels (patches) per tile.
+    pub per_tile: usize,
+    /// Fraction of drawn voxels that are bone.
+    pub bone_fraction: f64,
+    /// Largest added noise SD, HU-equivalent (drawn uniformly in [0, this] for half the tiles).
+    pub noise_hu: f32,
+    /// Largest relative gain error of the grey values (0.08 = x0.92..x1.08).
+    pub gain: f32,
+    /// Largest offset error, normalised units.
+    pub shift: f32,
+    /// Largest blur sigma, voxels (applied to 30 % of tiles).
+    pub blur: f32,
+}
+
+impl Default for SampleSettings {
+    fn default() -> Self {
+        SampleSettings {
+            tile: 64,
+            per_tile: 64,
+            bone_fraction: 0.5,
+            noise_hu: 150.0,
+            gain: 0.08,
+            shift: 0.05,
+            blur: 1.2,
+        }
+    }
+}
+
+/// Small random helpers on ChaCha8 (deterministic per seed).
+pub struct Rng(ChaCha8Rng);
+
+impl Rng {
+    /// Generator for `seed`.
+    pub fn new(seed: u64) -> Rng {
+        Rng(ChaCha8Rng::seed_from_u64(seed))
+    }
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f32 {
+        (self.0.next_u32() >> 8) as f32 / (1u32 << 24) as f32
+    }
+    /// Uniform integer in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.0.next_u64() % n.max(1) as u64) as usize
+    }
+    /// Standard normal (Box-Muller).
+    pub fn normal(&mut self) -> f32 {
+        let u1 = self.unit().max(1e-7);
+        let u2 = self.unit();
+        (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+    }
+}
+
+/// One tile: `input` is `(tile + 32)^2` normalised values, `target` `tile^2` classes (0, 1 or
+/// [`IGNORE`]).
+pub struct Tile {
+    /// Row-major input window.
+    pub input: Vec<f32>,
+    /// Row-major target.
+    pub target: Vec<i64>,
+}
+
+/// Draws a tile from one of `scans` (see the module documentation); `None` when no scan has bone.
+pub fn draw_tile(scans: &[ScanData], set: &SampleSettings, rng: &mut Rng) -> Option<Tile> {
+    let candidates: Vec<(usize, usize)> = scans
+        .iter()
+        .enumerate()
+        .flat_map(|(n, sc)| {
+            sc.bone_rects
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.is_some())
+                .map(move |(k, _)| (n, k))
+        })
+        .collect();
+    if candidates.is_empty() {
+        return None;
+    }
+    let (n, k) = candidates[rng.below(candidates.len())];
+    let sc = &scans[n];
+    let rect = sc.bone_rects[k]?;
+    let (_, rows, cols) = sc.image.dim();
+    let t = set.tile;
+    let (cj, ci) = (
+        rect.j0 + rng.below(rect.j1 - rect.j0),
+        rect.i0 + rng.below(rect.i1 - rect.i0),
+    );
+    let (oj, oi) = (
+        cj as isize - (t / 2) as isize,
+        ci as isize - (t / 2) as isize,
+    );
+    let side = t + 2 * HALF;
+    let mut input = vec![sc.norm.pad_value(); side * side];
+    for r in 0..side {
+        let j = oj + r as isize - HALF as isize;
+        if j < 0 || j as usize >= rows {
+            continue;
+        }
+        for c in 0..side {
+            let i = oi + c as isize - HALF as isize;
+            if i >= 0 && (i as usize) < cols {
+                input[r * side + c] = sc.image[[k, j as usize, i as usize]];
+            }
+        }
+    }
+    // Candidates inside the bone rectangle, by class.
+    let (mut bone, mut back) = (Vec::new(), Vec::new());
+    for r in 0..t {
+        let j = oj + r as isize;
+        for c in 0..t {
+            let i = oi + c as isize;
+            if j < rect.j0 as isize
+                || j >= rect.j1 as isize
+                || i < rect.i0 as isize
+                || i >= rect.i1 as isize
+            {
+                continue;
+            }
+            if sc.label[[k, j as usize, i as usize]] != 0 {
+                bone.push(r * t + c);
+            } else {
+                back.push(r * t + c);
+            }
+        }
+    }
+    let want_bone = (set.per_tile as f64 * set.bone_fraction).round() as usize;
+    let want_back = set.per_tile.saturating_sub(want_bone);
+    let mut target = vec![IGNORE; t * t];
+    for (pool, class, want) in [(&mut bone, 1, want_bone), (&mut back, 0, want_back)] {
+        // Partial Fisher-Yates: the first `want` entries are a uniform draw without replacement.
+        let m = want.min(pool.len());
+        for a in 0..m {
+            let b = a + rng.below(pool.len() - a);
+            pool.swap(a, b);
+            target[pool[a]] = class;
+        }
+    }
+    augment(&mut input, side, sc, set, rng);
+    let d = rng.below(8);
+    Some(Tile {
+        input: dihedral(&input, side, d),
+        target: dihedral(&target, t, d),
+    })
+}
+
+/// Gain/offset error, blur, noise, then the normalisation's clip (see [`SampleSettings`]).
+fn augment(x: &mut [f32], side: usize, sc: &ScanData, set: &SampleSettings, rng: &mut Rng) {
+    let gain = 1.0 + set.gain * (2.0 * rng.unit() - 1.0);
+    let shift = set.shift * (2.0 * rng.unit() - 1.0);
+    for v in x.iter_mut() {
+        *v = *v * gain + shift;
+    }
+    if rng.unit() < 0.3 && set.blur > 0.0 {
+        blur(x, side, 0.4 + (set.blur - 0.4).max(0.0) * rng.unit());
+    }
+    if rng.unit() < 0.5 && set.noise_hu > 0.0 {
+        let sd = set.noise_hu * rng.unit() * sc.norm.units_per_hu();
+        for v in x.iter_mut() {
+            *v += sd * rng.normal();
+        }
+    }
+    for v in x.iter_mut() {
+        *v = v.clamp(sc.norm.lo, sc.norm.hi);
+    }
+}
+
+/// Separable Gaussian blur of a `side x side` image (edges clamped).
+fn blur(x: &mut [f32], side: usize, sigma: f32) {
+    let r = (2.5 * sigma).ceil() as isize;
+    let w: Vec<f32> = (-r..=r)
+        .map(|d| (-(d * d) as f32 / (2.0 * sigma * sigma)).exp())
+        .collect();
+    let sum: f32 = w.iter().sum();
+    let mut tmp = vec![0f32; x.len()];
+    for pass in 0..2 {
+        for a in 0..side {
+            for b in 0..side {
+                let mut acc = 0.0;
+                for (n, wt) in w.iter().enumerate() {
+                    let o = (b as isize + n as isize - r).clamp(0, side as isize - 1) as usize;
+                    acc += wt
+                        * if pass == 0 {
+                            x[a * side + o]
+                        } else {
+                            x[o * side + a]
+                        };
+                }
+                if pass == 0 {
+                    tmp[a * side + b] = acc / sum;
+                } else {
+                    x[b * side + a] = acc / sum;
+                }
+            }
+        }
+        if pass == 0 {
+            x.copy_from_slice(&tmp);
+        }
+    }
+}
+
+/// One of the 8 flips/rotations of a square `side x side` image.
+fn dihedral<T: Copy>(x: &[T], side: usize, d: usize) -> Vec<T> {
+    let mut out = Vec::with_capacity(x.len());
+    for r in 0..side {
+        for c in 0..side {
+            let (mut a, mut b) = if d & 4 != 0 { (c, r) } else { (r, c) };
+            if d & 1 != 0 {
+                a = side - 1 - a;
+            }
+            if d & 2 != 0 {
+                b = side - 1 - b;
+            }
+            out.push(x[a * side + b]);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array3;
+
+    fn scan() -> ScanData {
+        let label = Array3::from_shape_fn((2, 80, 80), |(k, j, i)| {
+            u8::from(k == 1 && (30..40).contains(&j) && (20..60).contains(&i))
+        });
+        let image = label.mapv(|v| if v == 1 { 2.0 } else { 1.0 });
+        let hu = image.mapv(|v| if v == 2.0 { 1000.0 } else { -1000.0 });
+        let mut norm = Normaliser::fit(Default::default(), hu.view()).unwrap();
+        norm.lo = -0.5;
+        ScanData::new("t".into(), image, label, norm.identity(), 8)
+    }
+
+    #[test]
+    fn tiles_are_balanced_and_targets_match_the_label() {
+        let sc = [scan()];
+        assert!(sc[0].bone_rects[0].is_none());
+        let set = SampleSettings {
+            noise_hu: 0.0,
+            gain: 0.0,
+            shift: 0.0,
+            blur: 0.0,
+            ..SampleSettings::default()
+        };
+        let mut rng = Rng::new(7);
+        for _ in 0..20 {
+            let t = draw_tile(&sc, &set, &mut rng).unwrap();
+            let side = set.tile + 32;
+            assert_eq!(t.input.len(), side * side);
+            let bone = t.target.iter().filter(|&&v| v == 1).count();
+            let back = t.target.iter().filter(|&&v| v == 0).count();
+            assert!(bone <= 32 && back <= 32 && back > 0, "{bone} {back}");
+            // Every drawn voxel's class equals the centre value of its own patch (2 = bone).
+            for r in 0..set.tile {
+                for c in 0..set.tile {
+                    let v = t.target[r * set.tile + c];
+                    if v != IGNORE {
+                        let x = t.input[(r + 16) * side + c + 16];
+                        assert_eq!(v == 1, x == 2.0);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn dihedral_is_a_permutation() {
+        let x: Vec<u32> = (0..9).collect();
+        assert_eq!(dihedral(&x, 3, 0), x);
+        assert_eq!(dihedral(&x, 3, 1), vec![6, 7, 8, 3, 4, 5, 0, 1, 2]);
+        assert_eq!(dihedral(&x, 3, 4), vec![0, 3, 6, 1, 4, 7, 2, 5, 8]);
+    }
+}

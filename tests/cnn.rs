@@ -1,0 +1,345 @@
+//! The CNN: exact dense inference, model files, and a training smoke run (issue 4).
+#![cfg(feature = "torch")]
+
+use std::path::Path;
+
+use ndarray::{s, Array3};
+use osteon::segment::cnn::arch::{Architecture, DEFAULT_FILTERS};
+use osteon::segment::cnn::infer::{dense_probabilities, patch_probabilities, DenseOptions};
+use osteon::segment::cnn::meta::{meta_path, ModelMeta, FORMAT};
+use osteon::segment::cnn::net::Net;
+use osteon::segment::cnn::normalise::{Normalisation, Normaliser};
+use osteon::segment::cnn::{load, CnnError};
+use osteon::train::sample::{draw_tile, Rng, SampleSettings, ScanData};
+use tch::nn::{self, OptimizerConfig, VarStore};
+use tch::{Device, Tensor};
+
+/// A net with random weights and batch-norm statistics that are not the identity.
+fn random_net(vs: &VarStore, filters: [usize; 4]) -> Net {
+    let net = Net::new(&vs.root(), &Architecture::with_filters(filters));
+    tch::no_grad(|| {
+        for _ in 0..3 {
+            let x = Tensor::randn([4, 1, 40, 40], (tch::Kind::Float, vs.device())) * 0.7 + 0.5;
+            let _ = net.forward_t(&x, true);
+        }
+    });
+    net
+}
+
+/// Deterministic pseudo-random HU in [-1100, 2100).
+fn random_volume(shape: (usize, usize, usize), seed: u64) -> Array3<f32> {
+    let mut r = Rng::new(seed);
+    Array3::from_shape_simple_fn(shape, || -1100.0 + 3200.0 * r.unit())
+}
+
+fn dense_equals_patches(device: Device, half: bool) {
+    tch::manual_seed(3);
+    let vs = VarStore::new(device);
+    let net = random_net(&vs, DEFAULT_FILTERS);
+    let hu = random_volume((3, 37, 45), 11);
+    let norm = Normaliser::fit(Normalisation::default(), hu.view()).unwrap();
+    let opts = DenseOptions {
+        batch_slices: 2,
+        device,
+        half,
+        roi: false,
+        roi_margin: 0,
+    };
+    let dense = dense_probabilities(&net, &norm, hu.view(), &opts).unwrap();
+    let centres: Vec<[usize; 3]> = hu.indexed_iter().map(|((k, j, i), _)| [k, j, i]).collect();
+    let patch = patch_probabilities(&net, &norm, hu.view(), &centres, 256, device).unwrap();
+    let tol = if half { 2e-2 } else { 1e-4 };
+    let mut worst = 0f32;
+    for (c, p) in centres.iter().zip(&patch) {
+        worst = worst.max((dense[*c] - p).abs());
+    }
+    assert!(worst <= tol, "max |dense - patch| = {worst} on {device:?}");
+    // The probabilities are not degenerate (a constant net would pass trivially).
+    let (lo, hi) = patch
+        .iter()
+        .fold((1f32, 0f32), |(a, b), &p| (a.min(p), b.max(p)));
+    assert!(hi - lo > 0.05, "probabilities span only {lo}..{hi}");
+}
+
+#[test]
+fn dense_inference_equals_per_patch_classification_cpu() {
+    dense_equals_patches(Device::Cpu, false);
+}
+
+#[test]
+fn dense_inference_equals_per_patch_classification_cuda() {
+    // The same check on the GPU, in fp32 and with mixed precision, whenever one is present.
+    if tch::Cuda::is_available() {
+        dense_equals_patches(Device::Cuda(0), false);
+        dense_equals_patches(Device::Cuda(0), true);
+    } else {
+        eprintln!("no CUDA device: the GPU variant ran on nothing (CPU variant is the other test)");
+    }
+}
+
+#[test]
+fn region_of_interest_keeps_the_head_and_zeroes_the_rest() {
+    tch::manual_seed(4);
+    let vs = VarStore::new(Device::Cpu);
+    let net = random_net(&vs, [4, 4, 4, 4]);
+    // Air with a "head" block of tissue/bone in rows 10..30, columns 12..40.
+    let mut hu = Array3::from_elem((2, 48, 56), -1000.0f32);
+    let noise = random_volume((2, 20, 28), 5);
+    hu.slice_mut(s![.., 10..30, 12..40])
+        .assign(&noise.mapv(|v| v.max(0.0)));
+    let norm = Normaliser::fit(Normalisation::default(), hu.view()).unwrap();
+    let base = DenseOptions {
+        device: Device::Cpu,
+        half: false,
+        ..DenseOptions::default()
+    };
+    let full = dense_probabilities(
+        &net,
+        &norm,
+        hu.view(),
+        &DenseOptions {
+            roi: false,
+            ..base.clone()
+        },
+    )
+    .unwrap();
+    let roi = dense_probabilities(
+        &net,
+        &norm,
+        hu.view(),
+        &DenseOptions {
+            roi: true,
+            roi_margin: 3,
+            ..base
+        },
+    )
+    .unwrap();
+    let inner = s![.., 7..33, 9..43];
+    let d = (&full.slice(inner) - &roi.slice(inner)).mapv(f32::abs);
+    assert!(
+        d.iter().all(|&v| v <= 1e-4),
+        "inside the ROI dense values differ"
+    );
+    assert_eq!(roi[[0, 0, 0]], 0.0);
+    assert_eq!(roi[[1, 40, 50]], 0.0);
+    assert!(full[[0, 0, 0]] > 0.0);
+}
+
+fn write_model(
+    dir: &Path,
+    vs: &VarStore,
+    arch: &Architecture,
+    threshold: f32,
+) -> std::path::PathBuf {
+    let w = dir.join("m.safetensors");
+    vs.save(&w).unwrap();
+    ModelMeta {
+        format: FORMAT.into(),
+        architecture: arch.clone(),
+        normalisation: Normalisation::default(),
+        threshold,
+        training: serde_json::Value::Null,
+    }
+    .write(&meta_path(&w))
+    .unwrap();
+    w
+}
+
+#[test]
+fn load_reports_missing_files_wrong_architecture_and_shapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = load(&dir.path().join("none.safetensors")).err().unwrap();
+    assert!(matches!(e, CnnError::Io { .. }), "{e}");
+    assert!(e.to_string().contains("none.safetensors"));
+
+    let small = Architecture::with_filters([4, 8, 8, 8]);
+    let vs = VarStore::new(Device::Cpu);
+    let _ = Net::new(&vs.root(), &small);
+    let w = write_model(dir.path(), &vs, &small, 0.5);
+    assert!(load(&w).is_ok());
+    std::fs::remove_file(meta_path(&w)).unwrap();
+    assert!(matches!(load(&w).err().unwrap(), CnnError::Io { .. }));
+
+    // Metadata claiming other filter counts than the weights hold: a shape error naming the tensor.
+    let mut wrong = small.clone();
+    wrong.filters = [4, 8, 8, 16];
+    let w = write_model(dir.path(), &vs, &wrong, 0.5);
+    match load(&w).err().unwrap() {
+        CnnError::Shape {
+            name,
+            expected,
+            found,
+            ..
+        } => {
+            assert!(
+                name.starts_with("conv4")
+                    || name.starts_with("bn4")
+                    || name.starts_with("classify"),
+                "{name}"
+            );
+            assert_ne!(expected, found);
+        }
+        e => panic!("expected a shape error, got {e}"),
+    }
+    // Kernels this build does not implement.
+    let mut other = small.clone();
+    other.kernels = [3, 3, 3, 3];
+    let w = write_model(dir.path(), &vs, &other, 0.5);
+    assert!(matches!(
+        load(&w).err().unwrap(),
+        CnnError::Architecture { .. }
+    ));
+    // A threshold outside (0, 1).
+    let w = write_model(dir.path(), &vs, &small, 1.5);
+    assert!(load(&w).err().unwrap().to_string().contains("threshold"));
+}
+
+/// A small phantom (64x64, 16 slices) as normalised training data.
+fn phantom_scan(seed: u64) -> (ScanData, Array3<f32>) {
+    let opts = osteon::phantom::PhantomOptions {
+        slices: Some(16),
+        matrix: Some(64),
+        supersample: 1,
+        stl: false,
+        ..Default::default()
+    };
+    let profile = osteon::phantom::scanner::profile("philips-ingenuity-ub").unwrap();
+    let p = osteon::phantom::generate(profile, seed, &opts);
+    let norm = Normaliser::fit(Normalisation::default(), p.hu.view()).unwrap();
+    let image = p.hu.mapv(|v| norm.apply(v));
+    (
+        ScanData::new("p".into(), image, p.label.clone(), norm.identity(), 8),
+        p.hu,
+    )
+}
+
+#[test]
+fn training_smoke_loss_decreases_and_save_load_round_trip_is_identical() {
+    tch::manual_seed(1);
+    tch::set_num_threads(2);
+    let (scan, hu) = phantom_scan(1);
+    let scans = [scan];
+    let arch = Architecture::with_filters([8, 16, 16, 16]);
+    let vs = VarStore::new(Device::Cpu);
+    let net = Net::new(&vs.root(), &arch);
+    let mut opt = nn::RmsProp {
+        alpha: 0.9,
+        eps: 1e-7,
+        ..Default::default()
+    }
+    .build(&vs, 0.005)
+    .unwrap();
+    let set = SampleSettings {
+        tile: 24,
+        per_tile: 32,
+        noise_hu: 0.0,
+        blur: 0.0,
+        ..Default::default()
+    };
+    // A fixed evaluation batch measures the loss before and after.
+    let eval_batch = |seed: u64| {
+        let mut rng = Rng::new(seed);
+        let (mut xs, mut ys) = (Vec::new(), Vec::new());
+        for _ in 0..16 {
+            let t = draw_tile(&scans, &set, &mut rng).unwrap();
+            xs.extend(t.input);
+            ys.extend(t.target);
+        }
+        (
+            Tensor::from_slice(&xs).view([16, 1, 56, 56]),
+            Tensor::from_slice(&ys).view([16, 24, 24]),
+        )
+    };
+    let (ex, ey) = eval_batch(999);
+    let eval_loss =
+        || tch::no_grad(|| osteon::train::fit::loss(&net, &ex, &ey, false).double_value(&[]));
+    let before = eval_loss();
+    for step in 0..60 {
+        opt.set_lr(0.005 / (1.0 + 0.01 * step as f64));
+        let (xs, ys) = eval_batch(step);
+        let l = osteon::train::fit::loss(&net, &xs, &ys, true);
+        opt.backward_step(&l);
+    }
+    let after = eval_loss();
+    assert!(after < 0.8 * before, "loss {before:.4} -> {after:.4}");
+
+    // Round trip: probabilities of the in-memory net equal those of the saved and loaded model.
+    let dir = tempfile::tempdir().unwrap();
+    let w = write_model(dir.path(), &vs, &arch, 0.5);
+    let opts = DenseOptions {
+        device: Device::Cpu,
+        half: false,
+        ..DenseOptions::default()
+    };
+    let norm = Normaliser::fit(Normalisation::default(), hu.view()).unwrap();
+    let mem = dense_probabilities(&net, &norm, hu.view(), &opts).unwrap();
+    let seg = osteon::segment::cnn::segmenter::load_with(&w, opts).unwrap();
+    let disk = seg.probabilities(hu.view()).unwrap();
+    assert_eq!(mem, disk, "loaded model gives other probabilities");
+    assert!(mem.iter().any(|&p| p > 0.5) && mem.iter().any(|&p| p > 0.0 && p < 0.5));
+}
+
+#[test]
+fn osteon_train_writes_weights_metadata_and_a_resumable_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = osteon::phantom::PhantomOptions {
+        slices: Some(12),
+        matrix: Some(64),
+        supersample: 1,
+        stl: false,
+        ..Default::default()
+    };
+    let profile = osteon::phantom::scanner::profile("ge-lightspeed-bone").unwrap();
+    let mut p = osteon::phantom::generate(profile, 2, &opts);
+    let pdir = dir.path().join("p");
+    osteon::phantom::write_phantom(&mut p, &pdir).unwrap();
+    let manifest = dir.path().join("m.toml");
+    std::fs::write(
+        &manifest,
+        "[manifest]\nname = \"smoke\"\n\n[[scan]]\nname = \"a\"\nseries = \"p/ct\"\nscanner = \"ge\"\nsplit = \"train\"\nlabel = { kind = \"seg\", path = \"p/label-seg.dcm\" }\n\n[[scan]]\nname = \"b\"\nseries = \"p/ct\"\nscanner = \"ge\"\nsplit = \"validation\"\nlabel = { kind = \"seg\", path = \"p/label-seg.dcm\" }\n",
+    )
+    .unwrap();
+    let out = dir.path().join("models/x.safetensors");
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let mut o = osteon::train::fit::TrainOptions {
+        manifest: manifest.clone(),
+        out: out.clone(),
+        filters: [4, 8, 8, 8],
+        normalisation: Normalisation::default(),
+        steps: 6,
+        minutes: None,
+        tiles_per_step: 2,
+        sample: SampleSettings {
+            tile: 16,
+            per_tile: 16,
+            ..Default::default()
+        },
+        lr: 0.005,
+        decay: 0.01,
+        seed: 5,
+        threads: 2,
+        checkpoint_every: 3,
+        log_every: 3,
+        resume: false,
+        bone_margin: 8,
+    };
+    let r = osteon::train::fit::train(&o).unwrap();
+    assert_eq!(r.steps, 6);
+    assert_eq!(r.calibration.len(), 39);
+    let meta = ModelMeta::read(&meta_path(&out)).unwrap();
+    assert_eq!(meta.architecture.filters, [4, 8, 8, 8]);
+    assert_eq!(meta.threshold, r.threshold);
+    let scans = &meta.training["scans"];
+    assert_eq!(scans.as_array().unwrap().len(), 2);
+    let sha = scans[0]["series_sha256"].as_str().unwrap();
+    assert_eq!(sha.len(), 64);
+    assert_eq!(scans[0]["series_files"].as_u64(), Some(12));
+    assert!(load(&out).is_ok());
+    // Resume: 6 more steps continue from step 6; other filters refuse the checkpoint.
+    o.resume = true;
+    o.steps = 9;
+    assert_eq!(osteon::train::fit::train(&o).unwrap().steps, 9);
+    o.filters = [4, 8, 8, 4];
+    let e = osteon::train::fit::train(&o).unwrap_err();
+    assert!(e.to_string().contains("checkpoint"), "{e}");
+}

@@ -434,3 +434,157 @@ fn a_late_instance_reruns_the_series_as_version_2_which_fills_the_gap() {
     assert_eq!(got.len(), 2, "only version 2 has results: {got:?}");
     assert!(got.iter().all(|(_, r)| r.contains(AXIAL_5MM)));
 }
+
+/// `osteon qa --csv` rows keyed by column name, one map per job.
+fn qa_rows(node: &Node, csv: &Path) -> (String, Vec<BTreeMap<String, String>>) {
+    let out = Command::new(env!("CARGO_BIN_EXE_osteon"))
+        .args(["qa", "--config"])
+        .arg(&node.config)
+        .arg("--csv")
+        .arg(csv)
+        .output()
+        .expect("run osteon qa");
+    assert!(
+        out.status.success(),
+        "osteon qa: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(csv).expect("CSV written");
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().expect("CSV header").split(',').collect();
+    let rows = lines
+        .map(|l| {
+            header
+                .iter()
+                .zip(l.split(','))
+                .map(|(h, v)| ((*h).to_owned(), v.to_owned()))
+                .collect()
+        })
+        .collect();
+    (String::from_utf8_lossy(&out.stdout).into_owned(), rows)
+}
+
+fn f(row: &BTreeMap<String, String>, key: &str) -> f64 {
+    row[key]
+        .parse()
+        .unwrap_or_else(|_| panic!("{key} = {:?} is not a number", row[key]))
+}
+
+#[test]
+fn qa_shows_the_philips_and_ge_scanners_with_their_figures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pacs_dir = tmp.path().join("pacs");
+    let pacs_port = free_port();
+    let _pacs = start_pacs(&pacs_dir, pacs_port);
+    let node = Node::start(
+        tmp.path(),
+        pacs_port,
+        "1s",
+        "max_triangles = 50000\nsmoothing_iterations = 0\n",
+    );
+    let data = common::shared_data().join("ct");
+    storescu(
+        node.port,
+        &[data.join("philips-ingenuity-head-phantom/S2020")],
+    );
+    storescu(node.port, &[data.join("ge-hispeed-dual-head-tilt")]);
+    node.wait_jobs(2, &["done"], Duration::from_secs(900));
+    assert!(
+        node.log().contains("destination C-ECHO: success"),
+        "start-up C-ECHO of the PACS is logged:\n{}",
+        node.log()
+    );
+    assert_eq!(
+        node.log().matches("osteon::qa: qa job=").count(),
+        2,
+        "one qa event per job:\n{}",
+        node.log()
+    );
+
+    let (table, rows) = qa_rows(&node, &tmp.path().join("qa.csv"));
+    println!("{table}");
+    assert!(
+        table.contains("Scanner: Philips | Ingenuity CT | station CT4 | serial 336067   jobs: 1")
+            && table.contains(
+                "Scanner: GE MEDICAL SYSTEMS | HiSpeed Dual | station - | serial -   jobs: 1"
+            )
+            && table.contains("kernels: UB")
+            && table.contains("kernels: STD+"),
+        "{table}"
+    );
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let philips = rows
+        .iter()
+        .find(|r| r["manufacturer"] == "Philips")
+        .expect("Philips row");
+    let ge = rows
+        .iter()
+        .find(|r| r["manufacturer"] == "GE MEDICAL SYSTEMS")
+        .expect("GE row");
+
+    // Acquisition figures, as in the headers of the two series.
+    assert_eq!(philips["series_uid"], AXIAL_1MM);
+    assert_eq!(
+        (
+            f(philips, "slices"),
+            f(philips, "kvp"),
+            f(philips, "tube_current_ma")
+        ),
+        (140.0, 120.0, 112.0)
+    );
+    assert_eq!(
+        (f(philips, "exposure_mas"), f(philips, "slice_thickness_mm")),
+        (143.0, 1.0)
+    );
+    assert_eq!(f(philips, "pixel_spacing_row_mm"), 0.451171875);
+    assert!(f(philips, "tilt_deg").abs() < 0.01);
+    assert_eq!(
+        (f(ge, "slices"), f(ge, "kvp"), f(ge, "tube_current_ma")),
+        (28.0, 120.0, 180.0)
+    );
+    assert_eq!(
+        ge["exposure_mas"], "",
+        "the GE series has no Exposure (0018,1152)"
+    );
+    assert_eq!(f(ge, "slice_thickness_mm"), 4.0);
+    assert!(
+        (f(ge, "tilt_deg") - 18.5).abs() < 0.05,
+        "{}",
+        ge["tilt_deg"]
+    );
+
+    // Results: the threshold baseline's bone volume of each head (375 mL and 583 mL when written).
+    let (pv, gv) = (f(philips, "bone_volume_ml"), f(ge, "bone_volume_ml"));
+    assert!((340.0..410.0).contains(&pv), "Philips bone volume {pv} mL");
+    assert!((530.0..640.0).contains(&gv), "GE bone volume {gv} mL");
+    for r in [philips, ge] {
+        assert_eq!(r["model"], "osteon-threshold");
+        assert_eq!(
+            r["dsc_threshold_baseline"], "1.0",
+            "the baseline itself: 1 by definition"
+        );
+        assert_eq!(
+            r["mean_confidence"], "",
+            "no confidence for the threshold segmenter"
+        );
+        assert!(
+            f(r, "components") >= 1.0 && f(r, "triangles") > 10_000.0,
+            "{r:?}"
+        );
+        // Noise in air: 3.8 HU (Philips) and 3.6 HU (GE) when written.
+        let noise = f(r, "noise_air_hu");
+        assert!((2.0..6.0).contains(&noise), "noise in air {noise} HU");
+        // Timeline: received <= queued <= started, exported and stored afterwards.
+        let (first, last) = (f(r, "first_received_ms"), f(r, "last_received_ms"));
+        let (queued, started, done) = (f(r, "queued_ms"), f(r, "started_ms"), f(r, "done_ms"));
+        assert!(
+            first <= last && last <= queued && queued <= started && started < done,
+            "{r:?}"
+        );
+        assert!(
+            queued - last >= 1000.0,
+            "the 1 s quiet period separates them: {r:?}"
+        );
+        assert!(f(r, "export_ms") > 0.0 && f(r, "segment_ms") > 0.0, "{r:?}");
+    }
+}

@@ -9,13 +9,15 @@
 //!
 //! The image figures ([`ImageQa`]) are computed by [`image_qa`] in the worker, while the HU voxels
 //! and the mask are both in memory:
-//! * **noise in air** ([`air_noise_hu`]): robust standard deviation (1.4826 × median absolute
-//!   deviation) of the HU of air voxels far from the body. Per slice, the body is the bounding box
+//! * **noise in air** ([`air_noise_hu`]): robust standard deviation of the HU of air voxels far
+//!   from the body: the SD of the voxels within 5 robust SDs (1.4826 × median absolute deviation,
+//!   MAD) of their median. Per slice, the body is the bounding box
 //!   of the voxels above [`BODY_HU`], grown by [`AIR_MARGIN_MM`]; candidates lie outside that box,
 //!   inside [`FOV_FRACTION`] of the inscribed circle of the image (the reconstruction field of view;
 //!   outside it scanners write constant padding), below [`AIR_MAX_HU`]; every second row and
-//!   column is sampled. The MAD ignores the few voxels of cushions, cables or streaks that pass
-//!   these tests (breakdown point 50 %). Fewer than [`MIN_AIR_VOXELS`] candidates or a MAD of 0
+//!   column is sampled. The MAD window drops the few voxels of cushions, cables or streaks that
+//!   pass these tests (the MAD's breakdown point is 50 %), and the SD inside it avoids the
+//!   quantisation of a MAD of integer HU. Fewer than [`MIN_AIR_VOXELS`] candidates or a MAD of 0
 //!   (constant air: padding, noise-free synthetic data) give `None`. Method after the
 //!   background-air noise estimate of MRI/CT QA practice (e.g. the AAPM CT QA notion of noise as
 //!   the SD in a uniform region), made robust with the MAD (Rousseeuw & Croux 1993).
@@ -53,6 +55,8 @@ pub const FOV_FRACTION: f64 = 0.9;
 pub const MIN_AIR_VOXELS: usize = 1000;
 /// Scale of the MAD to the SD of a normal distribution (1 / Φ⁻¹(3/4)).
 const MAD_TO_SD: f64 = 1.4826;
+/// Half-width of the window around the median, in robust SDs (1.4826 × MAD).
+const CLIP_SDS: f32 = 5.0;
 
 /// Image-derived QA figures of one series (carried in `report.json` as `image_qa`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -119,11 +123,11 @@ pub fn dice(a: &Mask, b: &Mask) -> Option<f64> {
 /// Result of [`air_noise_hu`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AirNoise {
-    /// 1.4826 × MAD, HU.
+    /// SD within 5 robust SDs of the median, HU.
     pub sd_hu: f64,
     /// Median, HU.
     pub median_hu: f64,
-    /// Voxels sampled.
+    /// Voxels in the window.
     pub voxels: usize,
 }
 
@@ -189,10 +193,28 @@ pub fn air_noise_hu(ct: &CtVolume) -> Option<AirNoise> {
     let median = median_in_place(&mut values);
     let mut dev: Vec<f32> = values.iter().map(|&v| (v - median).abs()).collect();
     let mad = median_in_place(&mut dev);
-    (mad > 0.0).then(|| AirNoise {
-        sd_hu: MAD_TO_SD * f64::from(mad),
+    if mad <= 0.0 {
+        return None;
+    }
+    // MAD of integer HU is quantised (MAD = 2 HU for any SD near 3 HU): the figure is the SD of
+    // the voxels within CLIP_SDS robust SDs of the median, which keeps the MAD's immunity to
+    // outliers without its quantisation (truncation at 5 SD loses < 1e-4 of the variance).
+    let window = f64::from(CLIP_SDS) * MAD_TO_SD * f64::from(mad);
+    let (mut n, mut sum, mut sum2) = (0usize, 0f64, 0f64);
+    for &v in &values {
+        let d = f64::from(v - median);
+        if d.abs() <= window {
+            n += 1;
+            sum += d;
+            sum2 += d * d;
+        }
+    }
+    let mean = sum / n.max(1) as f64;
+    let sd = (sum2 / n.max(1) as f64 - mean * mean).max(0.0).sqrt();
+    Some(AirNoise {
+        sd_hu: sd,
         median_hu: f64::from(median),
-        voxels: values.len(),
+        voxels: n,
     })
 }
 

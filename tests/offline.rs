@@ -344,12 +344,16 @@ fn marker_cube_in_one_lps_corner_of_a_tilted_non_square_series() {
         lo[0] > 0.0 && hi[1] < 0.0,
         "the cube sits on the patient's left (+x), anterior (-y)"
     );
-    // STL: the iso-0.5 surface passes half a step outside the voxel centres along every index
-    // direction, i.e. through the index box [1.5, 6.5] x [9.5, 39.5] x [469.5, 499.5]. Mapped by hand:
-    // x = -100 + 0.5 i; z(k) interpolates the slice positions (z(1.5) = 1.875, z(6.5) = 10);
-    // y = -80 + 0.4 z + 0.6 j. Smoothing rounds the corners: allow half a voxel per axis.
-    let lo = [134.75, -80.0 + 0.4 * 1.875 + 0.6 * 9.5, 31.875];
-    let hi = [149.75, -80.0 + 0.4 * 10.0 + 0.6 * 39.5, 40.0];
+    // STL: the surface vertices are the midpoints of the axis edges leaving the cube, half a step
+    // outside the voxel centres along one index direction at a time, inside the index box
+    // [1.5, 6.5] x [9.5, 39.5] x [469.5, 499.5]. Mapped by hand: x = -100 + 0.5 i; z(k) interpolates
+    // the slice positions (z(1.5) = 1.875, z(2) = 2.5, z(6) = 8.75, z(6.5) = 10);
+    // y = -80 + 0.4 z + 0.6 j, whose extremes pair a k-edge with a j-edge end:
+    //   y min = min(0.4 z(1.5) + 0.6 * 10, 0.4 z(2) + 0.6 * 9.5) - 80 = min(-73.25, -73.3) = -73.3
+    //   y max = max(0.4 z(6.5) + 0.6 * 39, 0.4 z(6) + 0.6 * 39.5) - 80 = max(-52.6, -52.8) = -52.6
+    // Smoothing rounds the corners: allow half a voxel per axis.
+    let lo = [134.75, -73.3, 31.875];
+    let hi = [149.75, -52.6, 40.0];
     let mesh = read_stl(&out.join("skull.stl"));
     let b = stl_bbox(&mesh);
     let tol = [0.25, 0.3, 1.25];

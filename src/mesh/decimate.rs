@@ -11,7 +11,8 @@
 //! previous scheme) gives the same triangles at twice the cost, so the bound
 //! ([`super::MeshOptions::decimation_max_error_mm`]) is only reported against.
 //!
-//! Measured on the Philips head phantom (4.87 M -> 1 M triangles, 2 cores): meshopt itself is about
+//! Measured on the Philips head phantom (then 4.87 M -> 1 M triangles from the unreduced Kuhn surface,
+//! 2 cores; now 1.54 M -> 1 M, see [`super::cube_table`]): meshopt itself is about
 //! 90 % of the decimation time (about 1 M triangles per second per core), independent of the
 //! chunking. Simplifying the unsmoothed surface and smoothing afterwards was tried and rejected:
 //! the staircase makes meshopt ~1.5x slower and the smoothing of the irregular decimated mesh moved

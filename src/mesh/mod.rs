@@ -1,8 +1,9 @@
 //! Surface mesh of a bone [`Mask`] in DICOM LPS millimetres: iso-surface, smoothing, decimation, STL.
 //!
-//! * [`tetra`]: marching tetrahedra on the Kuhn (Freudenthal) decomposition of the voxel grid at the
-//!   native resolution; the 0.5 level set of the piecewise-linear interpolant of the padded mask, hence
-//!   a closed, oriented 2-manifold with no ambiguous cases.
+//! * [`tetra`]: iso-surface at the native resolution: the 0.5 level set of the piecewise-linear
+//!   interpolant of the padded mask on the Kuhn (Freudenthal) decomposition, hence a closed, oriented
+//!   2-manifold with no ambiguous cases, with the per-cube triangles of [`cube_table`] (the marching
+//!   tetrahedra surface reduced to the axis-edge vertices of marching cubes, same topology).
 //! * [`smooth`]: windowed-sinc low-pass smoothing (Taubin, Zhang & Golub 1996), which does not shrink.
 //! * [`decimate`]: reduction to a triangle budget with meshoptimizer, chunk by chunk of slabs
 //!   re-extracted from the vertex planes (the full-resolution triangle list is freed first),
@@ -14,6 +15,7 @@
 //! [`build_mesh`] chains them: largest Kuhn14 component of the mask → surface → smoothing →
 //! decimation → topology.
 
+pub mod cube_table;
 pub mod decimate;
 pub mod smooth;
 pub mod stl;
@@ -176,7 +178,7 @@ fn ms(t: Instant) -> f64 {
 /// Meshes the largest Kuhn14-connected component of `mask` (`[k, j, i]`, non-zero = bone) in the LPS
 /// frame of `geometry` (exact per-slice IPP, gantry tilt and variable spacing included).
 ///
-/// Steps: largest component → marching tetrahedra at iso 0.5 (outside the array counts as background,
+/// Steps: largest component → iso-surface at 0.5 ([`tetra`], [`cube_table`]) (outside the array counts as background,
 /// so the surface is closed) → windowed-sinc smoothing → decimation to `opts.max_triangles` →
 /// topology. Triangles are wound counter-clockwise seen from outside; the signed volume is positive.
 ///
@@ -221,7 +223,7 @@ pub fn build_mesh(
         triangles = triangles_surface,
         vertices = mesh.vertices.len(),
         ms = timings.surface_ms,
-        "marching tetrahedra (Kuhn decomposition, iso 0.5, native resolution)"
+        "iso-surface (Kuhn level set at marching-cubes density, iso 0.5, native resolution)"
     );
     let origin = geometry.voxel_to_lps(0.0, 0.0, 0.0);
 

@@ -13,7 +13,7 @@
 //! (translation, overall shape) pass unchanged, which is what keeps the volume.
 //!
 //! Neighbours are taken from outgoing half-edges, which lists each one-ring neighbour exactly once on
-//! a closed, consistently oriented manifold (what the marching tetrahedra produce).
+//! a closed, consistently oriented manifold (what [`super::tetra`] produces).
 
 use rayon::prelude::*;
 

@@ -1,11 +1,10 @@
 //! Unit tests of [`build_mesh`] on small masks whose surface volume is known by hand.
 //!
-//! Volume of the Kuhn marching-tetrahedra surface (iso 0.5) of a few voxels, in voxel units: a lone
-//! voxel owns the 24 tetrahedra of its star, each contributing the corner `λ > 1/2` of volume
-//! `(1/2)^3 / 6`, so 24/48 = 0.5. Two voxels joined by a triangulation edge add, in every
-//! tetrahedron holding that edge, `vol{λa + λb > 1/2} - 2 vol{λ > 1/2} = 1/12 - 1/24 = 1/24`
-//! (λa + λb is Beta(2,2) distributed, P(≤ 1/2) = 1/2); an axis edge or the (1,1,1) diagonal lies in 6
-//! tetrahedra (+0.25), a face diagonal such as (0,1,1) in 4 (+1/6).
+//! The surface ([`super::cube_table`]) has a vertex at the midpoint of every axis edge whose two
+//! voxels differ. A lone voxel is the octahedron of its six axis-edge midpoints: 8 triangles, volume
+//! `(4/3) (1/2)^3 = 1/6` voxel. Two voxels joined by an axis edge give the prism of the diamond
+//! cross-section (area 1/2, length 1) plus two half octahedra, `1/2 + 2/12 = 2/3`; joined by a face or
+//! body diagonal of the Kuhn decomposition they give the same 2/3 (two octahedra and a bridge of 1/3).
 
 use ndarray::Array3;
 
@@ -54,13 +53,13 @@ fn voxels(mask: &Mask, spacing: [f64; 3]) -> (f64, MeshStats) {
 }
 
 #[test]
-fn single_voxel_is_a_closed_24_triangle_polyhedron_of_half_a_voxel() {
+fn single_voxel_is_the_octahedron_of_its_axis_edge_midpoints() {
     for at in [[2, 2, 2], [0, 0, 0], [3, 4, 5]] {
         let m = mask_with([4, 5, 6], &[at]);
         let (v, s) = voxels(&m, [2.0, 0.5, 0.75]);
-        assert!((v - 0.5).abs() < 1e-5, "{at:?}: {v}");
-        assert_eq!((s.triangles, s.vertices, s.shells), (24, 14, 1), "{at:?}");
-        assert_eq!(s.triangles_surface, 24);
+        assert!((v - 1.0 / 6.0).abs() < 1e-5, "{at:?}: {v}");
+        assert_eq!((s.triangles, s.vertices, s.shells), (8, 6, 1), "{at:?}");
+        assert_eq!(s.triangles_surface, 8);
     }
 }
 
@@ -68,22 +67,26 @@ fn single_voxel_is_a_closed_24_triangle_polyhedron_of_half_a_voxel() {
 fn voxel_pairs_joined_by_kuhn_edges_and_a_non_kuhn_corner() {
     let dims = [5, 5, 5];
     let sp = [1.5, 0.8, 0.6];
-    let cases: [([usize; 3], f64); 4] = [
-        ([2, 2, 3], 1.25),            // face neighbour (0,0,1): axis edge, 6 tetrahedra
-        ([2, 3, 3], 1.0 + 1.0 / 6.0), // (0,1,1): face diagonal, 4 tetrahedra
-        ([3, 3, 3], 1.25),            // (1,1,1): body diagonal, 6 tetrahedra
-        ([1, 1, 1], 1.25),            // -(1,1,1)
+    // (triangles, vertices): an axis pair has 10 vertices, a diagonal pair 12.
+    let cases: [([usize; 3], (usize, usize)); 6] = [
+        ([2, 2, 3], (16, 10)), // face neighbour (0,0,1): axis edge
+        ([3, 2, 2], (16, 10)), // (1,0,0): axis edge across slices
+        ([2, 3, 3], (20, 12)), // (0,1,1): face diagonal
+        ([3, 3, 2], (20, 12)), // (1,1,0): face diagonal
+        ([3, 3, 3], (20, 12)), // (1,1,1): body diagonal (an annulus in the cube between them)
+        ([1, 1, 1], (20, 12)), // -(1,1,1)
     ];
-    for (other, want) in cases {
+    for (other, counts) in cases {
         let (v, s) = voxels(&mask_with(dims, &[[2, 2, 2], other]), sp);
-        assert!((v - want).abs() < 1e-5, "{other:?}: {v} != {want}");
+        assert!((v - 2.0 / 3.0).abs() < 1e-5, "{other:?}: {v} != 2/3");
         assert_eq!((s.shells, s.mask_components), (1, 1), "{other:?}");
+        assert_eq!((s.triangles, s.vertices), counts, "{other:?}");
     }
     // (1,1,-1) and (0,1,-1) touch by a corner / an edge that is not a Kuhn diagonal: two solids, the
     // largest (the first) is meshed alone.
     for other in [[3, 3, 1], [2, 3, 1]] {
         let (v, s) = voxels(&mask_with(dims, &[[2, 2, 2], other]), sp);
-        assert!((v - 0.5).abs() < 1e-5, "{other:?}: {v}");
+        assert!((v - 1.0 / 6.0).abs() < 1e-5, "{other:?}: {v}");
         assert_eq!((s.shells, s.mask_components, s.component_voxels), (1, 2, 1));
         assert_eq!(s.mask_voxels, 2);
     }
@@ -107,7 +110,7 @@ fn hollow_cube_has_two_shells_and_volume_outer_minus_inner() {
     assert_eq!(so.shells, 1);
     assert_eq!(sh.shells, 2);
     assert!((vh - (vo - vi)).abs() < 1e-3, "{vh} != {vo} - {vi}");
-    // The chamfers along anti-diagonal edges cost 1/8 voxel per unit length: the box is a bit less
+    // The chamfers along the twelve edges cost 1/8 voxel per unit length: the box is a bit less
     // than its voxel count (1000), never more.
     assert!(
         vo < 1000.0 && vo > 1000.0 - 12.0 * 10.0 * 0.125 - 8.0,
@@ -184,7 +187,7 @@ fn anisotropic_sphere_volume_and_radius_without_and_with_smoothing() {
 #[test]
 fn decimation_meets_the_budget_and_stays_watertight() {
     let opts = MeshOptions {
-        max_triangles: Some(4000),
+        max_triangles: Some(2000),
         ..MeshOptions::default()
     };
     let (dv, dr, s) = sphere_errors(&opts, 12.0);
@@ -192,8 +195,8 @@ fn decimation_meets_the_budget_and_stays_watertight() {
         "decimated: volume {dv:+.4}, radius {dr:.4} voxel; {}",
         s.decimation
     );
-    assert!(s.triangles_surface > 15_000, "{}", s.triangles_surface);
-    assert!(s.triangles <= 4000 && s.triangles > 3000, "{}", s.triangles);
+    assert_eq!(s.triangles_surface, 5372);
+    assert!(s.triangles <= 2000 && s.triangles > 1500, "{}", s.triangles);
     assert!(s.watertight && s.shells == 1, "{}", s.decimation);
     assert!(
         s.decimation.contains("re-checked watertight"),

@@ -1,13 +1,16 @@
-//! Marching tetrahedra on the Kuhn (Freudenthal) decomposition of the voxel grid.
+//! Iso-surface extraction on the voxel grid: the 0.5 level set of the piecewise-linear interpolant
+//! of the padded mask on the Kuhn (Freudenthal) decomposition, reduced per cube to marching-cubes
+//! density by [`super::cube_table`].
 //!
 //! Every cube of eight voxel centres (`[k, j, i]` index space) is cut into the six tetrahedra that
 //! share its diagonal from corner (0,0,0) to (1,1,1): for each order (a, b, c) of the three axes the
 //! chain 0 → e_a → e_a + e_b → (1,1,1) (H. Freudenthal 1942; H. W. Kuhn 1960). The edges of this
 //! triangulation leave each grid point along the seven offsets `d ∈ {0,1}^3 \ {0}`, which is the
 //! `Kuhn14` neighbourhood of [`crate::segment::components`]. The binary mask is padded with one
-//! layer of background on every side, so the 0.5 level set of its piecewise-linear interpolant is a
-//! closed, orientable 2-manifold without ambiguous configurations. Vertices lie at the midpoints of
-//! the edges whose end points differ (exact for a 0/1 function at iso 0.5) and are mapped to LPS with
+//! layer of background on every side, so the level set is a closed, orientable 2-manifold without
+//! ambiguous configurations; the table keeps its topology but only the vertices on axis edges (and
+//! the body diagonal in 14 configurations). Vertices lie at the midpoints of the edges whose end
+//! points differ (exact for a 0/1 function at iso 0.5) and are mapped to LPS with
 //! [`Geometry::voxel_to_lps`].
 //!
 //! Sharing: each surface vertex belongs to the edge it lies on, and each edge to the k-plane of its
@@ -16,10 +19,9 @@
 //! planes p and p+1, only two dense edge maps (all edges of plane p, in-plane edges of plane p+1),
 //! written sparsely, and emits the triangles. Output is deterministic.
 
-use std::sync::OnceLock;
-
 use rayon::prelude::*;
 
+use super::cube_table::{corner, cube_table, uses_body_vertex};
 use super::{Mesh, MeshError};
 use crate::dicom::geometry::{cross, dot, Geometry};
 use crate::segment::Mask;
@@ -186,86 +188,6 @@ pub fn needs_flip(g: &Geometry) -> Result<bool, MeshError> {
     Ok(sign < 0.0)
 }
 
-/// Triangles of each cube configuration: per 8-bit corner code, triangles as three edge references
-/// `start_corner * 8 + direction` (corner and direction codes `4*k + 2*j + i`), wound
-/// counter-clockwise seen from the 0 side in right-handed `(k, j, i)` index space.
-fn cube_table() -> &'static [Vec<[u8; 3]>] {
-    static TABLE: OnceLock<Vec<Vec<[u8; 3]>>> = OnceLock::new();
-    TABLE.get_or_init(|| (0..256u32).map(|code| cube_triangles(code as u8)).collect())
-}
-
-fn corner(c: u8) -> [f64; 3] {
-    [((c >> 2) & 1) as f64, ((c >> 1) & 1) as f64, (c & 1) as f64]
-}
-
-fn cube_triangles(code: u8) -> Vec<[u8; 3]> {
-    const ORDERS: [[u8; 3]; 6] = [
-        [4, 2, 1],
-        [4, 1, 2],
-        [2, 4, 1],
-        [2, 1, 4],
-        [1, 4, 2],
-        [1, 2, 4],
-    ];
-    let mut out = Vec::new();
-    for [a, b, _] in ORDERS {
-        let tet = [0u8, a, a | b, 7];
-        let inside: Vec<usize> = (0..4).filter(|&m| (code >> tet[m]) & 1 == 1).collect();
-        let outside: Vec<usize> = (0..4).filter(|&m| (code >> tet[m]) & 1 == 0).collect();
-        // Tet edges as pairs of tet vertex positions.
-        let polys: Vec<Vec<(usize, usize)>> = match (inside.len(), outside.len()) {
-            (1, 3) => vec![outside.iter().map(|&o| (inside[0], o)).collect()],
-            (3, 1) => vec![inside.iter().map(|&i| (i, outside[0])).collect()],
-            (2, 2) => {
-                let (i0, i1, o0, o1) = (inside[0], inside[1], outside[0], outside[1]);
-                let q = [(i0, o0), (i0, o1), (i1, o1), (i1, o0)];
-                vec![vec![q[0], q[1], q[2]], vec![q[0], q[2], q[3]]]
-            }
-            _ => vec![],
-        };
-        let centroid = |set: &[usize]| -> [f64; 3] {
-            let mut c = [0.0; 3];
-            for &m in set {
-                let p = corner(tet[m]);
-                for x in 0..3 {
-                    c[x] += p[x] / set.len() as f64;
-                }
-            }
-            c
-        };
-        let outward = crate::dicom::geometry::sub(centroid(&outside), centroid(&inside));
-        for poly in polys {
-            let mid = |(m, n): (usize, usize)| -> [f64; 3] {
-                let (p, q) = (corner(tet[m]), corner(tet[n]));
-                [
-                    (p[0] + q[0]) / 2.0,
-                    (p[1] + q[1]) / 2.0,
-                    (p[2] + q[2]) / 2.0,
-                ]
-            };
-            let (p0, p1, p2) = (mid(poly[0]), mid(poly[1]), mid(poly[2]));
-            let sub = crate::dicom::geometry::sub;
-            let normal = cross(sub(p1, p0), sub(p2, p0));
-            let edge = |(m, n): (usize, usize)| -> u8 {
-                // In a Kuhn chain the lower position's corner is a subset of the higher one's.
-                let (lo, hi) = if m < n {
-                    (tet[m], tet[n])
-                } else {
-                    (tet[n], tet[m])
-                };
-                lo * 8 + (hi ^ lo)
-            };
-            let (e0, e1, e2) = (edge(poly[0]), edge(poly[1]), edge(poly[2]));
-            out.push(if dot(normal, outward) > 0.0 {
-                [e0, e1, e2]
-            } else {
-                [e0, e2, e1]
-            });
-        }
-    }
-    out
-}
-
 /// Vertices owned by plane `p` (edges starting there): dense-map keys `(j * pni + i) * 7 + d - 1`
 /// and LPS positions, in scan order, and the number of triangles of slab `p`.
 fn plane_vertices(pad: &Padded, g: &Geometry, p: usize) -> (Vec<u32>, Vec<[f32; 3]>, usize) {
@@ -277,8 +199,9 @@ fn plane_vertices(pad: &Padded, g: &Geometry, p: usize) -> (Vec<u32>, Vec<[f32; 
     pad.for_each_active_cube(p, |j, i, code| {
         tris += table[code as usize].len();
         let c0 = code & 1;
-        for d in 1..8u8 {
-            if (code >> d) & 1 != c0 {
+        // Axis edges, and the body diagonal where the table keeps it (see `cube_table`).
+        for d in [1u8, 2, 4, 7] {
+            if (code >> d) & 1 != c0 && (d != 7 || uses_body_vertex(code)) {
                 keys.push(((j * pni + i) * 7 + d as usize - 1) as u32);
                 let c = corner(d);
                 let x = g.voxel_to_lps(
@@ -307,7 +230,7 @@ pub struct Planes {
 }
 
 impl Planes {
-    /// Pass 1 of the marching tetrahedra (parallel over planes).
+    /// Pass 1 of the surface extraction (parallel over planes).
     ///
     /// # Errors
     /// [`MeshError::TooLarge`] when the surface needs 2^31 vertices or more.
@@ -511,30 +434,4 @@ pub fn march_planes(pad: &Padded, planes: &Planes, flip: bool) -> Result<Mesh, M
         vertices: planes.vertices(),
         triangles,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn table_uses_only_kuhn_edges_and_in_plane_edges_from_the_upper_plane() {
-        let table = cube_table();
-        assert!(table[0].is_empty() && table[255].is_empty());
-        for (code, tris) in table.iter().enumerate() {
-            for e in tris.iter().flatten() {
-                let (sc, d) = (e >> 3, e & 7);
-                assert!(
-                    d != 0 && sc & d == 0 && sc | d <= 7,
-                    "code {code}: edge {sc}+{d}"
-                );
-                // Corner values at the two ends differ.
-                assert_ne!((code >> sc) & 1, (code >> (sc | d)) & 1);
-            }
-        }
-        // One inside corner at (0,0,0): one triangle per tetrahedron, 6 in all.
-        assert_eq!(table[1].len(), 6);
-        // Corner (0,0,1) alone lies in two tetrahedra (chains starting with i).
-        assert_eq!(table[2].len(), 2);
-    }
 }

@@ -25,7 +25,22 @@ fn peak_rss_mib() -> f64 {
         .map_or(f64::NAN, |kib| kib / 1024.0)
 }
 
+/// Resident set size now, MiB (VmRSS).
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
 fn main() {
+    let start_rss = rss_mib();
     let series = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/data/ct/philips-ingenuity-head-phantom/S2020");
     let out = std::env::temp_dir().join(format!("osteon-bench-{}", std::process::id()));
@@ -105,6 +120,22 @@ fn main() {
         "| peak RSS MiB (target < {:.0} = 3x f32 volume {:.0}) | {rss:.0} |",
         3.0 * f32_mib,
         f32_mib
+    );
+    println!("| of which mapped at start (libtorch, CUDA runtime, binary) MiB | {start_rss:.0} |");
+    println!(
+        "| peak RSS above start MiB (the pipeline's own memory) | {:.0} |",
+        rss - start_rss
+    );
+    let m = &stats.timings;
+    println!(
+        "\nmesh detail: {} surface triangles; components {:.0} ms, surface {:.0} ms, smoothing {:.0} ms, decimation {:.0} ms, topology {:.0} ms\ndecimation: {}",
+        stats.triangles_surface,
+        m.components_ms,
+        m.surface_ms,
+        m.smoothing_ms,
+        m.decimation_ms,
+        m.topology_ms,
+        stats.decimation
     );
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -1,0 +1,255 @@
+//! `osteon serve` speed (issue "Speed"), printed as a table:
+//! 1. **receive throughput** on loopback: DCMTK `storescu` sends the 140-slice Philips series
+//!    (../shared/data/ct/philips-ingenuity-head-phantom/S2020) to osteon's SCP and, in the same run,
+//!    to DCMTK `storescp` writing to the same disk (both under target/); runs alternate, medians
+//!    compared (target: osteon / storescp >= 0.8). osteon fsyncs every instance before its success
+//!    response; storescp does not.
+//! 2. **latency** from the last instance received to the results stored at the destination
+//!    (C-STORE-RSP success from a DCMTK storescp PACS), from the node's QA record, minus the quiet
+//!    period and the segmentation (segment + mesh stages) (target <= 2 s).
+//!
+//! Run: `. scripts/setup.sh && cargo bench --bench serve` (needs DCMTK storescu/storescp).
+
+use std::collections::BTreeMap;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const RUNS: usize = 5;
+const LATENCY_RUNS: usize = 3;
+const QUIET_MS: f64 = 1000.0;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn wait_listening(port: u16, what: &str) {
+    let until = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < until, "{what} did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn storescp(dir: &Path, port: u16) -> Proc {
+    std::fs::create_dir_all(dir).expect("PACS dir");
+    let child = Command::new("storescp")
+        .args(["-aet", "PACS", "+xa", "-od"])
+        .arg(dir)
+        .arg(port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("storescp (DCMTK) must be installed");
+    wait_listening(port, "storescp");
+    Proc(child)
+}
+
+/// `osteon serve` with its data folder in `dir`; `extra` appended to the TOML.
+fn node(dir: &Path, quiet: &str, extra: &str) -> (Proc, u16, PathBuf) {
+    let port = free_port();
+    std::fs::create_dir_all(dir).expect("node dir");
+    let config = dir.join("osteon.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[node]\nport = {port}\n[storage]\ndata_dir = \"{}\"\nmin_free_bytes = 0\n\
+             [pipeline]\nquiet_period = \"{quiet}\"\n{extra}\n",
+            dir.join("data").display()
+        ),
+    )
+    .expect("config");
+    let child = Command::new(env!("CARGO_BIN_EXE_osteon"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("OSTEON_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("osteon serve");
+    wait_listening(port, "osteon serve");
+    (Proc(child), port, config)
+}
+
+/// Seconds storescu takes to send `series` to `port` as called AE `aec`.
+fn send(port: u16, aec: &str, series: &Path) -> f64 {
+    let t = Instant::now();
+    let out = Command::new("storescu")
+        .args(["+sd", "-aec", aec, "-aet", "BENCH", "127.0.0.1"])
+        .arg(port.to_string())
+        .arg(series)
+        .output()
+        .expect("storescu (DCMTK) must be installed");
+    let s = t.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "storescu: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn qa_csv(config: &Path) -> Vec<BTreeMap<String, String>> {
+    let csv = config.with_file_name("qa.csv");
+    let out = Command::new(env!("CARGO_BIN_EXE_osteon"))
+        .args(["qa", "--config"])
+        .arg(config)
+        .arg("--csv")
+        .arg(&csv)
+        .output()
+        .expect("osteon qa");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&csv).expect("qa.csv");
+    let mut lines = text.lines();
+    let header: Vec<String> = lines.next().unwrap_or("").split(',').map(str::to_owned).collect();
+    lines
+        .map(|l| header.iter().cloned().zip(l.split(',').map(str::to_owned)).collect())
+        .collect()
+}
+
+fn main() {
+    let series = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/ct/philips-ingenuity-head-phantom/S2020");
+    let files: Vec<PathBuf> = std::fs::read_dir(&series)
+        .expect("S2020 (../shared/data) is needed")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    let bytes: u64 = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    let mb = bytes as f64 / 1e6;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target/tmp")
+        .join(format!("bench-serve-{}", std::process::id()));
+    std::fs::create_dir_all(&root).expect("bench dir under target/");
+
+    // 1. Throughput, alternating.
+    let (mut dcmtk, mut osteon) = (Vec::new(), Vec::new());
+    for run in 0..RUNS {
+        let mut one = |which: usize| {
+            let dir = root.join(format!("run{run}-{which}"));
+            if which == 0 {
+                let port = free_port();
+                let _scp = storescp(&dir, port);
+                dcmtk.push(send(port, "PACS", &series));
+            } else {
+                let (_node, port, _) = node(&dir, "1h", "");
+                osteon.push(send(port, "OSTEON", &series));
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+        };
+        if run % 2 == 0 {
+            one(0);
+            one(1);
+        } else {
+            one(1);
+            one(0);
+        }
+    }
+    let (td, to) = (median(&mut dcmtk), median(&mut osteon));
+    println!(
+        "\nreceive throughput: Philips S2020, {} instances, {mb:.1} MB, storescu -> SCP on loopback, \
+         {RUNS} alternating runs each, disk of {}",
+        files.len(),
+        root.display()
+    );
+    println!("{:<22} {:>10} {:>10} {:>12}", "SCP", "median s", "MB/s", "instances/s");
+    for (name, t) in [("DCMTK storescp", td), ("osteon serve", to)] {
+        println!(
+            "{:<22} {:>10.3} {:>10.1} {:>12.1}",
+            name,
+            t,
+            mb / t,
+            files.len() as f64 / t
+        );
+    }
+    println!(
+        "ratio osteon / storescp (throughput): {:.2}   (target >= 0.8)   runs s: storescp {dcmtk:.3?}, osteon {osteon:.3?}",
+        td / to
+    );
+
+    // 2. Latency.
+    let pacs_port = free_port();
+    let mut rows: Vec<BTreeMap<String, f64>> = Vec::new();
+    for run in 0..LATENCY_RUNS {
+        let dir = root.join(format!("latency{run}"));
+        let _pacs = storescp(&dir.join("pacs"), pacs_port);
+        let (_node, port, config) = node(
+            &dir,
+            "1s",
+            &format!(
+                "[[destination]]\nname = \"pacs\"\nae_title = \"PACS\"\nhost = \"127.0.0.1\"\n\
+                 port = {pacs_port}\n[[route]]\nname = \"cranial-ct\"\nsegmenter = \"threshold\"\n\
+                 destinations = [\"pacs\"]\nmax_triangles = 50000\nsmoothing_iterations = 0\n"
+            ),
+        );
+        send(port, "OSTEON", &series);
+        let until = Instant::now() + Duration::from_secs(600);
+        let row = loop {
+            let rows = qa_csv(&config);
+            if let Some(r) = rows.first().filter(|r| !r["done_ms"].is_empty()) {
+                break r.clone();
+            }
+            assert!(Instant::now() < until, "job not done in 10 min: {rows:?}");
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let g = |k: &str| row[k].parse::<f64>().unwrap_or(f64::NAN);
+        let mut m = BTreeMap::new();
+        let total = g("done_ms") - g("last_received_ms");
+        m.insert("1 total: last instance -> stored at PACS".to_owned(), total);
+        m.insert(
+            "2 series closed after the quiet period (incl. 1 s quiet)".to_owned(),
+            g("queued_ms") - g("last_received_ms"),
+        );
+        m.insert("3 queue wait".to_owned(), g("queue_wait_ms"));
+        m.insert("4 read + decode".to_owned(), g("read_ms"));
+        m.insert("5 segment (excluded)".to_owned(), g("segment_ms"));
+        m.insert("6 mesh (excluded)".to_owned(), g("mesh_ms"));
+        m.insert("7 SEG build + write".to_owned(), g("seg_write_ms"));
+        m.insert("8 STL + Encapsulated STL write".to_owned(), g("stl_write_ms"));
+        m.insert("9 export (C-STORE SEG + STL)".to_owned(), g("export_ms"));
+        m.insert(
+            "latency excl. quiet period and segment + mesh".to_owned(),
+            total - QUIET_MS - g("segment_ms") - g("mesh_ms"),
+        );
+        rows.push(m);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    println!(
+        "\nlatency: Philips S2020 (threshold segmenter), last instance received -> results stored at \
+         a DCMTK storescp PACS, {LATENCY_RUNS} runs, ms"
+    );
+    println!("{:<52} {:>10} {:>22}", "stage", "median", "runs");
+    for key in rows[0].keys() {
+        let mut v: Vec<f64> = rows.iter().map(|r| r[key]).collect();
+        let runs = format!("{v:.0?}");
+        println!("{:<52} {:>10.0} {:>22}", key, median(&mut v), runs);
+    }
+    println!("target: latency excl. quiet period and segment + mesh <= 2000 ms");
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -44,9 +44,16 @@ impl Drop for Proc {
 }
 
 fn storescp(dir: &Path, port: u16) -> Proc {
+    storescp_with(dir, port, &[])
+}
+
+/// storescp with extra options (e.g. `+B` bit-preserving, `-pdu 131072`).
+fn storescp_with(dir: &Path, port: u16, extra: &[&str]) -> Proc {
     std::fs::create_dir_all(dir).expect("PACS dir");
     let child = Command::new("storescp")
-        .args(["-aet", "PACS", "+xa", "-od"])
+        .args(["-aet", "PACS", "+xa"])
+        .args(extra)
+        .arg("-od")
         .arg(dir)
         .arg(port.to_string())
         .stdout(Stdio::null())
@@ -66,7 +73,7 @@ fn node(dir: &Path, quiet: &str, extra: &str) -> (Proc, u16, PathBuf) {
         &config,
         format!(
             "[node]\nport = {port}\n[storage]\ndata_dir = \"{}\"\nmin_free_bytes = 0\n\
-             [pipeline]\nquiet_period = \"{quiet}\"\n{extra}\n",
+             [pipeline]\nquiet_period = \"{quiet}\"\nmax_wait = \"2h\"\n{extra}\n",
             dir.join("data").display()
         ),
     )
@@ -76,7 +83,7 @@ fn node(dir: &Path, quiet: &str, extra: &str) -> (Proc, u16, PathBuf) {
         .arg(&config)
         .env("OSTEON_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("serve.log")).expect("log file"))
         .spawn()
         .expect("osteon serve");
     wait_listening(port, "osteon serve");
@@ -120,12 +127,27 @@ fn qa_csv(config: &Path) -> Vec<BTreeMap<String, String>> {
         .arg(&csv)
         .output()
         .expect("osteon qa");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = std::fs::read_to_string(&csv).expect("qa.csv");
     let mut lines = text.lines();
-    let header: Vec<String> = lines.next().unwrap_or("").split(',').map(str::to_owned).collect();
+    let header: Vec<String> = lines
+        .next()
+        .unwrap_or("")
+        .split(',')
+        .map(str::to_owned)
+        .collect();
     lines
-        .map(|l| header.iter().cloned().zip(l.split(',').map(str::to_owned)).collect())
+        .map(|l| {
+            header
+                .iter()
+                .cloned()
+                .zip(l.split(',').map(str::to_owned))
+                .collect()
+        })
         .collect()
 }
 
@@ -149,37 +171,50 @@ fn main() {
     std::fs::create_dir_all(&root).expect("bench dir under target/");
 
     // 1. Throughput, alternating.
-    let (mut dcmtk, mut osteon) = (Vec::new(), Vec::new());
+    // 0: storescp defaults (16 KiB PDUs, data set decoded and re-encoded); 1: storescp +B -pdu
+    // 131072 (bit-preserving, largest PDU it takes: its fastest); 2: osteon serve.
+    let mut times: [Vec<f64>; 3] = Default::default();
     for run in 0..RUNS {
-        let mut one = |which: usize| {
+        let order = if run % 2 == 0 { [0, 1, 2] } else { [2, 1, 0] };
+        for which in order {
             let dir = root.join(format!("run{run}-{which}"));
-            if which == 0 {
-                let port = free_port();
-                let _scp = storescp(&dir, port);
-                dcmtk.push(send(port, "PACS", &series));
-            } else {
-                let (_node, port, _) = node(&dir, "1h", "");
-                osteon.push(send(port, "OSTEON", &series));
-            }
+            let t = match which {
+                0 | 1 => {
+                    let port = free_port();
+                    let extra: &[&str] = if which == 0 {
+                        &[]
+                    } else {
+                        &["+B", "-pdu", "131072"]
+                    };
+                    let _scp = storescp_with(&dir, port, extra);
+                    send(port, "PACS", &series)
+                }
+                _ => {
+                    let (_node, port, _) = node(&dir, "1h", "");
+                    send(port, "OSTEON", &series)
+                }
+            };
+            times[which].push(t);
             let _ = std::fs::remove_dir_all(&dir);
-        };
-        if run % 2 == 0 {
-            one(0);
-            one(1);
-        } else {
-            one(1);
-            one(0);
         }
     }
-    let (td, to) = (median(&mut dcmtk), median(&mut osteon));
+    let [dcmtk, dcmtk_fast, osteon] = &mut times;
+    let (td, tf, to) = (median(dcmtk), median(dcmtk_fast), median(osteon));
     println!(
         "\nreceive throughput: Philips S2020, {} instances, {mb:.1} MB, storescu -> SCP on loopback, \
          {RUNS} alternating runs each, disk of {}",
         files.len(),
         root.display()
     );
-    println!("{:<22} {:>10} {:>10} {:>12}", "SCP", "median s", "MB/s", "instances/s");
-    for (name, t) in [("DCMTK storescp", td), ("osteon serve", to)] {
+    println!(
+        "{:<22} {:>10} {:>10} {:>12}",
+        "SCP", "median s", "MB/s", "instances/s"
+    );
+    for (name, t) in [
+        ("DCMTK storescp", td),
+        ("storescp +B -pdu 131072", tf),
+        ("osteon serve", to),
+    ] {
         println!(
             "{:<22} {:>10.3} {:>10.1} {:>12.1}",
             name,
@@ -189,8 +224,10 @@ fn main() {
         );
     }
     println!(
-        "ratio osteon / storescp (throughput): {:.2}   (target >= 0.8)   runs s: storescp {dcmtk:.3?}, osteon {osteon:.3?}",
-        td / to
+        "ratio osteon / storescp (throughput): {:.2} vs defaults, {:.2} vs +B -pdu 131072   \
+         (target >= 0.8)\nruns s: storescp {dcmtk:.3?}, storescp +B {dcmtk_fast:.3?}, osteon {osteon:.3?}",
+        td / to,
+        tf / to
     );
 
     // 2. Latency.
@@ -231,8 +268,12 @@ fn main() {
         m.insert("5 segment (excluded)".to_owned(), g("segment_ms"));
         m.insert("6 mesh (excluded)".to_owned(), g("mesh_ms"));
         m.insert("7 SEG build + write".to_owned(), g("seg_write_ms"));
-        m.insert("8 STL + Encapsulated STL write".to_owned(), g("stl_write_ms"));
+        m.insert(
+            "8 STL + Encapsulated STL write".to_owned(),
+            g("stl_write_ms"),
+        );
         m.insert("9 export (C-STORE SEG + STL)".to_owned(), g("export_ms"));
+        m.insert("mesh triangles (count)".to_owned(), g("triangles"));
         m.insert(
             "latency excl. quiet period and segment + mesh".to_owned(),
             total - QUIET_MS - g("segment_ms") - g("mesh_ms"),

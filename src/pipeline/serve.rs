@@ -129,8 +129,9 @@ async fn assemble(
             "spooled series without a job: they complete after a quiet period"
         );
     }
-    let tick =
-        (config.pipeline.quiet_period / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    // A series closes at most one tick after its quiet period.
+    let tick = (config.pipeline.quiet_period / 20)
+        .clamp(Duration::from_millis(20), Duration::from_secs(1));
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -36,11 +36,13 @@ pub struct Spread {
     pub n: usize,
     /// Median.
     pub median: f64,
-    /// First and third quartile (linear interpolation between order statistics).
+    /// First quartile (linear interpolation between order statistics).
     pub q1: f64,
+    /// Third quartile.
     pub q3: f64,
-    /// Smallest and largest value.
+    /// Smallest value.
     pub min: f64,
+    /// Largest value.
     pub max: f64,
 }
 

@@ -30,8 +30,9 @@ use crate::mesh::MeshOptions;
 /// Folder of the results of all jobs under the data folder.
 pub const RESULTS_DIR: &str = "results";
 
-/// How long an idle worker sleeps before asking the queue again.
-const IDLE: Duration = Duration::from_millis(200);
+/// How long an idle worker sleeps before asking the queue again (a claim is one indexed SQLite
+/// query; 50 ms keeps the wait of a new job short, see benches/serve.rs).
+const IDLE: Duration = Duration::from_millis(50);
 
 /// Starts `config.pipeline.workers` worker threads; they stop after their current step once
 /// `stop` is set. Each processed job's QA record goes to `qa` (when the table could be opened)

@@ -4,7 +4,7 @@
 //! ([`scanner`]) with supersampled partial volume and an exact label ([`voxelize`]), and applies the
 //! scanner's image formation ([`render`]). [`write_phantom`] writes the CT series (`ct/`), the label
 //! as a DICOM SEG on that series (`label-seg.dcm`), the label mesh (`label.stl`, LPS mm) and
-//! `phantom.json`. Same profile + seed + options = same bytes: UIDs are derived from a hash of
+//! `phantom.json` (with the scoring [`regions`]: craniotomy rim, skull-base slab, metal). Same profile + seed + options = same bytes: UIDs are derived from a hash of
 //! (profile, seed, purpose) ([`phantom_uid`]) and dates are fixed.
 //!
 //! Data flow: uses [`crate::dicom`], [`crate::segment`] and [`crate::mesh`]; nothing but `main.rs` and
@@ -14,8 +14,10 @@ pub mod anatomy;
 pub mod cli;
 pub mod output;
 pub mod realism;
+pub mod regions;
 pub mod render;
 pub mod scanner;
+pub mod starvation;
 pub mod voxelize;
 
 use std::time::Instant;
@@ -87,31 +89,27 @@ pub struct Timings {
     pub total_ms: f64,
 }
 
-/// Default top of the scan (standard-head mm): just above the vertex for CT, mid-face for CBCT.
-fn default_top(profile: &ScannerProfile) -> f64 {
-    if profile.name == "cbct" {
-        -5.0
-    } else {
-        82.0
-    }
-}
+/// Default top of the scan (standard-head mm): just above the vertex (every profile, so that the
+/// default series runs from the vertex through C1/C2; see [`scanner::COVERAGE_MM`]).
+pub const DEFAULT_TOP_MM: f64 = 82.0;
 
 /// The grid of `profile` (with `options`) around `head`: axial (or gantry-tilted) slices from the
 /// top of the scan downwards, FOV centred 12 mm posterior of the head centre.
 pub fn grid(profile: &ScannerProfile, options: &PhantomOptions, head: &Head) -> Geometry {
     let matrix = options.matrix.unwrap_or(profile.matrix).max(2);
     let pixel = profile.pixel_mm * profile.matrix as f64 / matrix as f64;
-    let slices = options.slices.unwrap_or(profile.slices).max(2);
+    let default_slices = profile.default_slices();
+    let slices = options.slices.unwrap_or(default_slices).max(2);
     let spacing = profile.slice_spacing_mm
         * if options.slices.is_some() {
             // Few slices for tests: spread them over the profile's coverage.
-            (profile.slices as f64 / slices as f64).max(1.0)
+            (default_slices as f64 / slices as f64).max(1.0)
         } else {
             1.0
         };
     let t = profile.tilt_deg.to_radians();
     let (row, col) = ([1.0, 0.0, 0.0], [0.0, t.cos(), -t.sin()]);
-    let top = options.top_mm.unwrap_or_else(|| default_top(profile)) * head.scale;
+    let top = options.top_mm.unwrap_or(DEFAULT_TOP_MM) * head.scale;
     let centre = [
         head.center_lps[0],
         head.center_lps[1] + 12.0,

@@ -82,6 +82,9 @@ pub struct PhantomSummary {
     pub stl_triangles: usize,
     pub head: super::anatomy::Head,
     pub scanner: super::scanner::ScannerProfile,
+    /// Where scoring looks separately (LPS mm): craniotomy rim loops, skull-base slab, metal;
+    /// read by `osteon evaluate` through a manifest's `phantom = ".../phantom.json"`.
+    pub regions: crate::eval::regions::ScoringRegions,
     /// Not in phantom.json (which must be byte-identical between runs).
     #[serde(skip)]
     pub timings: super::Timings,
@@ -225,6 +228,7 @@ pub fn write_phantom(p: &mut Phantom, dir: &Path) -> Result<PhantomSummary, Phan
         stl_triangles,
         head: p.head.clone(),
         scanner: p.profile.clone(),
+        regions: super::regions::scoring_regions(&p.head),
         timings: p.timings.clone(),
     };
     let path = dir.join(JSON_FILE);

@@ -2,7 +2,7 @@
 //! beam-hardening cupping (reconstruction artefacts, before the PSF), in-plane point-spread function
 //! (Gaussian, with a difference-of-Gaussians edge overshoot for sharp kernels), slice profile along
 //! `k`, textured noise (white Gaussian noise band-pass filtered, scaled to the profile's SD; lower in
-//! air), HU calibration (scale, offset) and the scanner's value range.
+//! air; following the rays' attenuation for profiles with photon starvation, [`super::starvation`]), HU calibration (scale, offset) and the scanner's value range (`min_hu`..`max_hu`).
 //!
 //! Deterministic: the noise of slice `k` comes from a ChaCha8 stream seeded by (seed, profile, k),
 //! so the result does not depend on the thread count.
@@ -245,7 +245,7 @@ pub fn render(
     }
     // Noise, calibration and range.
     let (rows, cols) = (g.rows, g.cols);
-    let lo = -1024.0f32;
+    let lo = prof.min_hu as f32;
     let hi = prof.max_hu as f32;
     hu.axis_iter_mut(Axis(0))
         .into_par_iter()
@@ -256,14 +256,17 @@ pub fn render(
             let n = noise_slice(seed, rows, cols, prof.noise_grain_mm / px);
             let sd_body = prof.noise_sd_hu as f32;
             let sd_air = sd_body * prof.air_noise_ratio as f32;
-            ndarray::Zip::from(&mut s)
+            let factor = prof
+                .photon_starvation
+                .then(|| super::starvation::noise_factor(&s.to_owned(), di, dj));
+            ndarray::Zip::indexed(&mut s)
                 .and(&n)
                 .and(&m)
-                .for_each(|v, &e, &mat| {
+                .for_each(|(j, i), v, &e, &mat| {
                     let sd = if mat == air || mat == foam {
                         sd_air
                     } else {
-                        sd_body
+                        sd_body * factor.as_ref().map_or(1.0, |f| f[[j, i]])
                     };
                     let x = *v + sd * e;
                     *v = (prof.hu_scale as f32 * x + prof.hu_offset as f32).clamp(lo, hi);

@@ -38,8 +38,9 @@ pub struct ScannerProfile {
     pub slice_spacing_mm: f64,
     /// Nominal SliceThickness (FWHM of the slice profile), mm.
     pub slice_thickness_mm: f64,
-    /// Default number of slices.
-    pub slices: usize,
+    /// Default scan length along the slice normal, standard-head mm (scaled by the head's size):
+    /// from above the vertex down through C1/C2, so that the skull base is always scanned.
+    pub coverage_mm: f64,
     /// Gantry tilt, degrees (slices sheared along the column direction).
     pub tilt_deg: f64,
     /// In-plane PSF: Gaussian sigma, mm.
@@ -52,6 +53,10 @@ pub struct ScannerProfile {
     pub air_noise_ratio: f64,
     /// Noise grain (Gaussian sigma of the noise filter), mm: larger = blotchier texture.
     pub noise_grain_mm: f64,
+    /// Noise SD follows the attenuation of the rays through each pixel (photon starvation at the
+    /// skull base, less noise at the periphery; [`super::starvation`]); `noise_sd_hu` is then the
+    /// SD in the brain at vault level. Off: stationary noise.
+    pub photon_starvation: bool,
     /// HU calibration: stored HU = scale x HU + offset.
     pub hu_scale: f64,
     pub hu_offset: f64,
@@ -61,12 +66,32 @@ pub struct ScannerProfile {
     pub streak_hu: f64,
     /// Largest value the scanner reports (e.g. 3071 for a 12-bit range).
     pub max_hu: f64,
+    /// Smallest value the scanner reports: -1024 for most (air noise is clipped there), lower for
+    /// a scanner that keeps the negative tail of the noise in air (signed storage).
+    pub min_hu: f64,
     /// Pixel encoding.
     #[serde(skip)]
     pub storage: PixelStorage,
 }
 
+/// Default coverage (standard-head mm): the scan starts 82 mm above the head centre (above the
+/// vertex: outer vault 66-74 mm + scalp 4-8 mm, anatomy/mod.rs) and ends 103 mm below it, past the
+/// foramen magnum (posterior fossa floor at -44 mm), C1 (-54 to -70 mm) and the dens and body of C2
+/// (to -97 mm) in src/phantom/anatomy/face.rs, with room for +-8 degrees of head pitch.
+pub const COVERAGE_MM: f64 = 185.0;
+
+/// Largest head size factor drawn by `anatomy::Head::random`.
+const MAX_HEAD_SCALE: f64 = 1.06;
+
 const PHILIPS_UNSIGNED: PixelStorage = PixelStorage::Unsigned { intercept: -1024 };
+
+impl ScannerProfile {
+    /// Default number of slices: enough to cover [`ScannerProfile::coverage_mm`] at the profile's
+    /// slice spacing for the largest head (size factor 1.06), e.g. 315 at 0.625 mm, 158 at 1.25 mm.
+    pub fn default_slices(&self) -> usize {
+        (self.coverage_mm * MAX_HEAD_SCALE / self.slice_spacing_mm).ceil() as usize + 1
+    }
+}
 
 /// All profiles.
 pub fn profiles() -> &'static [ScannerProfile] {
@@ -92,18 +117,20 @@ static PROFILES: [ScannerProfile; 8] = [
         pixel_mm: 0.451,
         slice_spacing_mm: 1.0,
         slice_thickness_mm: 1.0,
-        slices: 150,
+        coverage_mm: COVERAGE_MM,
         tilt_deg: 0.0,
         psf_sigma_mm: 0.55,
         overshoot: 0.0,
         noise_sd_hu: 6.0,
         air_noise_ratio: 0.85,
         noise_grain_mm: 0.55,
+        photon_starvation: false,
         hu_scale: 1.0,
         hu_offset: 0.0,
         cupping_hu: 4.0,
         streak_hu: 600.0,
         max_hu: 3071.0,
+        min_hu: -1024.0,
         storage: PHILIPS_UNSIGNED,
     },
     ScannerProfile {
@@ -119,18 +146,20 @@ static PROFILES: [ScannerProfile; 8] = [
         pixel_mm: 0.488,
         slice_spacing_mm: 0.625,
         slice_thickness_mm: 0.625,
-        slices: 150,
+        coverage_mm: COVERAGE_MM,
         tilt_deg: 0.0,
         psf_sigma_mm: 0.28,
         overshoot: 0.35,
         noise_sd_hu: 28.0,
         air_noise_ratio: 0.8,
         noise_grain_mm: 0.3,
+        photon_starvation: false,
         hu_scale: 1.0,
         hu_offset: 0.0,
         cupping_hu: 3.0,
         streak_hu: 800.0,
         max_hu: 3071.0,
+        min_hu: -1024.0,
         storage: PixelStorage::Signed,
     },
     ScannerProfile {
@@ -146,18 +175,20 @@ static PROFILES: [ScannerProfile; 8] = [
         pixel_mm: 0.34,
         slice_spacing_mm: 0.6,
         slice_thickness_mm: 0.6,
-        slices: 150,
+        coverage_mm: COVERAGE_MM,
         tilt_deg: 0.0,
         psf_sigma_mm: 0.22,
         overshoot: 0.45,
         noise_sd_hu: 45.0,
         air_noise_ratio: 0.8,
         noise_grain_mm: 0.22,
+        photon_starvation: false,
         hu_scale: 1.0,
         hu_offset: 0.0,
         cupping_hu: 2.0,
         streak_hu: 900.0,
         max_hu: 3071.0,
+        min_hu: -1024.0,
         storage: PHILIPS_UNSIGNED,
     },
     ScannerProfile {
@@ -173,18 +204,20 @@ static PROFILES: [ScannerProfile; 8] = [
         pixel_mm: 0.43,
         slice_spacing_mm: 1.0,
         slice_thickness_mm: 1.5,
-        slices: 150,
+        coverage_mm: COVERAGE_MM,
         tilt_deg: 0.0,
         psf_sigma_mm: 0.55,
         overshoot: 0.0,
         noise_sd_hu: 4.0,
         air_noise_ratio: 0.8,
         noise_grain_mm: 0.7,
+        photon_starvation: false,
         hu_scale: 1.0,
         hu_offset: 0.0,
         cupping_hu: 6.0,
         streak_hu: 500.0,
         max_hu: 3071.0,
+        min_hu: -1024.0,
         storage: PHILIPS_UNSIGNED,
     },
     ScannerProfile {
@@ -200,18 +233,20 @@ static PROFILES: [ScannerProfile; 8] = [
         pixel_mm: 0.57,
         slice_spacing_mm: 1.0,
         slice_thickness_mm: 1.0,
-        slices: 150,
+        coverage_mm: COVERAGE_MM,
         tilt_deg: 0.0,
         psf_sigma_mm: 0.38,
         overshoot: 0.2,
         noise_sd_hu: 14.0,
         air_noise_ratio: 0.8,
         noise_grain_mm: 0.4,
+        photon_starvation: false,
         hu_scale: 1.0,
         hu_offset: 3.0,
         cupping_hu: 5.0,
         streak_hu: 700.0,
         max_hu: 3071.0,
+        min_hu: -1024.0,
         storage: PixelStorage::Signed,
     },
     ScannerProfile {
@@ -227,50 +262,58 @@ static PROFILES: [ScannerProfile; 8] = [
         pixel_mm: 0.488,
         slice_spacing_mm: 1.25,
         slice_thickness_mm: 1.25,
-        slices: 120,
+        coverage_mm: COVERAGE_MM,
         tilt_deg: 15.0,
         psf_sigma_mm: 0.5,
         overshoot: 0.05,
         noise_sd_hu: 7.0,
         air_noise_ratio: 0.8,
         noise_grain_mm: 0.55,
+        photon_starvation: false,
         hu_scale: 1.0,
         hu_offset: -4.0,
         cupping_hu: 12.0,
         streak_hu: 700.0,
         max_hu: 3071.0,
+        min_hu: -1024.0,
         storage: PixelStorage::Signed,
     },
     ScannerProfile {
         name: "lowdose",
-        summary: "GE Revolution, kernel SOFT at 40 mA (low dose): noise SD ~35 HU, 0.49 mm, 1.25 mm",
+        summary: "GE Revolution, kernel STANDARD at 80 kV / 3 mAs (ultra-low dose): noise SD ~130 HU, 0.49 mm, 1.25 mm",
         manufacturer: "GE MEDICAL SYSTEMS",
         model: "Revolution CT",
-        kernel: "SOFT",
-        kvp: 100.0,
-        tube_current_ma: 40.0,
+        kernel: "STANDARD",
+        kvp: 80.0,
+        tube_current_ma: 6.0,
         rotation_s: 0.5,
         matrix: 512,
         pixel_mm: 0.488,
         slice_spacing_mm: 1.25,
         slice_thickness_mm: 1.25,
-        slices: 120,
+        coverage_mm: COVERAGE_MM,
         tilt_deg: 0.0,
         psf_sigma_mm: 0.5,
-        overshoot: 0.0,
-        noise_sd_hu: 35.0,
-        air_noise_ratio: 0.7,
+        overshoot: 0.05,
+        // Quantum noise SD scales as 1/sqrt(mAs) and rises at lower kV. The standard-dose STANDARD
+        // profile (`ge-hispeed-tilt`) has 7 HU at 200 mAs; 3 mAs gives x 8.2, and 80 kV instead of
+        // 120 kV about x 1.8 for a head at equal mAs: ~100-130 HU, inside the 90-150 HU of low-dose
+        // head CT read with a standard or sharp-ish kernel.
+        noise_sd_hu: 130.0,
+        air_noise_ratio: 0.85,
         noise_grain_mm: 0.6,
+        photon_starvation: false,
         hu_scale: 1.0,
         hu_offset: 0.0,
         cupping_hu: 15.0,
         streak_hu: 900.0,
         max_hu: 3071.0,
+        min_hu: -2048.0,
         storage: PixelStorage::Signed,
     },
     ScannerProfile {
         name: "cbct",
-        summary: "Cone-beam-like: 0.4 mm isotropic, 205 mm FOV, uncalibrated HU (x0.8 - 90), strong cupping",
+        summary: "Cone-beam-like: 0.5 mm isotropic, 256 mm FOV, uncalibrated grey values (x0.75 - 150), strong cupping",
         manufacturer: "Planmeca",
         model: "ProMax 3D Max",
         kernel: "CBCT",
@@ -278,21 +321,23 @@ static PROFILES: [ScannerProfile; 8] = [
         tube_current_ma: 8.0,
         rotation_s: 12.0,
         matrix: 512,
-        pixel_mm: 0.4,
-        slice_spacing_mm: 0.4,
-        slice_thickness_mm: 0.4,
-        slices: 300,
+        pixel_mm: 0.5,
+        slice_spacing_mm: 0.5,
+        slice_thickness_mm: 0.5,
+        coverage_mm: COVERAGE_MM,
         tilt_deg: 0.0,
         psf_sigma_mm: 0.4,
         overshoot: 0.1,
         noise_sd_hu: 55.0,
         air_noise_ratio: 0.8,
         noise_grain_mm: 0.45,
-        hu_scale: 0.8,
-        hu_offset: -90.0,
-        cupping_hu: 120.0,
+        photon_starvation: false,
+        hu_scale: 0.75,
+        hu_offset: -150.0,
+        cupping_hu: 180.0,
         streak_hu: 1200.0,
         max_hu: 3071.0,
+        min_hu: -1024.0,
         storage: PixelStorage::Signed,
     },
 ];

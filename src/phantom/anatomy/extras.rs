@@ -38,7 +38,7 @@ fn basis(d: [f64; 3]) -> ([f64; 3], [f64; 3]) {
 }
 
 /// Direction at angle `a` (rad) from `d` towards azimuth `psi`.
-fn tilt(d: [f64; 3], a: f64, psi: f64) -> [f64; 3] {
+pub(crate) fn tilt(d: [f64; 3], a: f64, psi: f64) -> [f64; 3] {
     let (e1, e2) = basis(d);
     let (c, s) = (a.cos(), a.sin());
     normalize([

@@ -15,6 +15,7 @@
 //! fold = 0                                    # optional cross-validation fold
 //! label = { kind = "reference", threshold_hu = 226.0 }   # or kind = "seg" | "stl", path = "..."
 //! rim = { polylines = [[[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]], radius_mm = 2.0 }   # optional
+//! phantom = "target/phantoms/x/phantom.json"  # optional: scoring regions of a synthetic scan
 //! ```
 
 use std::collections::HashSet;
@@ -160,6 +161,10 @@ pub struct ScanEntry {
     /// Rim of the skull defect, for the rim deviation.
     #[serde(default)]
     pub rim: Option<RimBand>,
+    /// phantom.json of a synthetic scan: its `regions` (defect rim, skull-base slab, metal) are
+    /// scored ([`super::regions`]); its rim is used when `rim` is not given.
+    #[serde(default)]
+    pub phantom: Option<PathBuf>,
 }
 
 fn default_split() -> Split {
@@ -237,6 +242,16 @@ impl Manifest {
                     if opening_radius_mm.is_some_and(|r| !(r >= 0.0 && r.is_finite())) {
                         problems.push(format!("scan {:?}: opening_radius_mm must be >= 0", s.name));
                     }
+                }
+            }
+            if let Some(p) = &mut s.phantom {
+                *p = root.join(&*p);
+                if !p.is_file() {
+                    problems.push(format!(
+                        "scan {:?}: phantom file {} does not exist",
+                        s.name,
+                        p.display()
+                    ));
                 }
             }
             if let Some(rim) = &s.rim {

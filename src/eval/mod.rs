@@ -2,6 +2,8 @@
 //!
 //! * [`metrics`]: DSC inside the reference's region, signed surface deviation (±5 mm), rim band.
 //! * [`manifest`]: the TOML list of scans with their label source and scanner group.
+//! * [`regions`]: defect-rim band, skull-base slab and metal surroundings of a synthetic scan
+//!   (from its phantom.json), scored separately.
 //!
 //! [`evaluate_scan`] follows the paper (Minnema et al. 2018, §2.5): label and prediction on the CT
 //! grid → DSC inside the bounding box of the label → both meshed with [`crate::mesh::build_mesh`]
@@ -10,6 +12,7 @@
 
 pub mod manifest;
 pub mod metrics;
+pub mod regions;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -23,6 +26,7 @@ use crate::mesh::{build_mesh, MeshError, MeshOptions};
 use crate::segment::{Mask, SegmentError, Segmenter};
 use manifest::{LabelSpec, Manifest, ManifestError, ScanEntry};
 use metrics::{deviations, dice, surface_points, Deviation, Overlap, Region, SurfaceIndex};
+use regions::{RegionScores, RegionsError, ScoringRegions};
 
 /// Deviations beyond this (mm) are left out, as in the paper.
 pub const MAX_DEVIATION_MM: f64 = 5.0;
@@ -51,6 +55,9 @@ pub enum EvalError {
     /// Meshing failed.
     #[error(transparent)]
     Mesh(#[from] MeshError),
+    /// The phantom.json named by the manifest has no usable regions.
+    #[error(transparent)]
+    Regions(#[from] RegionsError),
     /// Writing the CSV failed.
     #[error("writing {path}: {source}")]
     Io {
@@ -70,8 +77,11 @@ pub struct ScanScore {
     pub region: Region,
     /// Whole-surface deviation.
     pub deviation: Deviation,
-    /// Deviation in the defect-rim band, when the manifest gives a rim.
+    /// Deviation in the defect-rim band, when the manifest gives a rim (or phantom.json has one).
     pub rim: Option<Deviation>,
+    /// DSC in the rim band, the skull-base slab and near metal, when the manifest names a
+    /// phantom.json.
+    pub regions: Option<RegionScores>,
     /// Label and predicted bone volume, mL.
     pub label_ml: f64,
     /// Predicted bone volume, mL.
@@ -156,6 +166,7 @@ pub fn score(
         region,
         deviation: Deviation::of(&d, MAX_DEVIATION_MM),
         rim,
+        regions: None,
         label_ml: volume_ml(ct, reference),
         predicted_ml: volume_ml(ct, predicted),
     })
@@ -171,8 +182,21 @@ pub fn evaluate_scan(entry: &ScanEntry, segmenter: &dyn Segmenter) -> Result<Sca
         entry.series_selector.as_deref(),
     )?;
     let reference = label_for(&ct, &entry.label)?;
+    let regions = entry
+        .phantom
+        .as_deref()
+        .map(ScoringRegions::from_phantom_json)
+        .transpose()?;
+    let band = entry.rim.clone().or_else(|| {
+        regions
+            .as_ref()
+            .and_then(|r| r.rim_band(regions::RIM_BAND_MM))
+    });
     let predicted = segmenter.segment(&ct)?;
-    score(&ct, &predicted, &reference, entry.rim.as_ref())
+    let mut s = score(&ct, &predicted, &reference, band.as_ref())?;
+    s.regions = regions
+        .map(|r| regions::region_scores(&predicted, &reference, &ct.geometry, &r, band.as_ref()));
+    Ok(s)
 }
 
 /// `osteon evaluate`: scores `segmenter` on every scan of the manifest at `manifest_path` (a scan
@@ -227,7 +251,8 @@ impl Evaluation {
     pub fn csv(&self) -> String {
         let mut out = String::from(
             "scan,scanner,label,dsc,tp,fp,fn,dev_mean_mm,dev_sd_mm,dev_mean_abs_mm,dev_points,\
-             dev_points_total,rim_mean_mm,rim_sd_mm,rim_points,label_ml,predicted_ml,ms,error\n",
+             dev_points_total,rim_mean_mm,rim_sd_mm,rim_points,rim_dsc,skull_base_dsc,metal_dsc,\
+             label_ml,predicted_ml,ms,error\n",
         );
         for s in &self.scans {
             let _ = write!(
@@ -248,9 +273,11 @@ impl Evaluation {
                                     r.n.to_string(),
                                 )
                             });
+                    let (rd, sb, md) = region_cells(x.regions.as_ref());
                     let _ = writeln!(
                         out,
-                        "{:.5},{},{},{},{:.4},{:.4},{:.4},{},{},{rm},{rs},{rn},{:.3},{:.3},{:.0},",
+                        "{:.5},{},{},{},{:.4},{:.4},{:.4},{},{},{rm},{rs},{rn},{rd},{sb},{md},\
+                         {:.3},{:.3},{:.0},",
                         x.overlap.dsc,
                         x.overlap.tp,
                         x.overlap.fp,
@@ -266,7 +293,7 @@ impl Evaluation {
                     );
                 }
                 Err(e) => {
-                    let _ = writeln!(out, ",,,,,,,,,,,,,,{:.0},{}", s.ms, csv_field(e));
+                    let _ = writeln!(out, ",,,,,,,,,,,,,,,,,{:.0},{}", s.ms, csv_field(e));
                 }
             }
         }
@@ -282,22 +309,40 @@ impl Evaluation {
         );
         let _ = writeln!(
             out,
-            "{:<28} {:<22} {:>7} {:>16} {:>9} {:>8} {:>8}",
-            "scan", "scanner", "DSC", "dev mean±SD mm", "|dev| mm", "label mL", "pred mL"
+            "{:<28} {:<22} {:>7} {:>16} {:>9} {:>8} {:>8} {:>7} {:>10} {:>7} {:>7}",
+            "scan",
+            "scanner",
+            "DSC",
+            "dev mean±SD mm",
+            "|dev| mm",
+            "label mL",
+            "pred mL",
+            "rim DSC",
+            "rim dev mm",
+            "base",
+            "metal"
         );
         for s in &self.scans {
             match &s.score {
                 Ok(x) => {
+                    let (rd, sb, md) = region_cells(x.regions.as_ref());
+                    let rim_dev = x
+                        .rim
+                        .map_or(String::new(), |r| format!("{:+.3}", r.mean_mm));
                     let _ = writeln!(
                         out,
-                        "{:<28} {:<22} {:>7.4} {:>16} {:>9.3} {:>8.1} {:>8.1}",
+                        "{:<28} {:<22} {:>7.4} {:>16} {:>9.3} {:>8.1} {:>8.1} {:>7.7} {:>10} {:>7.7} {:>7.7}",
                         s.name,
                         s.scanner,
                         x.overlap.dsc,
                         format!("{:+.3}±{:.3}", x.deviation.mean_mm, x.deviation.sd_mm),
                         x.deviation.mean_abs_mm,
                         x.label_ml,
-                        x.predicted_ml
+                        x.predicted_ml,
+                        rd,
+                        rim_dev,
+                        sb,
+                        md
                     );
                 }
                 Err(e) => {
@@ -310,7 +355,8 @@ impl Evaluation {
         groups.dedup();
         let _ = writeln!(
             out,
-            "\nper scanner: n, DSC mean±SD, deviation mean±SD (of per-scan means), mm"
+            "\nper scanner: n, DSC mean±SD, deviation mean±SD (of per-scan means), mm; mean DSC in \
+             the rim band, skull-base slab and near metal (n scans)"
         );
         for g in groups {
             let rows: Vec<&ScanScore> = self
@@ -321,16 +367,44 @@ impl Evaluation {
                 .collect();
             let (dm, ds) = mean_sd(rows.iter().map(|x| x.overlap.dsc));
             let (vm, vs) = mean_sd(rows.iter().map(|x| x.deviation.mean_mm));
+            let region_mean = |f: fn(&RegionScores) -> Option<Overlap>| {
+                let v: Vec<f64> = rows
+                    .iter()
+                    .filter_map(|x| x.regions.as_ref().and_then(f))
+                    .map(|o| o.dsc)
+                    .collect();
+                if v.is_empty() {
+                    String::from("-")
+                } else {
+                    format!("{:.4} ({})", mean_sd(v.iter().copied()).0, v.len())
+                }
+            };
             let _ = writeln!(
                 out,
-                "{:<28} {:>3} {:>16} {:>16}",
+                "{:<28} {:>3} {:>16} {:>16}  rim {:<12} base {:<12} metal {:<12}",
                 g,
                 rows.len(),
                 format!("{dm:.4}±{ds:.4}"),
-                format!("{vm:+.3}±{vs:.3}")
+                format!("{vm:+.3}±{vs:.3}"),
+                region_mean(|r| r.rim),
+                region_mean(|r| r.skull_base),
+                region_mean(|r| r.metal)
             );
         }
         out
+    }
+}
+
+/// CSV cells (rim, skull base, metal DSC) of the region scores; empty where not scored.
+fn region_cells(r: Option<&RegionScores>) -> (String, String, String) {
+    let cell = |o: Option<&Overlap>| o.map_or(String::new(), |o| format!("{:.5}", o.dsc));
+    match r {
+        Some(r) => (
+            cell(r.rim.as_ref()),
+            cell(r.skull_base.as_ref()),
+            cell(r.metal.as_ref()),
+        ),
+        None => (String::new(), String::new(), String::new()),
     }
 }
 

@@ -1,0 +1,261 @@
+//! Scoring regions of a synthetic scan, where thresholding is known to fail: the band around the
+//! rim of a craniotomy, the skull-base slab (thin plates, foramina) and the surroundings of metal
+//! (streaks). `osteon phantom` writes them into `phantom.json` (`regions`, LPS mm); a manifest entry
+//! names that file with `phantom = "..."`, and `osteon evaluate` reports the DSC inside each region
+//! and the surface deviation in the rim band.
+
+use std::path::{Path, PathBuf};
+
+use ndarray::Zip;
+use serde::{Deserialize, Serialize};
+
+use super::metrics::{Overlap, RimBand};
+use crate::dicom::geometry::Geometry;
+use crate::segment::Mask;
+
+/// Half-width (mm) of the rim band when the regions come from phantom.json.
+pub const RIM_BAND_MM: f64 = 3.0;
+
+/// Radius (mm) around a metal object's axis counted as "near metal".
+pub const METAL_RADIUS_MM: f64 = 20.0;
+
+/// Errors of reading the regions.
+#[derive(Debug, thiserror::Error)]
+pub enum RegionsError {
+    /// phantom.json could not be read.
+    #[error("reading {path}: {source}")]
+    Io {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// phantom.json is not JSON or has no usable `regions`.
+    #[error("{path}: {message}")]
+    Format {
+        /// File.
+        path: PathBuf,
+        /// Parser message.
+        message: String,
+    },
+}
+
+/// A metal object: capsule between `a` and `b` (LPS mm) of radius `radius_mm`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MetalCapsule {
+    /// Axis end, LPS mm.
+    pub a: [f64; 3],
+    /// Axis end, LPS mm.
+    pub b: [f64; 3],
+    /// Radius, mm.
+    pub radius_mm: f64,
+    /// `clip`, `filling` or `plate`.
+    pub kind: String,
+}
+
+/// Scoring regions of one synthetic scan (all LPS mm).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScoringRegions {
+    /// Rim polylines of the craniotomy (closed loops, mid-way through the vault; empty without a
+    /// defect): the cut edge of a flap, craniectomy or implant bed and the burr-hole edges.
+    pub defect_rim: Vec<Vec<[f64; 3]>>,
+    /// Skull-base slab: patient S coordinate (LPS z, mm) from its bottom to its top (foramen
+    /// magnum and posterior fossa floor up to the orbital roofs).
+    pub skull_base_z: [f64; 2],
+    /// Metal objects (clips, fillings, fixation plates).
+    pub metal: Vec<MetalCapsule>,
+}
+
+#[derive(Deserialize)]
+struct PhantomJson {
+    regions: Option<ScoringRegions>,
+}
+
+impl ScoringRegions {
+    /// Reads `regions` from a phantom.json.
+    ///
+    /// # Errors
+    /// [`RegionsError::Io`], or [`RegionsError::Format`] when the file is not JSON or has no
+    /// `regions` (a phantom.json from a generator before the regions were added).
+    pub fn from_phantom_json(path: &Path) -> Result<ScoringRegions, RegionsError> {
+        let text = std::fs::read_to_string(path).map_err(|source| RegionsError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let p: PhantomJson = serde_json::from_str(&text).map_err(|e| RegionsError::Format {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        p.regions.ok_or_else(|| RegionsError::Format {
+            path: path.to_owned(),
+            message: "no \"regions\" (regenerate the phantom)".into(),
+        })
+    }
+
+    /// The rim band of half-width `radius_mm`, or `None` without a defect.
+    pub fn rim_band(&self, radius_mm: f64) -> Option<RimBand> {
+        (!self.defect_rim.is_empty()).then(|| RimBand {
+            polylines: self.defect_rim.clone(),
+            radius_mm,
+        })
+    }
+}
+
+/// Voxel overlap of `predicted` and `reference` restricted to the voxels whose centre (LPS, via
+/// `g`) satisfies `inside`; masks are `[k, j, i]`. `tn` is not counted (0). `None` when the region
+/// holds no reference bone or the shapes differ.
+pub fn overlap_where(
+    predicted: &Mask,
+    reference: &Mask,
+    g: &Geometry,
+    inside: impl Fn([f64; 3]) -> bool + Sync,
+) -> Option<Overlap> {
+    if predicted.dim() != reference.dim() {
+        return None;
+    }
+    let (mut tp, mut fp, mut fn_) = (0u64, 0u64, 0u64);
+    Zip::indexed(predicted)
+        .and(reference)
+        .for_each(|(k, j, i), &p, &r| {
+            if p == 0 && r == 0 {
+                return;
+            }
+            if !inside(g.voxel_to_lps(k as f64, j as f64, i as f64)) {
+                return;
+            }
+            match (p != 0, r != 0) {
+                (true, true) => tp += 1,
+                (true, false) => fp += 1,
+                (false, true) => fn_ += 1,
+                _ => {}
+            }
+        });
+    if tp + fn_ == 0 {
+        return None;
+    }
+    let dsc = 2.0 * tp as f64 / (2 * tp + fp + fn_) as f64;
+    Some(Overlap {
+        dsc,
+        tp,
+        fp,
+        fn_,
+        tn: 0,
+    })
+}
+
+/// Whether `p` lies within `r` mm of the segment `a`-`b`.
+pub fn near_segment(p: [f64; 3], a: [f64; 3], b: [f64; 3], r: f64) -> bool {
+    let ab = [b[0] - a[0], b[1] - a[1], b[2] - a[2]];
+    let ap = [p[0] - a[0], p[1] - a[1], p[2] - a[2]];
+    let l2 = ab[0] * ab[0] + ab[1] * ab[1] + ab[2] * ab[2];
+    let t = if l2 > 0.0 {
+        ((ap[0] * ab[0] + ap[1] * ab[1] + ap[2] * ab[2]) / l2).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let d = [ap[0] - t * ab[0], ap[1] - t * ab[1], ap[2] - t * ab[2]];
+    d[0] * d[0] + d[1] * d[1] + d[2] * d[2] <= r * r
+}
+
+/// Region scores of one scan.
+#[derive(Clone, Debug, Serialize)]
+pub struct RegionScores {
+    /// DSC inside the rim band (voxel centres within the band's half-width of the rim).
+    pub rim: Option<Overlap>,
+    /// DSC in the skull-base slab.
+    pub skull_base: Option<Overlap>,
+    /// DSC within [`METAL_RADIUS_MM`] of metal.
+    pub metal: Option<Overlap>,
+}
+
+/// Scores `predicted` against `reference` in each region of `r`; `band` is the rim band used.
+pub fn region_scores(
+    predicted: &Mask,
+    reference: &Mask,
+    g: &Geometry,
+    r: &ScoringRegions,
+    band: Option<&RimBand>,
+) -> RegionScores {
+    let rim = band.and_then(|b| overlap_where(predicted, reference, g, |p| b.contains(p)));
+    let [lo, hi] = r.skull_base_z;
+    let skull_base = (hi > lo)
+        .then(|| overlap_where(predicted, reference, g, |p| p[2] >= lo && p[2] <= hi))
+        .flatten();
+    let metal = (!r.metal.is_empty())
+        .then(|| {
+            overlap_where(predicted, reference, g, |p| {
+                r.metal
+                    .iter()
+                    .any(|m| near_segment(p, m.a, m.b, METAL_RADIUS_MM + m.radius_mm))
+            })
+        })
+        .flatten();
+    RegionScores {
+        rim,
+        skull_base,
+        metal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array3;
+
+    fn grid(n: usize) -> Geometry {
+        Geometry {
+            ipp: (0..n).map(|k| [0.0, 0.0, k as f64]).collect(),
+            iop: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+            pixel_spacing: [1.0, 1.0],
+            rows: n,
+            cols: n,
+        }
+    }
+
+    #[test]
+    fn slab_overlap_counts_only_inside() {
+        let g = grid(10);
+        let mut r = Array3::<u8>::zeros((10, 10, 10));
+        r.fill(1);
+        let mut p = r.clone();
+        // Prediction misses slices 0-4 entirely; slab z in [5, 9] sees a perfect match.
+        p.slice_mut(ndarray::s![0..5, .., ..]).fill(0);
+        let regions = ScoringRegions {
+            defect_rim: vec![],
+            skull_base_z: [5.0, 9.0],
+            metal: vec![MetalCapsule {
+                a: [0.0, 0.0, 0.0],
+                b: [0.0, 0.0, 0.0],
+                radius_mm: 0.0,
+                kind: "clip".into(),
+            }],
+        };
+        let s = region_scores(&p, &r, &g, &regions, None);
+        let sb = s.skull_base.unwrap();
+        assert_eq!((sb.tp, sb.fp, sb.fn_), (500, 0, 0));
+        assert!(s.rim.is_none());
+        // Near the metal at the origin (20 mm) every voxel of slices 0-4 is missed, 5-9 found.
+        let m = s.metal.unwrap();
+        assert_eq!(m.tp + m.fn_, 1000);
+        assert_eq!(m.fn_, 500);
+        assert!((m.dsc - 2.0 * 500.0 / (1000.0 + 500.0)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn rim_band_overlap() {
+        let g = grid(10);
+        let r = Array3::<u8>::from_elem((10, 10, 10), 1);
+        let p = Array3::<u8>::zeros((10, 10, 10));
+        let regions = ScoringRegions {
+            defect_rim: vec![vec![[0.0, 0.0, 0.0]]],
+            skull_base_z: [0.0, 0.0],
+            metal: vec![],
+        };
+        let band = regions.rim_band(1.0).unwrap();
+        let s = region_scores(&p, &r, &g, &regions, Some(&band));
+        // Voxel centres within 1 mm of the origin: the origin and its 3 in-volume neighbours.
+        let o = s.rim.unwrap();
+        assert_eq!((o.tp, o.fp, o.fn_), (0, 0, 4));
+        assert!(s.skull_base.is_none() && s.metal.is_none());
+    }
+}

@@ -384,3 +384,90 @@ fn evaluate_manifest_scores_a_synthetic_scan_exactly() {
         "{table}"
     );
 }
+
+#[test]
+fn phantom_regions_are_scored_from_phantom_json() {
+    use osteon::phantom::{generate, scanner, write_phantom, PhantomOptions};
+    // A small craniotomy phantom (seed 3) and one without; 24 slices about 8 mm apart and 1.8 mm
+    // pixels, so the 3 mm rim band holds only some tens of bone voxels.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let profile = scanner::profile("philips-ingenuity-ub").expect("profile");
+    for (dir, crani) in [("a", true), ("b", false)] {
+        let opts = PhantomOptions {
+            slices: Some(24),
+            matrix: Some(128),
+            craniotomy: Some(crani),
+            stl: false,
+            ..Default::default()
+        };
+        write_phantom(&mut generate(profile, 3, &opts), &tmp.path().join(dir)).expect("write");
+    }
+    let regions = osteon::eval::regions::ScoringRegions::from_phantom_json(
+        &tmp.path().join("a/phantom.json"),
+    )
+    .expect("regions");
+    assert!(!regions.defect_rim.is_empty());
+    assert!(regions.skull_base_z[1] - regions.skull_base_z[0] > 30.0);
+    std::fs::write(
+        tmp.path().join("m.toml"),
+        r#"
+        [manifest]
+        name = "regions"
+        [[scan]]
+        name = "crani"
+        series = "a/ct"
+        scanner = "p"
+        label = { kind = "seg", path = "a/label-seg.dcm" }
+        phantom = "a/phantom.json"
+        [[scan]]
+        name = "intact"
+        series = "b/ct"
+        scanner = "p"
+        label = { kind = "seg", path = "b/label-seg.dcm" }
+        phantom = "b/phantom.json"
+        "#,
+    )
+    .expect("manifest");
+    let csv = tmp.path().join("eval.csv");
+    let e = evaluate_manifest(
+        &tmp.path().join("m.toml"),
+        &ThresholdSegmenter::default(),
+        &csv,
+    )
+    .expect("evaluate");
+    assert_eq!(e.failed(), 0, "{}", e.table());
+    println!("{}", e.table());
+    let a = e.scans[0].score.as_ref().expect("crani");
+    let rim = a.rim.expect("rim deviation from phantom.json");
+    assert!(rim.n > 20, "{rim:?}");
+    let r = a.regions.as_ref().expect("regions");
+    let rim_dsc = r.rim.expect("rim DSC");
+    assert!(rim_dsc.tp + rim_dsc.fn_ > 10, "{rim_dsc:?}");
+    assert!(rim_dsc.dsc > 0.3 && rim_dsc.dsc < 1.0, "{rim_dsc:?}");
+    let base = r.skull_base.expect("skull-base DSC");
+    assert!(
+        base.dsc > 0.3 && base.dsc < a.overlap.dsc + 0.05,
+        "{base:?}"
+    );
+    let b = e.scans[1].score.as_ref().expect("intact");
+    assert!(b.rim.is_none() && b.regions.as_ref().expect("regions").rim.is_none());
+    let text = std::fs::read_to_string(&csv).expect("csv");
+    let header: Vec<&str> = text.lines().next().expect("header").split(',').collect();
+    let row: Vec<&str> = text.lines().nth(1).expect("row").split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).expect("column");
+    assert_eq!(header.len(), row.len());
+    assert!(row[col("rim_dsc")].parse::<f64>().is_ok(), "{text}");
+    assert!(row[col("skull_base_dsc")].parse::<f64>().is_ok(), "{text}");
+    // A phantom.json that does not exist is a manifest problem, reported with the path.
+    let bad = tmp.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[manifest]\nname = \"x\"\n[[scan]]\nname = \"s\"\nseries = \"a/ct\"\nscanner = \"p\"\n\
+         label = { kind = \"seg\", path = \"a/label-seg.dcm\" }\nphantom = \"nope/phantom.json\"\n",
+    )
+    .expect("write");
+    let err = Manifest::load(&bad)
+        .expect_err("missing phantom.json")
+        .to_string();
+    assert!(err.contains("nope/phantom.json"), "{err}");
+}

@@ -122,7 +122,7 @@ fn every_profile_reads_back_with_its_tags_and_geometry() {
         let lo = ct.hu.iter().cloned().fold(f32::MAX, f32::min);
         let hi = ct.hu.iter().cloned().fold(f32::MIN, f32::max);
         assert!(
-            lo >= -1024.0 && hi > 700.0,
+            lo >= profile.min_hu as f32 && hi > 700.0,
             "{}: range {lo}..{hi}",
             profile.name
         );
@@ -325,4 +325,139 @@ fn realism_measures_are_plausible_on_a_phantom_and_the_real_scan() {
     assert!((r.air_mean_hu + 1000.0).abs() < 10.0, "{r:?}");
     assert!(r.bone_mean_hu > 300.0, "{r:?}");
     assert!(r.edge_10_90_mm > 0.5 && r.edge_10_90_mm < 4.0, "{r:?}");
+}
+
+#[test]
+fn lowdose_noise_sd_is_90_to_150_hu_in_soft_tissue_and_air() {
+    // 12 slices spread over the default coverage, 256x256 (about 1 mm pixels); the noise is
+    // normalised per slice, so its SD does not depend on the matrix.
+    let opts = PhantomOptions {
+        slices: Some(12),
+        matrix: Some(256),
+        craniotomy: Some(false),
+        stl: false,
+        ..Default::default()
+    };
+    let low = generate(scanner::profile("lowdose").expect("profile"), 4, &opts);
+    let r = osteon::phantom::realism::measure(low.hu.view(), &low.geometry);
+    println!("lowdose: {r:?}");
+    assert!((90.0..=150.0).contains(&r.soft_sd_hu), "soft SD {r:?}");
+    assert!((90.0..=150.0).contains(&r.air_sd_hu), "air SD {r:?}");
+    assert!((r.air_mean_hu + 1000.0).abs() < 30.0, "{r:?}");
+    // The same head at standard dose with the same sharp kernel family: far less noise.
+    let std = generate(
+        scanner::profile("ge-lightspeed-bone").expect("profile"),
+        4,
+        &opts,
+    );
+    let s = osteon::phantom::realism::measure(std.hu.view(), &std.geometry);
+    assert!(s.soft_sd_hu < 45.0, "standard dose {s:?}");
+    // At 120 HU SD a fixed 226 HU threshold marks a few percent of the brain as bone (speckle).
+    let brain: Vec<f32> = low
+        .hu
+        .iter()
+        .zip(low.label.iter())
+        .zip(
+            osteon::phantom::voxelize::voxelize(&low.head, &low.geometry, 1)
+                .material
+                .iter(),
+        )
+        .filter(|((_, &l), &m)| {
+            l == 0 && (m == Material::WhiteMatter as u8 || m == Material::GreyMatter as u8)
+        })
+        .map(|((&v, _), _)| v)
+        .collect();
+    let above = brain.iter().filter(|&&v| v >= 226.0).count() as f64 / brain.len() as f64;
+    assert!(
+        brain.len() > 10_000 && above > 0.02 && above < 0.15,
+        "{} brain voxels, {above} above 226 HU",
+        brain.len()
+    );
+}
+
+/// Signed distance (mm) of LPS point `p` above slice `k` along the slice normal.
+fn above_slice(g: &osteon::dicom::geometry::Geometry, k: usize, p: [f64; 3]) -> f64 {
+    let n = g.normal();
+    (0..3).map(|a| (p[a] - g.ipp[k][a]) * n[a]).sum()
+}
+
+#[test]
+fn default_series_cover_the_vertex_to_c2() {
+    let expected = [
+        ("philips-ingenuity-ub", 198),
+        ("ge-lightspeed-bone", 315),
+        ("siemens-definition-h70h", 328),
+        ("lowdose", 158),
+        ("cbct", 394),
+    ];
+    for (name, n) in expected {
+        let p = scanner::profile(name).expect("profile");
+        assert_eq!(p.default_slices(), n, "{name}");
+    }
+    for profile in scanner::profiles() {
+        for seed in 1..=8 {
+            let head = Head::random(seed, None);
+            let g = grid(profile, &PhantomOptions::default(), &head);
+            let last = g.ipp.len() - 1;
+            // Vertex: the highest point of the scalp over the upper vault.
+            let [a, b, c] = head.cranium_semi_axes_mm;
+            let s = head.scalp_mm;
+            let mut vertex_above_top = f64::MIN;
+            for t in 0..=20 {
+                for f in 0..36 {
+                    let th = t as f64 / 20.0 * std::f64::consts::FRAC_PI_2;
+                    let ph = f as f64 / 36.0 * std::f64::consts::TAU;
+                    let q = [
+                        (a + s) * th.sin() * ph.cos(),
+                        (b + s) * th.sin() * ph.sin(),
+                        (c + s) * th.cos(),
+                    ];
+                    vertex_above_top = vertex_above_top.max(above_slice(&g, last, head.to_lps(q)));
+                }
+            }
+            assert!(
+                vertex_above_top < 0.0,
+                "{} seed {seed}: scalp {vertex_above_top:.1} mm above the top slice",
+                profile.name
+            );
+            // Foramen magnum (posterior fossa floor -44 mm, plate 5 mm) and the lower end of the
+            // dens / body of C2 (-80 mm, anatomy/face.rs) lie above the lowest slice.
+            for (what, q) in [
+                ("foramen magnum", [0.0, 26.0, -49.0]),
+                ("C2", [0.0, 8.0, -90.0]),
+            ] {
+                let d = above_slice(&g, 0, head.to_lps(q));
+                assert!(
+                    d > 2.0,
+                    "{} seed {seed}: {what} {d:.1} mm above the lowest slice",
+                    profile.name
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn lowest_slices_of_a_default_series_hold_bone_below_the_skull_base() {
+    // 16 slices spread over lowdose's default coverage (1.25 mm x 158): the lowest three lie at
+    // the level of C2/C3 and the mandible, below the foramen magnum.
+    let opts = PhantomOptions {
+        slices: Some(16),
+        matrix: Some(128),
+        craniotomy: Some(false),
+        stl: false,
+        ..Default::default()
+    };
+    let p = generate(scanner::profile("lowdose").expect("profile"), 6, &opts);
+    let fm = p.head.to_lps([0.0, 26.0, -49.0]);
+    for k in 0..3 {
+        assert!(above_slice(&p.geometry, k, fm) > 10.0, "slice {k}");
+        let bone = p
+            .label
+            .index_axis(ndarray::Axis(0), k)
+            .iter()
+            .filter(|&&v| v == 1)
+            .count();
+        assert!(bone > 40, "slice {k}: {bone} bone voxels");
+    }
 }

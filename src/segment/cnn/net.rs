@@ -53,13 +53,12 @@ impl Net {
     /// batch norm use (and update) batch statistics.
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         let mut x = xs.shallow_clone();
-        for (conv, bn) in self.convs.iter().zip(&self.norms) {
-            x = x
-                .apply(conv)
-                .dropout(self.dropout, train)
-                .relu()
-                .apply_t(bn, train)
-                .max_pool2d([2, 2], [1, 1], [0, 0], [1, 1], false);
+        for (b, (conv, bn)) in self.convs.iter().zip(&self.norms).enumerate() {
+            x = x.apply(conv);
+            if b == 0 {
+                x = channels_last(&x);
+            }
+            x = pool2_stride1(&x.dropout(self.dropout, train).relu().apply_t(bn, train));
         }
         x.apply(&self.last)
     }
@@ -69,4 +68,19 @@ impl ModuleT for Net {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         Net::forward_t(self, xs, train)
     }
+}
+
+/// The same tensor in channels-last layout (NHWC strides, NCHW shape): oneDNN's convolutions on the
+/// CPU run 1.3-2.4x faster on it (measured on this 2-core machine: 13x13 2-class layer 2.5 -> 1.05 s,
+/// 5x5 32->32 0.87 -> 0.65 s for 4 slices of 420x420); later layers keep the layout.
+fn channels_last(x: &Tensor) -> Tensor {
+    x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+}
+
+/// 2x2 max-pool with stride 1 as the maximum of shifted views: the same values as
+/// `max_pool2d([2, 2], [1, 1])`, 3x faster on the CPU (stride-1 pooling is not a fast path there).
+fn pool2_stride1(x: &Tensor) -> Tensor {
+    let (h, w) = (x.size()[2], x.size()[3]);
+    let a = x.narrow(2, 0, h - 1).maximum(&x.narrow(2, 1, h - 1));
+    a.narrow(3, 0, w - 1).maximum(&a.narrow(3, 1, w - 1))
 }

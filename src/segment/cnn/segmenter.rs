@@ -30,6 +30,8 @@ pub struct CnnSegmenter {
     meta: ModelMeta,
     weights: PathBuf,
     options: DenseOptions,
+    /// Mean confidence of the last segmentation ([`Segmenter::mean_confidence`]).
+    last_confidence: Mutex<Option<f64>>,
 }
 
 /// Uses every CPU thread for libtorch's intra-op parallelism (once per process is enough; repeated
@@ -74,6 +76,7 @@ pub fn load_with(model_path: &Path, options: DenseOptions) -> Result<CnnSegmente
         meta,
         weights: model_path.to_owned(),
         options,
+        last_confidence: Mutex::new(None),
     })
 }
 
@@ -197,6 +200,17 @@ impl Segmenter for CnnSegmenter {
             .probabilities(ct.hu.view())
             .map_err(|e| SegmentError::Runtime(e.to_string()))?;
         let t = self.meta.threshold;
+        // Confidence: probability of the chosen class, over the voxels the network scored (inside
+        // the head's box; voxels outside it are exactly 0).
+        let (sum, n) = p
+            .iter()
+            .filter(|&&v| v > 0.0)
+            .fold((0f64, 0u64), |(s, n), &v| {
+                (s + f64::from(v.max(1.0 - v)), n + 1)
+            });
+        if let Ok(mut c) = self.last_confidence.lock() {
+            *c = (n > 0).then(|| sum / n as f64);
+        }
         let raw = p.mapv(|v| u8::from(v >= t));
         let (mask, n) = largest_component(&raw, Connectivity::TwentySix);
         if n == 0 {
@@ -205,5 +219,9 @@ impl Segmenter for CnnSegmenter {
             )));
         }
         Ok(mask)
+    }
+
+    fn mean_confidence(&self) -> Option<f64> {
+        self.last_confidence.lock().ok().and_then(|c| *c)
     }
 }

@@ -20,9 +20,11 @@
 //!
 //! The result must stay closed, manifold and consistently oriented. The simplifier does not check the
 //! link condition and can fold a thin spot into a pair of coincident opposite triangles ("flap"):
-//! such pairs are removed; if edges are still bad, their vertices and original one-rings are locked
-//! and their chunks redone (up to [`RETRIES`] times); if anything is still wrong, the undecimated
-//! mesh is kept and the reason reported. Folded triangles (normal against the original surface
+//! such pairs are removed; if edges are still bad, their vertices and original one-rings (in the
+//! last retry: the three planes around them) are locked and their chunks redone (up to
+//! [`RETRIES`] times); chunks still holding bad edges then keep their
+//! undecimated triangles (over budget by those chunks, reported); if anything is still wrong, the
+//! whole undecimated mesh is kept and the reason reported. Folded triangles (normal against the original surface
 //! normals at all three corners) are counted and reported, not repaired.
 
 use meshopt::{SimplifyOptions, VertexDataAdapter};
@@ -92,7 +94,7 @@ pub fn decimate_streamed(
     let ranges: Vec<std::ops::Range<usize>> = bounds.windows(2).map(|w| w[0]..w[1]).collect();
     let nv = planes.vertex_count();
     let mut bad = vec![false; nv];
-    let run = |c: usize, bad: &[bool]| -> Result<ChunkOut, String> {
+    let run = |c: usize, bad: &[bool], keep: bool| -> Result<ChunkOut, String> {
         let r = ranges[c].clone();
         let mut tris = Vec::new();
         if r.is_empty() {
@@ -136,15 +138,19 @@ pub fn decimate_streamed(
         let mut error = 0f32;
         // No error bound: when the bound would stop the simplifier above the budget, an unbounded
         // run gives the same result, so one unbounded run replaces the bounded run plus retry.
-        let out = meshopt::simplify_with_locks(
-            &idx,
-            &adapter,
-            &locks,
-            share * 3,
-            f32::MAX,
-            SimplifyOptions::LockBorder | SimplifyOptions::ErrorAbsolute,
-            Some(&mut error),
-        );
+        let out = if keep {
+            idx.clone()
+        } else {
+            meshopt::simplify_with_locks(
+                &idx,
+                &adapter,
+                &locks,
+                share * 3,
+                f32::MAX,
+                SimplifyOptions::LockBorder | SimplifyOptions::ErrorAbsolute,
+                Some(&mut error),
+            )
+        };
         drop(idx);
         let reduced = Mesh {
             vertices: local.vertices,
@@ -164,7 +170,7 @@ pub fn decimate_streamed(
     };
     let mut results: Vec<ChunkOut> = (0..CHUNKS)
         .into_par_iter()
-        .map(|c| run(c, &bad))
+        .map(|c| run(c, &bad, false))
         .collect::<Result<_, _>>()?;
     let volume_before: f64 = results.iter().map(|r| r.volume_before).sum::<f64>() / 6.0;
     let mut notes = Vec::new();
@@ -179,7 +185,7 @@ pub fn decimate_streamed(
                 notes.push(format!("{flaps} flap pair(s) removed"));
             }
         }
-        if topo.is_watertight() || round == RETRIES {
+        if topo.is_watertight() || round == RETRIES + 1 {
             break (reduced, topo);
         }
         // Lock the ends of the bad edges and their original one-rings, redo their chunks.
@@ -189,6 +195,16 @@ pub fn decimate_streamed(
             ends.extend(e.map(|v| global_of[v as usize]))
         });
         ends.iter().for_each(|&v| bad[v as usize] = true);
+        if round == RETRIES {
+            // One-ring locks did not settle it: lock the whole band of planes around each bad
+            // vertex (that part of the surface stays as extracted).
+            for &v in &ends {
+                let p = planes.plane_of(v as usize);
+                let lo = planes.first_vertex(p.saturating_sub(1));
+                let hi = planes.first_vertex(p + 2);
+                bad[lo..hi].iter_mut().for_each(|b| *b = true);
+            }
+        }
         let redo: Vec<usize> = (0..CHUNKS)
             .filter(|&c| {
                 let r = &ranges[c];
@@ -196,13 +212,29 @@ pub fn decimate_streamed(
                 !r.is_empty() && ends.iter().any(|&v| (base..end).contains(&(v as usize)))
             })
             .collect();
-        notes.push(format!(
-            "retry {round}: {} bad edges, their vertices locked, {} chunk(s) redone",
-            ends.len() / 2,
-            redo.len()
-        ));
+        // Last resort: the chunks that still hold bad edges keep their undecimated triangles
+        // (their border vertices were never moved, so they stitch to the decimated neighbours).
+        let keep = round == RETRIES + 1;
+        notes.push(if keep {
+            format!(
+                "{} bad edges left after {RETRIES} retries: {} chunk(s) kept undecimated",
+                ends.len() / 2,
+                redo.len()
+            )
+        } else {
+            format!(
+                "retry {round}: {} bad edges, their vertices {} locked, {} chunk(s) redone",
+                ends.len() / 2,
+                if round == RETRIES {
+                    "and their planes"
+                } else {
+                    "and one-rings"
+                },
+                redo.len()
+            )
+        });
         let redone: Vec<(usize, Result<ChunkOut, String>)> =
-            redo.par_iter().map(|&c| (c, run(c, &bad))).collect();
+            redo.par_iter().map(|&c| (c, run(c, &bad, keep))).collect();
         for (c, r) in redone {
             let mut r = r?;
             r.volume_before = results[c].volume_before;

@@ -252,3 +252,27 @@ fn bad_input_is_an_error_not_a_panic() {
         Err(MeshError::Geometry { .. })
     ));
 }
+
+#[test]
+fn hard_budget_on_a_one_voxel_shell_never_breaks_the_mesh() {
+    // A hollow ball with a one-voxel wall: collapsing across the wall makes the inner and outer
+    // surfaces touch (non-manifold edges), which the retries must catch and lock away.
+    let shell = &ball(40, 15.0) - &ball(40, 14.0);
+    let g = axial([40, 40, 40], [2.5, 0.6, 0.9]);
+    let opts = MeshOptions {
+        max_triangles: Some(1000),
+        ..MeshOptions::default()
+    };
+    let (mesh, s) = build_mesh(&shell, &g, &opts).unwrap();
+    assert_eq!(s.triangles_surface, 16912);
+    assert!(s.decimation.contains("retry 1:"), "{}", s.decimation);
+    assert!(
+        s.decimation.contains("re-checked watertight"),
+        "{}",
+        s.decimation
+    );
+    // Decimation keeps the surface's topology: as many shells as the undecimated surface.
+    let (_, raw) = build_mesh(&shell, &g, &exact()).unwrap();
+    let t = topology(&mesh);
+    assert!(t.is_watertight() && t.shells == raw.shells, "{t:?} vs {}", raw.shells);
+}

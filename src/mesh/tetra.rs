@@ -308,6 +308,14 @@ impl Planes {
         out
     }
 
+    /// The plane that owns the vertex with global id `v` (the last plane for ids past the end).
+    pub fn plane_of(&self, v: usize) -> usize {
+        self.offsets
+            .partition_point(|&o| o <= v)
+            .saturating_sub(1)
+            .min(self.keys.len().saturating_sub(1))
+    }
+
     /// Global id of the first vertex of plane `p`.
     pub fn first_vertex(&self, p: usize) -> usize {
         self.offsets[p.min(self.offsets.len() - 1)]

@@ -40,10 +40,13 @@ enum Command {
         /// Output folder (created if missing).
         #[arg(long)]
         out: PathBuf,
-        /// Segmenter: `cnn` needs a model in models/; the default is `cnn` when one is shipped,
-        /// else `threshold`.
+        /// Segmenter: `cnn` needs a model (--model, or models/osteon-cnn.safetensors); the
+        /// default is `cnn` when that model file exists, else `threshold`.
         #[arg(long, value_enum)]
         segmenter: Option<SegmenterArg>,
+        /// CNN weights (safetensors, trained by `osteon train`; its .json metadata beside it).
+        #[arg(long)]
+        model: Option<PathBuf>,
         /// Bone threshold in HU for the threshold segmenter (a finite number).
         #[arg(long, default_value_t = osteon::segment::threshold::DEFAULT_THRESHOLD_HU,
               value_parser = finite_hu)]
@@ -99,6 +102,9 @@ enum Command {
         /// Segmenter to score.
         #[arg(long, value_enum, default_value_t = EvalSegmenterArg::Threshold)]
         segmenter: EvalSegmenterArg,
+        /// CNN weights for `--segmenter cnn` (default models/osteon-cnn.safetensors).
+        #[arg(long)]
+        model: Option<PathBuf>,
         /// Bone threshold in HU for the threshold segmenter.
         #[arg(long, default_value_t = osteon::segment::threshold::DEFAULT_THRESHOLD_HU)]
         threshold: f32,
@@ -167,6 +173,7 @@ enum SegmenterArg {
 #[derive(Clone, Copy, ValueEnum)]
 enum EvalSegmenterArg {
     Threshold,
+    Cnn,
 }
 
 /// Upper bound of --smooth-iterations: windowed-sinc smoothing converges in tens of iterations;
@@ -252,6 +259,7 @@ fn main() -> ExitCode {
             inputs,
             out,
             segmenter,
+            model,
             threshold,
             smooth_iterations,
             max_triangles,
@@ -263,6 +271,7 @@ fn main() -> ExitCode {
                     None => SegmenterChoice::Default,
                 },
                 threshold_hu: threshold,
+                model,
                 mesh: osteon::mesh::MeshOptions {
                     smoothing_iterations: smooth_iterations,
                     max_triangles: (max_triangles > 0).then_some(max_triangles),
@@ -388,15 +397,28 @@ fn main() -> ExitCode {
         Command::Evaluate {
             manifest,
             segmenter,
+            model,
             threshold,
             csv,
         } => {
-            let segmenter = match segmenter {
-                EvalSegmenterArg::Threshold => osteon::segment::threshold::ThresholdSegmenter {
-                    threshold_hu: threshold,
+            let options = OfflineOptions {
+                segmenter: match segmenter {
+                    EvalSegmenterArg::Threshold => SegmenterChoice::Threshold,
+                    EvalSegmenterArg::Cnn => SegmenterChoice::Cnn,
                 },
+                threshold_hu: threshold,
+                model,
+                mesh: osteon::mesh::MeshOptions::default(),
+                progress: false,
             };
-            match osteon::eval::evaluate_manifest(&manifest, &segmenter, &csv) {
+            let segmenter = match offline::segmenter_for(&options) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("osteon evaluate: error: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            match osteon::eval::evaluate_manifest(&manifest, segmenter.as_ref(), &csv) {
                 Ok(evaluation) => {
                     print!("{}", evaluation.table());
                     println!("CSV: {}", csv.display());

@@ -18,6 +18,7 @@ fn options() -> OfflineOptions {
     OfflineOptions {
         segmenter: SegmenterChoice::Threshold,
         threshold_hu: 226.0,
+        model: None,
         mesh: MeshOptions::default(),
         progress: false,
     }
@@ -395,6 +396,28 @@ fn cli_refuses_a_series_with_a_missing_slice_naming_the_reason() {
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("missing slice"), "{text}");
     assert!(!tmp.path().join("seg.dcm").exists());
+}
+
+#[test]
+fn cli_cnn_without_its_model_names_the_missing_file() {
+    let series = common::shared_data().join("ct/ge-hispeed-dual-head-tilt");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let model = tmp.path().join("no-such-model.safetensors");
+    let out = Command::new(env!("CARGO_BIN_EXE_osteon"))
+        .args(["segment", "--segmenter", "cnn", "--model"])
+        .arg(&model)
+        .arg("--out")
+        .arg(tmp.path().join("out"))
+        .arg(&series)
+        .output()
+        .expect("run osteon");
+    let text = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("{} does not exist", model.display())),
+        "{text}"
+    );
+    assert!(!tmp.path().join("out").join("seg.dcm").exists());
 }
 
 #[test]

@@ -21,9 +21,13 @@ pub enum SegmenterChoice {
     Default,
     /// Global threshold + largest component.
     Threshold,
-    /// The CNN (issue: the CNN segmenter); refused while no model is shipped.
+    /// The CNN of [`crate::segment::cnn`] with the model of [`OfflineOptions::model`].
     Cnn,
 }
+
+/// Where the shipped CNN model is looked for when no `--model` is given (relative to the working
+/// directory); its JSON metadata lies beside it (`.json`).
+pub const DEFAULT_MODEL: &str = "models/osteon-cnn.safetensors";
 
 /// Options of an offline run.
 #[derive(Clone, Debug)]
@@ -31,6 +35,8 @@ pub struct OfflineOptions {
     pub segmenter: SegmenterChoice,
     /// Threshold (HU) of the threshold segmenter.
     pub threshold_hu: f32,
+    /// CNN weights (safetensors, JSON metadata beside them); `None` = [`DEFAULT_MODEL`].
+    pub model: Option<PathBuf>,
     pub mesh: MeshOptions,
     /// Show a progress bar on stderr when it is a terminal.
     pub progress: bool,
@@ -41,8 +47,10 @@ pub struct OfflineOptions {
 pub enum OfflineError {
     #[error("no CT series found in the inputs ({skipped} file(s) skipped: {reasons})")]
     NoSeries { skipped: usize, reasons: String },
-    #[error("the CNN segmenter is not available: no model is shipped in models/ yet; use --segmenter threshold")]
-    NoCnnModel,
+    #[error("the CNN segmenter needs a model: {0} does not exist (no model is shipped in models/ yet; train one with `osteon train` and pass --model, or use --segmenter threshold)")]
+    NoCnnModel(String),
+    #[error("the CNN model could not be loaded: {0}")]
+    CnnModel(String),
     #[error("writing {path}: {source}")]
     Io {
         path: PathBuf,
@@ -118,14 +126,42 @@ impl Summary {
 /// The segmenter for `options`.
 ///
 /// # Errors
-/// [`OfflineError::NoCnnModel`] when the CNN is asked for and no model is shipped.
+/// [`OfflineError::NoCnnModel`] when the CNN is asked for and the model file does not exist,
+/// [`OfflineError::CnnModel`] when it cannot be loaded (or the binary was built without libtorch).
+/// [`SegmenterChoice::Default`] is the CNN when the model file exists, else the threshold baseline.
 pub fn segmenter_for(options: &OfflineOptions) -> Result<Box<dyn Segmenter>, OfflineError> {
-    match options.segmenter {
-        SegmenterChoice::Cnn => Err(OfflineError::NoCnnModel),
-        SegmenterChoice::Default | SegmenterChoice::Threshold => Ok(Box::new(ThresholdSegmenter {
+    let model = options
+        .model
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_MODEL));
+    let threshold = || -> Box<dyn Segmenter> {
+        Box::new(ThresholdSegmenter {
             threshold_hu: options.threshold_hu,
-        })),
+        })
+    };
+    match options.segmenter {
+        SegmenterChoice::Threshold => Ok(threshold()),
+        SegmenterChoice::Default if !model.is_file() => Ok(threshold()),
+        SegmenterChoice::Cnn if !model.is_file() => {
+            Err(OfflineError::NoCnnModel(model.display().to_string()))
+        }
+        SegmenterChoice::Default | SegmenterChoice::Cnn => load_cnn(&model),
     }
+}
+
+#[cfg(feature = "torch")]
+fn load_cnn(model: &Path) -> Result<Box<dyn Segmenter>, OfflineError> {
+    crate::segment::cnn::load(model)
+        .map(|s| Box::new(s) as Box<dyn Segmenter>)
+        .map_err(|e| OfflineError::CnnModel(e.to_string()))
+}
+
+#[cfg(not(feature = "torch"))]
+fn load_cnn(model: &Path) -> Result<Box<dyn Segmenter>, OfflineError> {
+    Err(OfflineError::CnnModel(format!(
+        "{}: this osteon was built without libtorch (feature `torch`)",
+        model.display()
+    )))
 }
 
 /// Runs the pipeline on every CT series found in `inputs`, writing into `out`.

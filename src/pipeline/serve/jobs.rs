@@ -145,6 +145,7 @@ fn process(config: &Config, job: &Job) -> Result<(PathBuf, SeriesReport), String
             SegmenterName::Threshold => SegmenterChoice::Threshold,
         },
         threshold_hu: p.threshold_hu,
+        model: None,
         mesh: mesh.clone(),
         progress: false,
     })

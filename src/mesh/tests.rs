@@ -274,5 +274,9 @@ fn hard_budget_on_a_one_voxel_shell_never_breaks_the_mesh() {
     // Decimation keeps the surface's topology: as many shells as the undecimated surface.
     let (_, raw) = build_mesh(&shell, &g, &exact()).unwrap();
     let t = topology(&mesh);
-    assert!(t.is_watertight() && t.shells == raw.shells, "{t:?} vs {}", raw.shells);
+    assert!(
+        t.is_watertight() && t.shells == raw.shells,
+        "{t:?} vs {}",
+        raw.shells
+    );
 }

@@ -101,9 +101,10 @@ impl Summary {
                 .unwrap_or_else(|| "-".into());
             match (&s.report, &s.error) {
                 (Some(r), _) => out.push(format!(
-                    "series {number} ({} slices, {}): bone {:.1} mL, {} triangles, {:.1} s -> {}",
+                    "series {number} ({} slices, {}): {} bone {:.1} mL, {} triangles, {:.1} s -> {}",
                     r.geometry.dims[0],
                     r.series.manufacturer_model_name,
+                    r.segmentation.algorithm.name,
                     r.segmentation.bone_volume_ml,
                     r.mesh.triangles,
                     r.timings.total_ms / 1e3,

@@ -38,6 +38,9 @@ pub enum QueueError {
         column: &'static str,
         reason: String,
     },
+    /// The data folder holds no job database (the node never ran with this `storage.data_dir`).
+    #[error("{0}: no database (has the node run with this storage.data_dir?)")]
+    NoDatabase(PathBuf),
     /// No job with this id.
     #[error("no job {0}")]
     NoSuchJob(i64),

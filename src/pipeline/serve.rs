@@ -52,6 +52,12 @@ pub fn run(config: &Config) -> Result<(), ServeError> {
 async fn serve(config: &Config) -> Result<(), ServeError> {
     let (spool, events) = Spool::open(&config.storage.data_dir, config.storage.min_free_bytes)?;
     info!(spool = %spool.root().display(), "spool ready");
+    if config.route.iter().all(|r| r.destinations.is_empty()) {
+        tracing::warn!(
+            results = %config.storage.data_dir.join(jobs::RESULTS_DIR).display(),
+            "no route names a destination: results are kept in the results folder and sent nowhere"
+        );
+    }
     let queue: Arc<dyn JobQueue> = Arc::new(SqliteQueue::open(&config.storage.data_dir)?);
     let resumed = queue.resume(super::queue::now_ms())?;
     if resumed > 0 {

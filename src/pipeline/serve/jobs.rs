@@ -207,22 +207,27 @@ pub enum JobsCommand {
 
 /// Runs `osteon jobs` on the database of `config.storage.data_dir`; returns the text to print.
 ///
-/// Errors: [`QueueError`] (database unusable, no such job, job not retryable).
+/// Errors: [`QueueError`] (no database yet, database unusable, no such job, job not retryable).
 pub fn jobs_command(config: &Config, command: &JobsCommand) -> Result<String, QueueError> {
+    let db = config.storage.data_dir.join(super::super::queue::DB_FILE);
+    if !db.is_file() {
+        return Err(QueueError::NoDatabase(db));
+    }
     let queue = SqliteQueue::open(&config.storage.data_dir)?;
     match command {
         JobsCommand::List => {
             let mut out = format!(
-                "{:>5} {:<11} {:>3} {:>4} {:<14} {:<64} {}\n",
-                "ID", "STATE", "V", "TRY", "ROUTE", "SERIES", "ERROR"
+                "{:>5} {:<11} {:>3} {:>4} {:>4} {:<14} {:<64} {}\n",
+                "ID", "STATE", "V", "RUNS", "SENDS", "ROUTE", "SERIES", "ERROR"
             );
             for j in queue.list()? {
                 out.push_str(&format!(
-                    "{:>5} {:<11} {:>3} {:>4} {:<14} {:<64} {}\n",
+                    "{:>5} {:<11} {:>3} {:>4} {:>5} {:<14} {:<64} {}\n",
                     j.id,
                     j.state.as_str(),
                     j.version,
-                    j.attempts + j.export_attempts,
+                    j.attempts,
+                    j.export_attempts,
                     j.route,
                     j.series_uid,
                     j.error.as_deref().unwrap_or("")

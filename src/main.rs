@@ -215,7 +215,7 @@ fn install_panic_hook() {
             .location()
             .map(|l| format!("{}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        tracing::warn!(%location, %message, "internal failure contained (see the error that follows)");
+        tracing::warn!(%location, %message, "internal failure (panic); a decoder's is reported as an unreadable file, any other stops the command");
     }));
 }
 

@@ -192,6 +192,33 @@ fn load_reports_missing_files_wrong_architecture_and_shapes() {
     // A threshold outside (0, 1).
     let w = write_model(dir.path(), &vs, &small, 1.5);
     assert!(load(&w).err().unwrap().to_string().contains("threshold"));
+    // A reversed normalisation clip: refused at load, naming the JSON.
+    let w = write_model(dir.path(), &vs, &small, 0.5);
+    let json = std::fs::read_to_string(meta_path(&w)).unwrap();
+    let bad = json.replacen("\"lo\": -0.5", "\"lo\": 5.0", 1);
+    assert_ne!(bad, json, "metadata layout changed: {json}");
+    std::fs::write(meta_path(&w), bad).unwrap();
+    let e = load(&w).err().unwrap().to_string();
+    assert!(
+        e.contains("normalisation clip [5, 4] must be finite with lo < hi"),
+        "{e}"
+    );
+    assert!(e.contains(".json"), "{e}");
+    // Weights holding NaN: refused at load, naming the tensor (not "no bone found" later).
+    let w = write_model(dir.path(), &vs, &small, 0.5);
+    let mut nan_vs = VarStore::new(Device::Cpu);
+    let _ = Net::new(&nan_vs.root(), &small);
+    nan_vs.load(&w).unwrap();
+    tch::no_grad(|| {
+        for (name, mut v) in nan_vs.variables() {
+            if name.starts_with("conv1") {
+                let _ = v.fill_(f64::NAN);
+            }
+        }
+    });
+    nan_vs.save(&w).unwrap();
+    let e = load(&w).err().unwrap().to_string();
+    assert!(e.contains("conv1") && e.contains("NaN or infinite"), "{e}");
 }
 
 /// A small phantom (64x64, 16 slices) as normalised training data.
@@ -323,6 +350,21 @@ fn osteon_train_writes_weights_metadata_and_a_resumable_checkpoint() {
         resume: false,
         bone_margin: 8,
     };
+    // Unusable settings are refused before any work, naming the setting.
+    let refused = |change: &dyn Fn(&mut osteon::train::fit::TrainOptions), what: &str| {
+        let mut b = o.clone();
+        change(&mut b);
+        let e = osteon::train::fit::train(&b).unwrap_err().to_string();
+        assert!(e.contains(what), "{what}: {e}");
+        assert!(!b.out.exists());
+    };
+    refused(&|b| b.lr = f64::NAN, "learning rate NaN outside (0, 1]");
+    refused(&|b| b.lr = 1e30, "learning rate");
+    refused(&|b| b.decay = -1.0, "decay -1 must be finite");
+    refused(&|b| b.steps = 0, "--steps must be >= 1");
+    refused(&|b| b.minutes = Some(f64::NAN), "--minutes NaN");
+    refused(&|b| b.sample.tile = 100_000_000, "above the limits");
+    refused(&|b| b.tiles_per_step = 1_000_000_000, "above the limits");
     let r = osteon::train::fit::train(&o).unwrap();
     assert_eq!(r.steps, 6);
     assert_eq!(r.calibration.len(), 39);

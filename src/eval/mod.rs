@@ -210,6 +210,10 @@ pub fn evaluate_manifest(
     segmenter: &dyn Segmenter,
     csv: &Path,
 ) -> Result<Evaluation, EvalError> {
+    crate::pipeline::report::check_csv_target(csv).map_err(|reason| EvalError::Io {
+        path: csv.to_owned(),
+        source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, reason),
+    })?;
     let m = Manifest::load(manifest_path)?;
     let id = segmenter.identity();
     let mut scans = Vec::with_capacity(m.scan.len());

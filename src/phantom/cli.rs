@@ -17,11 +17,11 @@ pub struct PhantomArgs {
     /// Output folder: ct/, label-seg.dcm, label.stl, phantom.json.
     #[arg(long, required_unless_present_any = ["list", "measure"])]
     pub out: Option<PathBuf>,
-    /// Number of slices (spread over the profile's coverage; for quick tests).
-    #[arg(long)]
+    /// Number of slices (spread over the profile's coverage; for quick tests), 2 to 2000.
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(2..=2000))]
     pub slices: Option<usize>,
-    /// Matrix size (the field of view is kept; for quick tests).
-    #[arg(long)]
+    /// Matrix size (the field of view is kept; for quick tests), 16 to 2048.
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(16..=2048))]
     pub matrix: Option<usize>,
     /// Small and quick: 128x128, 24 slices, no STL.
     #[arg(long)]

@@ -93,3 +93,42 @@ pub struct SeriesReport {
     /// Image QA figures (noise in air, agreement with the threshold baseline, model confidence).
     pub image_qa: super::qa::ImageQa,
 }
+
+/// Refuses to write a CSV report over an existing file that is not a `.csv` (the node's database, a
+/// manifest, a DICOM object...), so a mistyped `--csv` never destroys data.
+///
+/// # Errors
+/// A one-line reason naming the file.
+pub fn check_csv_target(path: &std::path::Path) -> Result<(), String> {
+    let is_csv = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    if path.exists() && !(is_csv && path.is_file()) {
+        return Err(format!(
+            "{}: exists and is not a .csv file; refusing to overwrite it",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_csv_target;
+
+    #[test]
+    fn csv_reports_never_overwrite_other_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("osteon.db");
+        std::fs::write(&db, b"SQLite format 3\0").unwrap();
+        let e = check_csv_target(&db).unwrap_err();
+        assert!(e.ends_with("osteon.db: exists and is not a .csv file; refusing to overwrite it"));
+        assert!(check_csv_target(dir.path()).is_err());
+        let old = dir.path().join("scores.CSV");
+        std::fs::write(&old, b"a,b\n").unwrap();
+        assert!(check_csv_target(&old).is_ok());
+        assert!(check_csv_target(&dir.path().join("new.csv")).is_ok());
+        assert!(check_csv_target(&dir.path().join("new-without-extension")).is_ok());
+    }
+}

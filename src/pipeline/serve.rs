@@ -34,6 +34,10 @@ pub enum ServeError {
     /// The job database is unusable.
     #[error(transparent)]
     Queue(#[from] QueueError),
+    /// The default segmenter (the CNN model when its file exists) cannot be loaded: refused at
+    /// start-up rather than failing every job.
+    #[error("segmenter: {0}")]
+    Segmenter(#[from] super::offline::OfflineError),
 }
 
 /// Runs the node until SIGTERM or Ctrl-C, then stops accepting and returns once the associations
@@ -50,6 +54,16 @@ pub fn run(config: &Config) -> Result<(), ServeError> {
 }
 
 async fn serve(config: &Config) -> Result<(), ServeError> {
+    // Fail fast on a model that cannot be loaded (jobs load it again; this only checks it).
+    drop(super::offline::segmenter_for(
+        &super::offline::OfflineOptions {
+            segmenter: super::offline::SegmenterChoice::Default,
+            threshold_hu: crate::segment::threshold::DEFAULT_THRESHOLD_HU,
+            model: None,
+            mesh: crate::mesh::MeshOptions::default(),
+            progress: false,
+        },
+    )?);
     let (spool, events) = Spool::open(&config.storage.data_dir, config.storage.min_free_bytes)?;
     info!(spool = %spool.root().display(), "spool ready");
     if config.route.iter().all(|r| r.destinations.is_empty()) {

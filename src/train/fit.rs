@@ -188,6 +188,11 @@ fn calibrate(net: &Net, scans: &[&ScanData]) -> Result<Vec<(f32, f64)>, TrainErr
 /// # Errors
 /// [`TrainError`] for a bad manifest, unreadable scans, bad settings, a mismatching checkpoint or a
 /// failed save.
+/// Largest tile side (voxels) and tiles per step [`train`] accepts.
+pub const MAX_TILE: usize = 1024;
+/// See [`MAX_TILE`].
+pub const MAX_TILES: usize = 4096;
+
 pub fn train(o: &TrainOptions) -> Result<TrainReport, TrainError> {
     if o.out.extension().and_then(|e| e.to_str()) != Some("safetensors") {
         return Err(TrainError::Settings(format!(
@@ -199,6 +204,41 @@ pub fn train(o: &TrainOptions) -> Result<TrainReport, TrainError> {
         return Err(TrainError::Settings(
             "tiles, tile size and patches per tile must be > 0".into(),
         ));
+    }
+    if o.tiles_per_step > MAX_TILES || o.sample.tile > MAX_TILE {
+        return Err(TrainError::Settings(format!(
+            "tiles per step {} / tile size {} above the limits {MAX_TILES} / {MAX_TILE}",
+            o.tiles_per_step, o.sample.tile
+        )));
+    }
+    if o.sample.per_tile > o.sample.tile * o.sample.tile {
+        return Err(TrainError::Settings(format!(
+            "patches per tile {} above the tile's {} voxels",
+            o.sample.per_tile,
+            o.sample.tile * o.sample.tile
+        )));
+    }
+    if !(o.lr.is_finite() && o.lr > 0.0 && o.lr <= 1.0) {
+        return Err(TrainError::Settings(format!(
+            "learning rate {} outside (0, 1]",
+            o.lr
+        )));
+    }
+    if !(o.decay.is_finite() && o.decay >= 0.0) {
+        return Err(TrainError::Settings(format!(
+            "decay {} must be finite and >= 0",
+            o.decay
+        )));
+    }
+    if o.steps == 0 {
+        return Err(TrainError::Settings("--steps must be >= 1".into()));
+    }
+    if let Some(m) = o.minutes {
+        if !(m.is_finite() && m > 0.0) {
+            return Err(TrainError::Settings(format!(
+                "--minutes {m} must be finite and > 0"
+            )));
+        }
     }
     if !(0.0..=1.0).contains(&o.sample.bone_fraction) {
         return Err(TrainError::Settings(format!(

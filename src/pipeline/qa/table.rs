@@ -220,6 +220,9 @@ pub fn csv(records: &[QaRecord]) -> String {
 ///
 /// Errors: the database or the CSV file, as text naming the file.
 pub fn qa_command(data_dir: &Path, csv_path: Option<&Path>) -> Result<String, String> {
+    if let Some(path) = csv_path {
+        crate::pipeline::report::check_csv_target(path)?;
+    }
     if !data_dir.join(crate::pipeline::queue::DB_FILE).is_file() {
         return Err(format!(
             "{}: no database (has the node run with this storage.data_dir?)",

@@ -60,6 +60,14 @@ impl ModelMeta {
                 message: format!("threshold {} outside (0, 1)", meta.threshold),
             });
         }
+        if let Normalisation::AirTissue { lo, hi } = meta.normalisation {
+            if !(lo.is_finite() && hi.is_finite() && lo < hi) {
+                return Err(CnnError::Meta {
+                    path: path.to_owned(),
+                    message: format!("normalisation clip [{lo}, {hi}] must be finite with lo < hi"),
+                });
+            }
+        }
         meta.architecture
             .validate()
             .map_err(|message| CnnError::Architecture {

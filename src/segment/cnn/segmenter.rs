@@ -118,6 +118,29 @@ pub fn load_weights(vs: &mut VarStore, path: &Path) -> Result<(), CnnError> {
                 format!("{:?}", src.size()),
             ));
         }
+        // Weights must be floating point and finite (a NaN would only show as "no bone found").
+        if !src.is_floating_point() {
+            return Err(shape_err(
+                name,
+                "a floating-point tensor".into(),
+                format!("{:?}", src.kind()),
+            ));
+        }
+        let finite = src.isfinite().all().int64_value(&[]) != 0;
+        if !finite {
+            return Err(shape_err(
+                name,
+                "finite values".into(),
+                "NaN or infinite values".into(),
+            ));
+        }
+        if name.ends_with("running_var") && src.lt(0.0).any().int64_value(&[]) != 0 {
+            return Err(shape_err(
+                name,
+                "variances >= 0".into(),
+                "negative values".into(),
+            ));
+        }
     }
     let mut vars = vars;
     tch::no_grad(|| {

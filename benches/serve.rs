@@ -242,7 +242,7 @@ fn main() {
             &format!(
                 "[[destination]]\nname = \"pacs\"\nae_title = \"PACS\"\nhost = \"127.0.0.1\"\n\
                  port = {pacs_port}\n[[route]]\nname = \"cranial-ct\"\nsegmenter = \"threshold\"\n\
-                 destinations = [\"pacs\"]\nmax_triangles = 50000\nsmoothing_iterations = 0\n"
+                 destinations = [\"pacs\"]\n"
             ),
         );
         send(port, "OSTEON", &series);

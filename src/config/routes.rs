@@ -174,10 +174,16 @@ pub fn default_routes() -> Vec<RouteConfig> {
 }
 
 /// Checks routes and destinations (called by [`Config::validate`]).
+/// Most job workers a node runs (each holds a whole volume and its mesh in memory).
+pub const MAX_WORKERS: usize = 64;
+
 pub(super) fn validate(c: &Config) -> Result<(), ConfigError> {
     let p = &c.pipeline;
-    if p.workers == 0 {
-        return Err(invalid("pipeline.workers", "must be at least 1".to_owned()));
+    if p.workers == 0 || p.workers > MAX_WORKERS {
+        return Err(invalid(
+            "pipeline.workers",
+            format!("{} is outside 1..={MAX_WORKERS}", p.workers),
+        ));
     }
     if p.quiet_period.is_zero() || p.max_wait < p.quiet_period {
         return Err(invalid(
@@ -200,7 +206,32 @@ pub(super) fn validate(c: &Config) -> Result<(), ConfigError> {
             ));
         }
     }
-    for r in &c.route {
+    for (n, d) in c.destination.iter().enumerate() {
+        if c.destination[..n].iter().any(|e| e.name == d.name) {
+            return Err(invalid(
+                "destination.name",
+                format!("{:?} is used by two [[destination]] entries", d.name),
+            ));
+        }
+    }
+    for (n, r) in c.route.iter().enumerate() {
+        if c.route[..n].iter().any(|e| e.name == r.name) {
+            return Err(invalid(
+                "route.name",
+                format!("{:?} is used by two [[route]] entries", r.name),
+            ));
+        }
+        for (key, t) in [
+            ("route.min_slice_thickness_mm", r.min_slice_thickness_mm),
+            ("route.max_slice_thickness_mm", r.max_slice_thickness_mm),
+        ] {
+            if t.is_some_and(|t| !(t.is_finite() && t > 0.0)) {
+                return Err(invalid(
+                    key,
+                    format!("route {:?}: must be a positive number of mm", r.name),
+                ));
+            }
+        }
         if let Some(re) = &r.series_description {
             regex::Regex::new(re)
                 .map_err(|e| invalid("route.series_description", format!("{:?}: {e}", r.name)))?;
@@ -280,5 +311,24 @@ mod tests {
         let e = load("[[destination]]\nname = \"p\"\nae_title = \"\"\nhost = \"h\"\nport = 1\n")
             .unwrap_err();
         assert!(e.to_string().starts_with("destination.ae_title"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_names_bad_thickness_and_absurd_workers_are_refused() {
+        let dest = "[[destination]]\nname = \"p\"\nae_title = \"PACS\"\nhost = \"h\"\nport = 1\n";
+        let e = load(&format!("{dest}{dest}")).unwrap_err().to_string();
+        assert!(e.starts_with("destination.name"), "{e}");
+        let e = load("[[route]]\nname = \"a\"\n[[route]]\nname = \"a\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("route.name"), "{e}");
+        let e = load("[[route]]\nname = \"a\"\nmax_slice_thickness_mm = -5.0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("route.max_slice_thickness_mm"), "{e}");
+        let e = load("[pipeline]\nworkers = 100000\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("pipeline.workers"), "{e}");
     }
 }

@@ -16,6 +16,10 @@
 //! `OSTEON_CNN_SERIES=all` runs the whole series for every entry (default: the first only; `none`:
 //! no whole series).
 #[cfg(feature = "torch")]
+#[path = "common/rss.rs"]
+mod rss;
+
+#[cfg(feature = "torch")]
 mod bench {
     use std::path::PathBuf;
     use std::time::Instant;
@@ -33,18 +37,7 @@ mod bench {
     use tch::nn::VarStore;
     use tch::Device;
 
-    fn peak_rss_mib() -> f64 {
-        std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| {
-                s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
-                    l.split_whitespace()
-                        .nth(1)
-                        .and_then(|v| v.parse::<f64>().ok())
-                })
-            })
-            .map_or(f64::NAN, |kib| kib / 1024.0)
-    }
+    use super::rss::peak_rss_mib;
 
     fn configs() -> Vec<[usize; 4]> {
         let text = std::env::var("OSTEON_CNN_FILTERS")

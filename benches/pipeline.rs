@@ -12,32 +12,9 @@ use osteon::mesh::{build_mesh, stl_bytes, MeshOptions};
 use osteon::segment::threshold::ThresholdSegmenter;
 use osteon::segment::Segmenter;
 
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|v| v.parse::<f64>().ok())
-            })
-        })
-        .map_or(f64::NAN, |kib| kib / 1024.0)
-}
-
-/// Resident set size now, MiB (VmRSS).
-fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|v| v.parse::<f64>().ok())
-            })
-        })
-        .map_or(f64::NAN, |kib| kib / 1024.0)
-}
+#[path = "common/rss.rs"]
+mod rss;
+use rss::{peak_rss_mib, rss_mib};
 
 fn main() {
     let start_rss = rss_mib();

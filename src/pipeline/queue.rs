@@ -296,6 +296,18 @@ const COLUMNS: &str =
      slices, state, attempts, export_attempts, created_ms, updated_ms, next_attempt_ms, error, \
      result_dir, report, exports";
 
+/// Opens (creating) the node's SQLite database at `db` in WAL mode with a 10 s busy timeout; shared
+/// by the job queue and the QA store, which keep their tables in the same file.
+///
+/// # Errors
+/// The SQLite error (the caller names the file).
+pub(crate) fn open_database(db: &Path) -> Result<Connection, rusqlite::Error> {
+    let conn = Connection::open(db)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    Ok(conn)
+}
+
 impl SqliteQueue {
     /// Opens (creating) `data_dir/osteon.db`.
     ///
@@ -306,11 +318,7 @@ impl SqliteQueue {
             db: db.clone(),
             source,
         };
-        let conn = Connection::open(&db).map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
+        let conn = open_database(&db).map_err(err)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;

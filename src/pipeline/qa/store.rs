@@ -96,11 +96,7 @@ impl QaStore {
             db: db.clone(),
             source,
         };
-        let conn = Connection::open(&db).map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
+        let conn = crate::pipeline::queue::open_database(&db).map_err(err)?;
         let columns: Vec<String> = COLUMNS.iter().map(|(n, t)| format!("{n} {t}")).collect();
         conn.execute_batch(&format!(
             "CREATE TABLE IF NOT EXISTS qa ({});\n\

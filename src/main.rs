@@ -111,6 +111,8 @@ enum Command {
         /// CSV file with one row per scan.
         #[arg(long, default_value = "evaluation.csv")]
         csv: PathBuf,
+        #[command(flatten)]
+        folds: osteon::train::cli::FoldArgs,
     },
     /// Run the DICOM node: C-ECHO and C-STORE SCP receiving CT into the spool
     /// (docs/conformance.md). Stops on SIGTERM or Ctrl-C after the associations in flight end.
@@ -400,7 +402,11 @@ fn main() -> ExitCode {
             model,
             threshold,
             csv,
+            folds,
         } => {
+            if folds.folds.is_some() {
+                return osteon::train::cli::run_folds(&manifest, &folds, threshold, &csv);
+            }
             let options = OfflineOptions {
                 segmenter: match segmenter {
                     EvalSegmenterArg::Threshold => SegmenterChoice::Threshold,

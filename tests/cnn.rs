@@ -307,6 +307,71 @@ fn training_smoke_loss_decreases_and_save_load_round_trip_is_identical() {
 }
 
 #[test]
+fn fit_on_cuda_saves_a_model_that_the_cpu_reads_back_identically() {
+    // `fit` on the GPU (weights saved through a host copy), then the saved model run on the GPU
+    // and on the CPU: the same probabilities within fp32 reduction-order noise.
+    if !tch::Cuda::is_available() {
+        eprintln!("no CUDA device: GPU training ran on nothing (the CPU path is the next test)");
+        return;
+    }
+    let (scan, hu) = phantom_scan(2);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("gpu.safetensors");
+    let o = osteon::train::fit::TrainOptions {
+        manifest: dir.path().join("none.toml"),
+        out: out.clone(),
+        filters: [8, 16, 16, 16],
+        normalisation: Normalisation::default(),
+        steps: 40,
+        minutes: None,
+        tiles_per_step: 8,
+        sample: SampleSettings {
+            tile: 24,
+            per_tile: 32,
+            ..Default::default()
+        },
+        lr: 0.005,
+        decay: 0.01,
+        seed: 3,
+        threads: 2,
+        checkpoint_every: 20,
+        log_every: 10,
+        resume: false,
+        bone_margin: 8,
+        device: osteon::train::fit::DeviceChoice::Cuda,
+    };
+    let report = osteon::train::fit::fit(
+        &o,
+        Device::Cuda(0),
+        &[&scan],
+        &[&scan],
+        Vec::new(),
+        "gpu-smoke",
+    )
+    .unwrap();
+    assert_eq!(report.steps, 40);
+    assert!(report.last_loss < report.first_loss, "{report:?}");
+    let probs = |device: Device| {
+        let opts = DenseOptions {
+            device,
+            half: false,
+            ..DenseOptions::default()
+        };
+        osteon::segment::cnn::segmenter::load_with(&out, opts)
+            .unwrap()
+            .probabilities(hu.view())
+            .unwrap()
+    };
+    let (gpu, cpu) = (probs(Device::Cuda(0)), probs(Device::Cpu));
+    let worst = gpu
+        .iter()
+        .zip(cpu.iter())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(worst <= 1e-4, "max |GPU - CPU| = {worst}");
+}
+
+#[test]
 fn osteon_train_writes_weights_metadata_and_a_resumable_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let opts = osteon::phantom::PhantomOptions {
@@ -349,6 +414,7 @@ fn osteon_train_writes_weights_metadata_and_a_resumable_checkpoint() {
         log_every: 3,
         resume: false,
         bone_margin: 8,
+        device: osteon::train::fit::DeviceChoice::Cpu,
     };
     // Unusable settings are refused before any work, naming the setting.
     let refused = |change: &dyn Fn(&mut osteon::train::fit::TrainOptions), what: &str| {

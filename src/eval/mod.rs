@@ -10,9 +10,11 @@
 //! (largest component, smoothing, decimation) → signed deviation of each reference mesh vertex from
 //! the predicted mesh, kept within ±5 mm.
 
+pub mod compare;
 pub mod manifest;
 pub mod metrics;
 pub mod regions;
+pub mod variants;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -412,7 +414,7 @@ fn region_cells(r: Option<&RegionScores>) -> (String, String, String) {
     }
 }
 
-fn mean_sd(v: impl Iterator<Item = f64>) -> (f64, f64) {
+pub(crate) fn mean_sd(v: impl Iterator<Item = f64>) -> (f64, f64) {
     let v: Vec<f64> = v.filter(|x| x.is_finite()).collect();
     if v.is_empty() {
         return (f64::NAN, f64::NAN);

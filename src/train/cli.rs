@@ -14,6 +14,17 @@ pub enum NormArg {
     MinMax,
 }
 
+/// Device choice on the command line.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum DeviceArg {
+    /// CUDA when libtorch sees a GPU, else the CPU.
+    Auto,
+    /// The CPU.
+    Cpu,
+    /// CUDA device 0 (an error without one).
+    Cuda,
+}
+
 /// Arguments of `osteon train`.
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
@@ -73,22 +84,23 @@ pub struct TrainArgs {
     /// Continue from the checkpoint beside --out.
     #[arg(long)]
     pub resume: bool,
+    /// Where the network trains.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    pub device: DeviceArg,
 }
 
-/// Runs `osteon train`; exit code 0 on success, 1 on failure.
+/// The training options `args` describe.
+///
+/// # Errors
+/// A message when `--filters` does not hold 4 numbers.
 #[cfg(feature = "torch")]
-pub fn run(args: &TrainArgs) -> ExitCode {
-    use super::fit::{train, TrainOptions};
+pub fn options(args: &TrainArgs) -> Result<super::fit::TrainOptions, String> {
+    use super::fit::{DeviceChoice, TrainOptions};
     use super::sample::SampleSettings;
     use crate::segment::cnn::normalise::Normalisation;
-    let filters = match <[usize; 4]>::try_from(args.filters.as_slice()) {
-        Ok(f) => f,
-        Err(_) => {
-            eprintln!("osteon train: --filters needs 4 numbers");
-            return ExitCode::from(2);
-        }
-    };
-    let o = TrainOptions {
+    let filters = <[usize; 4]>::try_from(args.filters.as_slice())
+        .map_err(|_| "--filters needs 4 numbers".to_owned())?;
+    Ok(TrainOptions {
         manifest: args.manifest.clone(),
         out: args.out.clone(),
         filters,
@@ -116,6 +128,24 @@ pub fn run(args: &TrainArgs) -> ExitCode {
         log_every: args.log_every,
         resume: args.resume,
         bone_margin: 8,
+        device: match args.device {
+            DeviceArg::Auto => DeviceChoice::Auto,
+            DeviceArg::Cpu => DeviceChoice::Cpu,
+            DeviceArg::Cuda => DeviceChoice::Cuda,
+        },
+    })
+}
+
+/// Runs `osteon train`; exit code 0 on success, 1 on failure.
+#[cfg(feature = "torch")]
+pub fn run(args: &TrainArgs) -> ExitCode {
+    use super::fit::train;
+    let o = match options(args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("osteon train: {e}");
+            return ExitCode::from(2);
+        }
     };
     if let Some(dir) = o.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         if let Err(e) = std::fs::create_dir_all(dir) {
@@ -147,5 +177,181 @@ pub fn run(args: &TrainArgs) -> ExitCode {
 #[cfg(not(feature = "torch"))]
 pub fn run(_args: &TrainArgs) -> ExitCode {
     eprintln!("osteon train: this build has no libtorch (feature `torch` off)");
+    ExitCode::FAILURE
+}
+
+/// Cross-validation scheme of `osteon evaluate --folds`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum FoldScheme {
+    /// The paper's protocol: pairs of scans held out in turn (src/train/folds.rs).
+    #[value(name = "leave-2-out")]
+    LeaveTwoOut,
+}
+
+/// Arguments of `osteon evaluate` for cross-validation: each fold's model is trained with the
+/// settings of `osteon train` (its defaults, overridden by these).
+#[derive(clap::Args, Debug)]
+pub struct FoldArgs {
+    /// Train one CNN per fold and score each scan with the model that held it out, beside the
+    /// threshold baseline (the manifest's `test` scans are scored by the final model).
+    #[arg(long, value_enum)]
+    pub folds: Option<FoldScheme>,
+    /// Folder of the fold models (fold-NN.safetensors, final.safetensors, JSON beside each).
+    #[arg(long, default_value = "folds")]
+    pub work: PathBuf,
+    /// Reuse fold models already in --work instead of training them again.
+    #[arg(long)]
+    pub reuse: bool,
+    /// Optimizer steps per fold (default: osteon train's).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Tiles per step (default: osteon train's).
+    #[arg(long)]
+    pub tiles: Option<usize>,
+    /// Wall-clock budget per fold, minutes.
+    #[arg(long)]
+    pub minutes_per_fold: Option<f64>,
+    /// Training seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Where the folds train.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    pub device: DeviceArg,
+    /// SVG plot of per-scan signed surface deviation (mean +- SD), grouped by scanner, CNN beside
+    /// the threshold baseline (the paper's Fig. 6); default: the CSV's name with .svg.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+}
+
+/// `osteon train`'s defaults for `manifest` and `out`, through the same argument parser.
+fn default_train_args(manifest: &std::path::Path, out: &std::path::Path) -> Option<TrainArgs> {
+    use clap::Parser;
+    #[derive(clap::Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        args: TrainArgs,
+    }
+    let argv = [
+        std::ffi::OsString::from("train"),
+        "--manifest".into(),
+        manifest.as_os_str().to_owned(),
+        "--out".into(),
+        out.as_os_str().to_owned(),
+    ];
+    Wrap::try_parse_from(argv).ok().map(|w| w.args)
+}
+
+/// Runs `osteon evaluate --folds`: cross-validation, tables on stdout, CSV and SVG plot.
+#[cfg(feature = "torch")]
+pub fn run_folds(
+    manifest: &std::path::Path,
+    args: &FoldArgs,
+    threshold_hu: f32,
+    csv: &std::path::Path,
+) -> ExitCode {
+    use super::folds::{cross_validate, FoldOptions};
+    // Fold models and scoring run in one process; the report's JSON goes beside the CSV.
+    if let Err(reason) = crate::pipeline::report::check_csv_target(csv) {
+        eprintln!("osteon evaluate: {}: {reason}", csv.display());
+        return ExitCode::FAILURE;
+    }
+    let Some(mut targs) = default_train_args(manifest, &args.work.join("final.safetensors")) else {
+        eprintln!("osteon evaluate: internal error: default training arguments");
+        return ExitCode::FAILURE;
+    };
+    if let Some(s) = args.steps {
+        targs.steps = s;
+    }
+    if let Some(t) = args.tiles {
+        targs.tiles = t;
+    }
+    if let Some(s) = args.seed {
+        targs.seed = s;
+    }
+    targs.minutes = args.minutes_per_fold;
+    targs.device = args.device;
+    targs.log_every = 100;
+    targs.checkpoint_every = 1000;
+    let train = match options(&targs) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("osteon evaluate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let o = FoldOptions {
+        train,
+        work: args.work.clone(),
+        reuse: args.reuse,
+        threshold_hu,
+    };
+    match cross_validate(&o) {
+        Ok(r) => {
+            print!("{}", r.cnn.table());
+            println!();
+            print!("{}", r.threshold.table());
+            println!();
+            print!(
+                "{}",
+                crate::eval::compare::comparison_table(&r.cnn, &r.threshold)
+            );
+            println!();
+            print!("{}", super::folds::variants_table(&r.variants));
+            let plot = args
+                .plot
+                .clone()
+                .unwrap_or_else(|| csv.with_extension("svg"));
+            let text = crate::eval::compare::combined_csv(&r.cnn, &r.threshold, &r.fold_of);
+            if let Err(e) = std::fs::write(csv, text) {
+                eprintln!("osteon evaluate: writing {}: {e}", csv.display());
+                return ExitCode::FAILURE;
+            }
+            let svg = crate::eval::compare::deviation_plot_svg(&r.cnn, &r.threshold);
+            if let Err(e) = std::fs::write(&plot, svg) {
+                eprintln!("osteon evaluate: writing {}: {e}", plot.display());
+                return ExitCode::FAILURE;
+            }
+            let json = csv.with_extension("json");
+            let doc = serde_json::json!({
+                "plan": r.plan,
+                "fold_of": r.fold_of,
+                "models": r.models,
+                "train_seconds": r.train_seconds,
+                "variants": r.variants,
+            });
+            if let Err(e) = std::fs::write(&json, doc.to_string()) {
+                eprintln!("osteon evaluate: writing {}: {e}", json.display());
+                return ExitCode::FAILURE;
+            }
+            let trained: f64 = r.train_seconds.iter().sum();
+            println!(
+                "models: {} in {} ({trained:.0} s of training); CSV: {}; plot: {}",
+                r.models.len(),
+                o.work.display(),
+                csv.display(),
+                plot.display()
+            );
+            if r.cnn.failed() + r.threshold.failed() > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("osteon evaluate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Without the `torch` feature there is no network to cross-validate.
+#[cfg(not(feature = "torch"))]
+pub fn run_folds(
+    _manifest: &std::path::Path,
+    _args: &FoldArgs,
+    _threshold_hu: f32,
+    _csv: &std::path::Path,
+) -> ExitCode {
+    eprintln!("osteon evaluate --folds: this build has no libtorch (feature `torch` off)");
     ExitCode::FAILURE
 }

@@ -9,10 +9,10 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, OptimizerConfig, VarStore};
 use tch::{Device, Reduction, Tensor};
 
-use super::data::load_scan;
+use super::data::{load_scan, ScanRecord};
 use super::sample::{draw_tile, Rng, SampleSettings, ScanData, IGNORE};
 use super::TrainError;
-use crate::eval::manifest::{Manifest, Split};
+use crate::eval::manifest::{Manifest, ScanEntry, Split};
 use crate::segment::cnn::arch::{Architecture, HALF};
 use crate::segment::cnn::infer::{dense_probabilities, DenseOptions};
 use crate::segment::cnn::meta::{meta_path, ModelMeta, FORMAT};
@@ -55,6 +55,39 @@ pub struct TrainOptions {
     pub resume: bool,
     /// Dilation of the per-slice bone rectangle, voxels.
     pub bone_margin: usize,
+    /// Where the network trains (`auto`: CUDA when libtorch sees a GPU, else the CPU).
+    #[serde(default)]
+    pub device: DeviceChoice,
+}
+
+/// Device choice of training (`--device`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    /// CUDA device 0 when available, else the CPU.
+    #[default]
+    Auto,
+    /// The CPU.
+    Cpu,
+    /// CUDA device 0; an error when libtorch sees none.
+    Cuda,
+}
+
+impl DeviceChoice {
+    /// The libtorch device.
+    ///
+    /// # Errors
+    /// [`TrainError::Settings`] for `Cuda` without a CUDA device.
+    pub fn resolve(self) -> Result<Device, TrainError> {
+        match self {
+            DeviceChoice::Auto => Ok(Device::cuda_if_available()),
+            DeviceChoice::Cpu => Ok(Device::Cpu),
+            DeviceChoice::Cuda if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
+            DeviceChoice::Cuda => Err(TrainError::Settings(
+                "--device cuda: libtorch sees no CUDA device".into(),
+            )),
+        }
+    }
 }
 
 /// Checkpoint state (`*.ckpt.json`).
@@ -101,14 +134,28 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
     }
 }
 
-fn save_vs(vs: &VarStore, path: &Path) -> Result<(), TrainError> {
-    vs.save(path).map_err(|e| {
-        crate::segment::cnn::CnnError::Torch(format!("{}: {e}", path.display())).into()
-    })
+/// Saves `vs` as safetensors, through a CPU copy when it lives on a GPU (the writer reads host
+/// memory).
+fn save_vs(vs: &VarStore, arch: &Architecture, path: &Path) -> Result<(), TrainError> {
+    let torch =
+        |e: tch::TchError| crate::segment::cnn::CnnError::Torch(format!("{}: {e}", path.display()));
+    if vs.device() == Device::Cpu {
+        return vs.save(path).map_err(|e| torch(e).into());
+    }
+    let mut cpu = VarStore::new(Device::Cpu);
+    let _net = Net::new(&cpu.root(), arch);
+    cpu.copy(vs).map_err(torch)?;
+    cpu.save(path).map_err(|e| torch(e).into())
 }
 
-/// One training batch from `scans`, drawn by `rng`: inputs `[B, 1, S+32, S+32]`, targets `[B, S, S]`.
-fn batch(scans: &[ScanData], o: &TrainOptions, rng: &mut Rng) -> Option<(Tensor, Tensor)> {
+/// One training batch from `scans`, drawn by `rng`: inputs `[B, 1, S+32, S+32]`, targets `[B, S, S]`,
+/// on `device`.
+fn batch(
+    scans: &[&ScanData],
+    o: &TrainOptions,
+    rng: &mut Rng,
+    device: Device,
+) -> Option<(Tensor, Tensor)> {
     let s = o.sample.tile as i64;
     let side = s + 2 * HALF as i64;
     let (mut xs, mut ys) = (Vec::new(), Vec::new());
@@ -119,8 +166,10 @@ fn batch(scans: &[ScanData], o: &TrainOptions, rng: &mut Rng) -> Option<(Tensor,
     }
     let b = o.tiles_per_step as i64;
     Some((
-        Tensor::from_slice(&xs).view([b, 1, side, side]),
-        Tensor::from_slice(&ys).view([b, s, s]),
+        Tensor::from_slice(&xs)
+            .view([b, 1, side, side])
+            .to_device(device),
+        Tensor::from_slice(&ys).view([b, s, s]).to_device(device),
     ))
 }
 
@@ -131,21 +180,26 @@ pub fn loss(net: &Net, xs: &Tensor, ys: &Tensor, train: bool) -> Tensor {
 }
 
 /// Bone probabilities of a stored (normalised) scan.
-fn scan_probabilities(net: &Net, sc: &ScanData) -> Result<Array3<f32>, TrainError> {
+fn scan_probabilities(net: &Net, sc: &ScanData, device: Device) -> Result<Array3<f32>, TrainError> {
     let opts = DenseOptions {
-        device: Device::Cpu,
+        device,
         half: false,
+        batch_slices: if device.is_cuda() { 16 } else { 4 },
         ..DenseOptions::default()
     };
     Ok(dense_probabilities(net, &sc.norm, sc.image.view(), &opts)?)
 }
 
 /// Mean DSC over `scans` (inside each label's bounding box) for each candidate threshold.
-fn calibrate(net: &Net, scans: &[&ScanData]) -> Result<Vec<(f32, f64)>, TrainError> {
+fn calibrate(
+    net: &Net,
+    scans: &[&ScanData],
+    device: Device,
+) -> Result<Vec<(f32, f64)>, TrainError> {
     let cands: Vec<f32> = (1..40).map(|n| n as f32 * 0.025).collect();
     let mut sum = vec![0f64; cands.len()];
     for sc in scans {
-        let p = scan_probabilities(net, sc)?;
+        let p = scan_probabilities(net, sc, device)?;
         let Some(r) = crate::eval::metrics::Region::bounding_box(&sc.label, 0) else {
             continue;
         };
@@ -183,17 +237,17 @@ fn calibrate(net: &Net, scans: &[&ScanData]) -> Result<Vec<(f32, f64)>, TrainErr
         .collect())
 }
 
-/// Trains a model as `o` says (see the module documentation of [`super`]); progress on stderr.
-///
-/// # Errors
-/// [`TrainError`] for a bad manifest, unreadable scans, bad settings, a mismatching checkpoint or a
-/// failed save.
 /// Largest tile side (voxels) and tiles per step [`train`] accepts.
 pub const MAX_TILE: usize = 1024;
 /// See [`MAX_TILE`].
 pub const MAX_TILES: usize = 4096;
 
-pub fn train(o: &TrainOptions) -> Result<TrainReport, TrainError> {
+/// Checks the settings of `o` that do not need the data (output name, tile sizes, learning rate,
+/// decay, steps, time budget, bone fraction, architecture).
+///
+/// # Errors
+/// [`TrainError::Settings`] naming the setting.
+pub fn check_options(o: &TrainOptions) -> Result<(), TrainError> {
     if o.out.extension().and_then(|e| e.to_str()) != Some("safetensors") {
         return Err(TrainError::Settings(format!(
             "--out {} must end in .safetensors",
@@ -246,38 +300,94 @@ pub fn train(o: &TrainOptions) -> Result<TrainReport, TrainError> {
             o.sample.bone_fraction
         )));
     }
-    let arch = Architecture::with_filters(o.filters);
-    arch.validate().map_err(TrainError::Settings)?;
-    tch::set_num_threads(o.threads.max(1) as i32);
-    tch::manual_seed(o.seed as i64);
+    Architecture::with_filters(o.filters)
+        .validate()
+        .map_err(TrainError::Settings)
+}
+
+/// Loads `entries` in parallel (CT, label, normalisation, hashes), in their order.
+///
+/// # Errors
+/// The first [`TrainError`] of a scan that fails.
+pub fn load_scans(
+    entries: &[&ScanEntry],
+    o: &TrainOptions,
+) -> Result<Vec<(ScanData, ScanRecord)>, TrainError> {
+    use rayon::prelude::*;
+    entries
+        .par_iter()
+        .map(|e| {
+            let t = Instant::now();
+            let (d, r) = load_scan(e, o.normalisation, o.bone_margin)?;
+            eprintln!(
+                "loaded {} ({:?}, {} bone voxels, air {:.0} tissue {:.0}) in {:.1} s",
+                r.name,
+                r.shape,
+                r.bone_voxels,
+                r.anchors[0],
+                r.anchors[1],
+                t.elapsed().as_secs_f64()
+            );
+            Ok((d, r))
+        })
+        .collect()
+}
+
+/// Trains a model as `o` says (see the module documentation of [`super`]) on the manifest's
+/// `train` scans, calibrating the threshold on its `validation` scans; progress on stderr.
+///
+/// # Errors
+/// [`TrainError`] for a bad manifest, unreadable scans, bad settings, a mismatching checkpoint or a
+/// failed save.
+pub fn train(o: &TrainOptions) -> Result<TrainReport, TrainError> {
+    check_options(o)?;
+    let device = o.device.resolve()?;
     let manifest = Manifest::load(&o.manifest)?;
+    let entries: Vec<&ScanEntry> = manifest
+        .scan
+        .iter()
+        .filter(|e| e.split != Split::Test)
+        .collect();
+    let loaded = load_scans(&entries, o)?;
     let (mut train, mut val, mut records) = (Vec::new(), Vec::new(), Vec::new());
-    for e in manifest.scan.iter().filter(|e| e.split != Split::Test) {
-        let t = Instant::now();
-        let (d, r) = load_scan(e, o.normalisation, o.bone_margin)?;
-        eprintln!(
-            "loaded {} ({:?}, {} bone voxels, air {:.0} tissue {:.0}) in {:.1} s",
-            r.name,
-            r.shape,
-            r.bone_voxels,
-            r.anchors[0],
-            r.anchors[1],
-            t.elapsed().as_secs_f64()
-        );
+    for ((d, r), e) in loaded.iter().zip(&entries) {
         if e.split == Split::Train {
             train.push(d)
         } else {
             val.push(d)
         }
-        records.push(r);
+        records.push(r.clone());
     }
+    fit(o, device, &train, &val, records, &manifest.manifest.name)
+}
+
+/// The optimisation of [`train`] on scans already loaded: `train` scans feed the loss, `val` scans
+/// calibrate the decision threshold; writes the weights, checkpoint and metadata (with `records`
+/// as the provenance of the data) as `o.out` says.
+///
+/// # Errors
+/// As [`train`].
+pub fn fit(
+    o: &TrainOptions,
+    device: Device,
+    train: &[&ScanData],
+    val: &[&ScanData],
+    records: Vec<ScanRecord>,
+    manifest_name: &str,
+) -> Result<TrainReport, TrainError> {
+    check_options(o)?;
     if train.is_empty() {
         return Err(TrainError::Settings(format!(
             "{}: no scan with split = \"train\"",
             o.manifest.display()
         )));
     }
-    let mut vs = VarStore::new(Device::Cpu);
+    let arch = Architecture::with_filters(o.filters);
+    if !device.is_cuda() {
+        tch::set_num_threads(o.threads.max(1) as i32);
+    }
+    tch::manual_seed(o.seed as i64);
+    let mut vs = VarStore::new(device);
     let net = Net::new(&vs.root(), &arch);
     let (ck_w, ck_j) = ckpt_paths(&o.out);
     let (mut step, mut losses, mut seconds) = (0usize, Vec::new(), 0.0f64);
@@ -311,10 +421,11 @@ pub fn train(o: &TrainOptions) -> Result<TrainReport, TrainError> {
     .map_err(|e| crate::segment::cnn::CnnError::Torch(e.to_string()))?;
     let start = Instant::now();
     let first_step = step;
-    let (mut window, mut window_n) = (0.0f64, 0usize);
+    // The loss stays on the device between progress lines (no host sync every step).
+    let (mut window, mut window_n) = (Tensor::zeros([], (tch::Kind::Float, device)), 0usize);
     let save_ckpt =
         |step: usize, losses: &Vec<(usize, f64)>, secs: f64| -> Result<(), TrainError> {
-            save_vs(&vs, &ck_w)?;
+            save_vs(&vs, &arch, &ck_w)?;
             let ck = Checkpoint {
                 step,
                 filters: o.filters,
@@ -337,40 +448,39 @@ pub fn train(o: &TrainOptions) -> Result<TrainReport, TrainError> {
         let lr = o.lr / (1.0 + o.decay * step as f64);
         opt.set_lr(lr);
         let mut rng = Rng::new(o.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        let Some((xs, ys)) = batch(&train, o, &mut rng) else {
+        let Some((xs, ys)) = batch(train, o, &mut rng, device) else {
             return Err(TrainError::Settings("no training slice holds bone".into()));
         };
         let l = loss(&net, &xs, &ys, true);
         opt.backward_step(&l);
-        window += l.double_value(&[]);
+        window += l.detach();
         window_n += 1;
         step += 1;
         if step % o.log_every.max(1) == 0 || step == o.steps {
-            let mean = window / window_n as f64;
+            let mean = window.double_value(&[]) / window_n as f64;
             losses.push((step, mean));
             let el = start.elapsed().as_secs_f64();
             eprintln!(
-                "step {step}/{} loss {mean:.4} lr {lr:.5} {:.2} s/step elapsed {:.0} s",
+                "step {step}/{} loss {mean:.4} lr {lr:.5} {:.3} s/step elapsed {:.0} s",
                 o.steps,
                 el / (step - first_step).max(1) as f64,
                 el
             );
-            (window, window_n) = (0.0, 0);
+            (window, window_n) = (Tensor::zeros([], (tch::Kind::Float, device)), 0);
         }
         if step % o.checkpoint_every.max(1) == 0 {
             save_ckpt(step, &losses, seconds + start.elapsed().as_secs_f64())?;
         }
     }
     if window_n > 0 {
-        losses.push((step, window / window_n as f64));
+        losses.push((step, window.double_value(&[]) / window_n as f64));
     }
     seconds += start.elapsed().as_secs_f64();
     save_ckpt(step, &losses, seconds)?;
-    let val_refs: Vec<&ScanData> = val.iter().collect();
-    let calibration = if val_refs.is_empty() {
+    let calibration = if val.is_empty() {
         Vec::new()
     } else {
-        calibrate(&net, &val_refs)?
+        calibrate(&net, val, device)?
     };
     let threshold = calibration
         .iter()
@@ -386,7 +496,7 @@ pub fn train(o: &TrainOptions) -> Result<TrainReport, TrainError> {
             best.1
         );
     }
-    save_vs(&vs, &o.out)?;
+    save_vs(&vs, &arch, &o.out)?;
     let report = TrainReport {
         steps: step,
         first_loss: losses.first().map_or(f64::NAN, |l| l.1),
@@ -403,10 +513,11 @@ pub fn train(o: &TrainOptions) -> Result<TrainReport, TrainError> {
         threshold,
         training: serde_json::json!({
             "options": o,
+            "device": format!("{device:?}"),
             "lr_schedule": "lr_t = lr / (1 + decay * t), t = optimizer step (Keras RMSprop decay)",
             "rmsprop": { "rho": 0.9, "epsilon": 1e-7 },
             "objective": "masked cross-entropy of drawn patch centres, dense on tiles",
-            "manifest": manifest.manifest.name,
+            "manifest": manifest_name,
             "scans": records,
             "report": &report,
             "torch": crate::torch_info::describe(),
@@ -419,5 +530,5 @@ pub fn train(o: &TrainOptions) -> Result<TrainReport, TrainError> {
 /// Bone probabilities `[k, j, i]` of a (normalised) scan with a freshly built net: exposed for
 /// tests of the training smoke run.
 pub fn probabilities_of(net: &Net, sc: &ScanData) -> Result<Array3<f32>, TrainError> {
-    scan_probabilities(net, sc)
+    scan_probabilities(net, sc, Device::Cpu)
 }

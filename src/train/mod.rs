@@ -3,6 +3,7 @@
 //! * [`sample`]: balanced sampling of tiles inside the per-slice bone region, augmentation.
 //! * [`data`]: loading the scans of a manifest (CT, label, normalisation, SHA-256 provenance).
 //! * `fit` (feature `torch`): the optimisation loop, checkpoints, threshold calibration, saving.
+//! * `folds` (feature `torch`): leave-2-out cross-validation (`osteon evaluate --folds`).
 //! * [`cli`]: the command's arguments.
 //!
 //! Objective (Minnema et al. 2018, §2.3): cross-entropy of the centre-voxel class of 33x33 axial
@@ -18,6 +19,8 @@ pub mod sample;
 
 #[cfg(feature = "torch")]
 pub mod fit;
+#[cfg(feature = "torch")]
+pub mod folds;
 
 use std::path::PathBuf;
 

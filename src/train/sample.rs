@@ -125,12 +125,17 @@ pub struct Tile {
 }
 
 /// Draws a tile from one of `scans` (see the module documentation); `None` when no scan has bone.
-pub fn draw_tile(scans: &[ScanData], set: &SampleSettings, rng: &mut Rng) -> Option<Tile> {
+pub fn draw_tile<S: std::borrow::Borrow<ScanData>>(
+    scans: &[S],
+    set: &SampleSettings,
+    rng: &mut Rng,
+) -> Option<Tile> {
     let candidates: Vec<(usize, usize)> = scans
         .iter()
         .enumerate()
         .flat_map(|(n, sc)| {
-            sc.bone_rects
+            sc.borrow()
+                .bone_rects
                 .iter()
                 .enumerate()
                 .filter(|(_, r)| r.is_some())
@@ -141,7 +146,7 @@ pub fn draw_tile(scans: &[ScanData], set: &SampleSettings, rng: &mut Rng) -> Opt
         return None;
     }
     let (n, k) = candidates[rng.below(candidates.len())];
-    let sc = &scans[n];
+    let sc: &ScanData = scans[n].borrow();
     let rect = sc.bone_rects[k]?;
     let (_, rows, cols) = sc.image.dim();
     let t = set.tile;

@@ -54,14 +54,34 @@ impl Net {
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         let mut x = xs.shallow_clone();
         for (b, (conv, bn)) in self.convs.iter().zip(&self.norms).enumerate() {
-            x = x.apply(conv);
+            x = exact_conv(&x, conv);
             if b == 0 {
                 x = channels_last(&x);
             }
             x = pool2_stride1(&x.dropout(self.dropout, train).relu().apply_t(bn, train));
         }
-        x.apply(&self.last)
+        exact_conv(&x, &self.last)
     }
+}
+
+/// Valid, stride-1 convolution with TF32 off: libtorch lets cuDNN round fp32 operands to TF32
+/// (10-bit mantissa) by default, which would make GPU fp32 differ from the CPU by ~1e-3; with it
+/// off, fp32 is fp32 on every device (under fp16 autocast the convolution still runs in fp16).
+fn exact_conv(x: &Tensor, conv: &nn::Conv2D) -> Tensor {
+    x.internal_convolution(
+        &conv.ws,
+        conv.bs.as_ref(),
+        [1, 1],
+        [0, 0],
+        [1, 1],
+        false,
+        [0, 0],
+        1,
+        false,
+        false,
+        true,
+        false,
+    )
 }
 
 impl ModuleT for Net {

@@ -1,0 +1,539 @@
+//! Cross-validation (`osteon evaluate --folds leave-2-out`): the paper's protocol (Minnema et al.
+//! 2018, §2.5: 20 patients, each model trained without the two it is tested on). Every scan is
+//! scored by a model that never saw it, beside the threshold baseline on the same scan.
+//!
+//! Plan ([`leave_two_out`]): the manifest's `train`/`validation` scans form the pool, its `test`
+//! scans are never trained on. With `n` pool scans and `m = ceil(n / 2)` folds, fold `f` holds out
+//! the pair `{pool[f], pool[f + m]}` (two scans far apart in manifest order, so a pair rarely comes
+//! from one scanner), calibrates its decision threshold on the next fold's pair and trains on the
+//! rest. The final model trains on all the pool but fold 0's pair (its validation pair) and scores
+//! the `test` scans; it is the model one would ship. Scans are loaded once for all folds.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use rayon::prelude::*;
+use tch::Device;
+
+use super::data::ScanRecord;
+use super::fit::{check_options, fit, load_scans, TrainOptions};
+use super::sample::ScanData;
+use super::TrainError;
+use crate::eval::manifest::{Manifest, ScanEntry, Split};
+use crate::eval::metrics::{dice, Region};
+use crate::eval::variants::Variant;
+use crate::eval::{evaluate_scan, label_for, Evaluation, ScanResult};
+use crate::segment::cnn::infer::DenseOptions;
+use crate::segment::threshold::ThresholdSegmenter;
+use crate::segment::Segmenter;
+
+/// One fold: indices into the manifest's scan list.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Fold {
+    /// Scans scored by this fold's model.
+    pub held_out: Vec<usize>,
+    /// Scans that calibrate the decision threshold (not trained on).
+    pub validation: Vec<usize>,
+    /// Scans the model trains on.
+    pub train: Vec<usize>,
+}
+
+/// The folds of a manifest plus the final model's split.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct FoldPlan {
+    /// Cross-validation folds.
+    pub folds: Vec<Fold>,
+    /// The final model: held out = the manifest's `test` scans.
+    pub last: Fold,
+}
+
+/// The leave-2-out plan of `manifest` (see the module documentation).
+///
+/// # Errors
+/// [`TrainError::Settings`] when fewer than 5 scans are not `test` (each fold needs a held-out pair,
+/// a validation pair and at least one training scan).
+pub fn leave_two_out(manifest: &Manifest) -> Result<FoldPlan, TrainError> {
+    let pool: Vec<usize> = (0..manifest.scan.len())
+        .filter(|&i| manifest.scan[i].split != Split::Test)
+        .collect();
+    let tests: Vec<usize> = (0..manifest.scan.len())
+        .filter(|&i| manifest.scan[i].split == Split::Test)
+        .collect();
+    let n = pool.len();
+    if n < 5 {
+        return Err(TrainError::Settings(format!(
+            "leave-2-out needs at least 5 scans that are not split = \"test\"; the manifest has {n}"
+        )));
+    }
+    let m = n.div_ceil(2);
+    let pair = |f: usize| -> Vec<usize> {
+        [f, f + m]
+            .into_iter()
+            .filter(|&p| p < n)
+            .map(|p| pool[p])
+            .collect()
+    };
+    let rest = |out: &[usize]| -> Vec<usize> {
+        pool.iter().copied().filter(|i| !out.contains(i)).collect()
+    };
+    let folds = (0..m)
+        .map(|f| {
+            let held_out = pair(f);
+            let validation = pair((f + 1) % m);
+            let train = rest(&[held_out.as_slice(), validation.as_slice()].concat());
+            Fold {
+                held_out,
+                validation,
+                train,
+            }
+        })
+        .collect();
+    let validation = pair(0);
+    let last = Fold {
+        held_out: tests,
+        train: rest(&validation),
+        validation,
+    };
+    Ok(FoldPlan { folds, last })
+}
+
+/// What cross-validation produced.
+pub struct FoldReport {
+    /// The plan.
+    pub plan: FoldPlan,
+    /// Per scan (manifest order), the CNN of the fold that held it out.
+    pub cnn: Evaluation,
+    /// Per scan, the threshold baseline.
+    pub threshold: Evaluation,
+    /// Per scan, the fold number (1-based) that scored it; 0 = the final model.
+    pub fold_of: Vec<usize>,
+    /// Weights of fold 1..m, then the final model.
+    pub models: Vec<PathBuf>,
+    /// Seconds of training per model (0 when an existing model was reused).
+    pub train_seconds: Vec<f64>,
+    /// Per scan, DSC of the held-out CNN and of the threshold on the clean scan and on each of
+    /// [`Variant::STANDARD`].
+    pub variants: Vec<VariantRow>,
+}
+
+/// DSC (inside the label's bounding box) of one scan, clean and degraded.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct VariantRow {
+    /// Scan name.
+    pub name: String,
+    /// Scanner group.
+    pub scanner: String,
+    /// `[CNN, threshold]` DSC on the clean scan, then on each variant (same order as `names`);
+    /// `None` where segmentation failed.
+    pub dsc: Vec<[Option<f64>; 2]>,
+    /// `clean`, then the variants' names.
+    pub names: Vec<String>,
+    /// Why the row is empty, when the scan could not be loaded.
+    pub error: Option<String>,
+}
+
+/// DSCs of `cnn` and `base` on the scan of `e`, clean and with each of [`Variant::STANDARD`].
+fn variant_row(e: &ScanEntry, cnn: &dyn Segmenter, base: &dyn Segmenter) -> VariantRow {
+    let mut row = VariantRow {
+        name: e.name.clone(),
+        scanner: e.scanner.clone(),
+        dsc: Vec::new(),
+        names: std::iter::once("clean".to_owned())
+            .chain(Variant::STANDARD.iter().map(Variant::name))
+            .collect(),
+        error: None,
+    };
+    let loaded = crate::label::load_ct(
+        std::slice::from_ref(&e.series),
+        e.series_selector.as_deref(),
+    )
+    .map_err(|err| err.to_string())
+    .and_then(|ct| {
+        let r = label_for(&ct, &e.label).map_err(|err| err.to_string())?;
+        Ok((ct, r))
+    });
+    let (mut ct, reference) = match loaded {
+        Ok(x) => x,
+        Err(err) => {
+            row.error = Some(err);
+            return row;
+        }
+    };
+    let Some(region) = Region::bounding_box(&reference, 0) else {
+        row.error = Some("empty label".into());
+        return row;
+    };
+    let clean = ct.hu.clone();
+    for v in std::iter::once(None).chain(Variant::STANDARD.iter().map(Some)) {
+        ct.hu.assign(&clean);
+        if let Some(v) = v {
+            v.apply(&mut ct.hu);
+        }
+        let d = |s: &dyn Segmenter| {
+            s.segment(&ct)
+                .ok()
+                .and_then(|m| dice(&m, &reference, &region).ok())
+                .map(|o| o.dsc)
+        };
+        row.dsc.push([d(cnn), d(base)]);
+    }
+    row
+}
+
+/// Options of [`cross_validate`].
+pub struct FoldOptions {
+    /// Training settings of every fold (`manifest` = the cross-validated manifest; `out` ignored).
+    pub train: TrainOptions,
+    /// Folder of the fold models (`fold-NN.safetensors`, `final.safetensors` + their JSON).
+    pub work: PathBuf,
+    /// Reuse a fold model already in `work` (its JSON present) instead of training it again.
+    pub reuse: bool,
+    /// Threshold of the baseline, HU.
+    pub threshold_hu: f32,
+}
+
+fn fold_records(records: &[ScanRecord], fold: &Fold) -> Vec<ScanRecord> {
+    let mut out = Vec::new();
+    for (split, idx) in [("train", &fold.train), ("validation", &fold.validation)] {
+        for &i in idx {
+            if let Some(r) = records.get(i) {
+                out.push(ScanRecord {
+                    split: split.to_owned(),
+                    ..r.clone()
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Trains one model per fold and the final model, then scores every scan with the model that held
+/// it out and with the threshold baseline (scans in parallel).
+///
+/// # Errors
+/// [`TrainError`] for a bad manifest or settings, an unloadable scan or a failed training; a scan
+/// that fails to score is reported in its row instead.
+pub fn cross_validate(o: &FoldOptions) -> Result<FoldReport, TrainError> {
+    let manifest = Manifest::load(&o.train.manifest)?;
+    let plan = leave_two_out(&manifest)?;
+    let mut probe = o.train.clone();
+    probe.out = o.work.join("final.safetensors");
+    check_options(&probe)?;
+    let device = o.train.device.resolve()?;
+    std::fs::create_dir_all(&o.work).map_err(|source| TrainError::Io {
+        path: o.work.clone(),
+        source,
+    })?;
+    let model_paths: Vec<PathBuf> = (1..=plan.folds.len())
+        .map(|f| o.work.join(format!("fold-{f:02}.safetensors")))
+        .chain(std::iter::once(o.work.join("final.safetensors")))
+        .collect();
+    let fold_list: Vec<&Fold> = plan
+        .folds
+        .iter()
+        .chain(std::iter::once(&plan.last))
+        .collect();
+    let todo: Vec<bool> = model_paths
+        .iter()
+        .map(|p| !(o.reuse && p.is_file() && p.with_extension("json").is_file()))
+        .collect();
+    let mut train_seconds = vec![0.0; model_paths.len()];
+    if todo.iter().any(|&t| t) {
+        // Every pool scan is loaded once; `test` scans are never loaded for training.
+        let pool: Vec<usize> = (0..manifest.scan.len())
+            .filter(|&i| manifest.scan[i].split != Split::Test)
+            .collect();
+        let entries: Vec<&ScanEntry> = pool.iter().map(|&i| &manifest.scan[i]).collect();
+        let t = Instant::now();
+        let loaded = load_scans(&entries, &o.train)?;
+        eprintln!(
+            "loaded {} scans in {:.1} s",
+            loaded.len(),
+            t.elapsed().as_secs_f64()
+        );
+        let mut data: Vec<Option<&ScanData>> = vec![None; manifest.scan.len()];
+        let mut records: Vec<ScanRecord> = Vec::new();
+        for (&i, (d, _)) in pool.iter().zip(&loaded) {
+            data[i] = Some(d);
+        }
+        for (i, e) in manifest.scan.iter().enumerate() {
+            match pool.iter().position(|&p| p == i) {
+                Some(n) => records.push(loaded[n].1.clone()),
+                None => records.push(ScanRecord {
+                    name: e.name.clone(),
+                    scanner: e.scanner.clone(),
+                    split: "test".into(),
+                    series: e.series.clone(),
+                    series_files: 0,
+                    series_sha256: String::new(),
+                    label_sha256: String::new(),
+                    shape: [0; 3],
+                    bone_voxels: 0,
+                    anchors: [0.0; 2],
+                }),
+            }
+        }
+        let pick =
+            |idx: &[usize]| -> Vec<&ScanData> { idx.iter().filter_map(|&i| data[i]).collect() };
+        for (f, (fold, path)) in fold_list.iter().zip(&model_paths).enumerate() {
+            if !todo[f] {
+                continue;
+            }
+            let mut to = o.train.clone();
+            to.out = path.clone();
+            let names = |idx: &[usize]| -> Vec<&str> {
+                idx.iter()
+                    .map(|&i| manifest.scan[i].name.as_str())
+                    .collect()
+            };
+            eprintln!(
+                "model {}/{}: held out {:?}, validation {:?}, {} training scans",
+                f + 1,
+                model_paths.len(),
+                names(&fold.held_out),
+                names(&fold.validation),
+                fold.train.len()
+            );
+            let report = fit(
+                &to,
+                device,
+                &pick(&fold.train),
+                &pick(&fold.validation),
+                fold_records(&records, fold),
+                &manifest.manifest.name,
+            )?;
+            train_seconds[f] = report.seconds;
+        }
+    }
+    let mut fold_of = vec![0usize; manifest.scan.len()];
+    let mut model_of = vec![model_paths.len() - 1; manifest.scan.len()];
+    for (f, fold) in plan.folds.iter().enumerate() {
+        for &i in &fold.held_out {
+            fold_of[i] = f + 1;
+            model_of[i] = f;
+        }
+    }
+    let threshold = ThresholdSegmenter {
+        threshold_hu: o.threshold_hu,
+    };
+    let opts = DenseOptions {
+        device,
+        half: device.is_cuda(),
+        ..DenseOptions::default()
+    };
+    let rows: Vec<(ScanResult, ScanResult, VariantRow)> = manifest
+        .scan
+        .par_iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let model = &model_paths[model_of[i]];
+            let base = score_row(e, &threshold);
+            match crate::segment::cnn::segmenter::load_with(model, opts.clone()) {
+                Ok(cnn) => {
+                    let row = score_row(e, &cnn);
+                    let var = variant_row(e, &cnn, &threshold);
+                    eprintln!("scored {} ({:.0} s)", e.name, row.ms / 1000.0);
+                    (row, base, var)
+                }
+                Err(err) => {
+                    let message = format!("model {}: {err}", model.display());
+                    let row = ScanResult {
+                        name: e.name.clone(),
+                        scanner: e.scanner.clone(),
+                        label: e.label.kind().to_owned(),
+                        score: Err(message.clone()),
+                        ms: 0.0,
+                    };
+                    let var = VariantRow {
+                        name: e.name.clone(),
+                        scanner: e.scanner.clone(),
+                        dsc: Vec::new(),
+                        names: Vec::new(),
+                        error: Some(message),
+                    };
+                    (row, base, var)
+                }
+            }
+        })
+        .collect();
+    let mut cnn_rows = Vec::new();
+    let mut base_rows = Vec::new();
+    let mut variants = Vec::new();
+    for (c, b, v) in rows {
+        cnn_rows.push(c);
+        base_rows.push(b);
+        variants.push(v);
+    }
+    let base_id = threshold.identity();
+    Ok(FoldReport {
+        cnn: Evaluation {
+            manifest: manifest.manifest.name.clone(),
+            segmenter: format!(
+                "CNN leave-2-out ({} folds + final model, {})",
+                plan.folds.len(),
+                device_name(device)
+            ),
+            scans: cnn_rows,
+        },
+        threshold: Evaluation {
+            manifest: manifest.manifest.name.clone(),
+            segmenter: format!("{} {}", base_id.name, base_id.version),
+            scans: base_rows,
+        },
+        plan,
+        fold_of,
+        models: model_paths,
+        train_seconds,
+        variants,
+    })
+}
+
+/// Plain-text table of [`FoldReport::variants`]: per scan CNN|threshold DSC clean and per variant
+/// with the drop from clean; then the mean drop and the worst CNN drop.
+pub fn variants_table(rows: &[VariantRow]) -> String {
+    use std::fmt::Write as _;
+    let names = rows
+        .iter()
+        .find(|r| !r.names.is_empty())
+        .map_or_else(Vec::new, |r| r.names.clone());
+    let mut out = String::from("DSC on degraded copies, CNN|threshold (drop vs clean)\n");
+    let _ = write!(out, "{:<30}", "scan");
+    for n in &names {
+        let _ = write!(out, " {:>27}", n);
+    }
+    out.push('\n');
+    let f = |v: Option<f64>| v.map_or("-".to_owned(), |x| format!("{x:.3}"));
+    let mut drops = vec![[Vec::new(), Vec::new()]; names.len()];
+    for r in rows {
+        let _ = write!(out, "{:<30}", r.name);
+        if let Some(e) = &r.error {
+            let _ = writeln!(out, " FAILED: {e}");
+            continue;
+        }
+        for (v, d) in r.dsc.iter().enumerate() {
+            let drop = |s: usize| match (r.dsc[0][s], d[s]) {
+                (Some(c), Some(x)) => Some(c - x),
+                _ => None,
+            };
+            if v == 0 {
+                let _ = write!(out, " {:>27}", format!("{}|{}", f(d[0]), f(d[1])));
+            } else {
+                for s in 0..2 {
+                    if let Some(x) = drop(s) {
+                        drops[v][s].push(x);
+                    }
+                }
+                let cell = format!(
+                    "{}|{} ({}|{})",
+                    f(d[0]),
+                    f(d[1]),
+                    drop(0).map_or("-".into(), |x| format!("{x:+.3}")),
+                    drop(1).map_or("-".into(), |x| format!("{x:+.3}"))
+                );
+                let _ = write!(out, " {cell:>27}");
+            }
+        }
+        out.push('\n');
+    }
+    for (v, n) in names.iter().enumerate().skip(1) {
+        let mean = |x: &Vec<f64>| x.iter().sum::<f64>() / x.len().max(1) as f64;
+        let worst = drops[v][0].iter().copied().fold(f64::NAN, f64::max);
+        let _ = writeln!(
+            out,
+            "{n}: mean DSC drop CNN {:+.4}, threshold {:+.4}; largest CNN drop {worst:+.4} ({} scans)",
+            mean(&drops[v][0]),
+            mean(&drops[v][1]),
+            drops[v][0].len()
+        );
+    }
+    out
+}
+
+fn device_name(d: Device) -> &'static str {
+    if d.is_cuda() {
+        "CUDA"
+    } else {
+        "CPU"
+    }
+}
+
+fn score_row(e: &ScanEntry, segmenter: &dyn Segmenter) -> ScanResult {
+    let t = Instant::now();
+    let score = evaluate_scan(e, segmenter).map_err(|err| err.to_string());
+    ScanResult {
+        name: e.name.clone(),
+        scanner: e.scanner.clone(),
+        label: e.label.kind().to_owned(),
+        score,
+        ms: t.elapsed().as_secs_f64() * 1000.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(splits: &[Split]) -> Manifest {
+        let text: String = splits
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                format!(
+                    "[[scan]]\nname = \"s{i}\"\nseries = \"Cargo.toml\"\nscanner = \"g{}\"\nsplit = \"{}\"\nlabel = {{ kind = \"reference\" }}\n",
+                    i % 3,
+                    match s {
+                        Split::Train => "train",
+                        Split::Validation => "validation",
+                        Split::Test => "test",
+                    }
+                )
+            })
+            .collect();
+        toml::from_str(&format!("[manifest]\nname = \"t\"\n{text}")).expect("test manifest")
+    }
+
+    #[test]
+    fn every_pool_scan_is_held_out_exactly_once_and_never_trained_on_in_its_fold() {
+        let mut splits = vec![Split::Train; 9];
+        splits.extend([Split::Test, Split::Test]);
+        let m = manifest(&splits);
+        let plan = leave_two_out(&m).expect("plan");
+        assert_eq!(plan.folds.len(), 5);
+        assert_eq!(plan.folds[0].held_out, vec![0, 5]);
+        assert_eq!(plan.folds[4].held_out, vec![4]);
+        assert_eq!(plan.folds[4].validation, vec![0, 5]);
+        let mut seen = vec![0; 9];
+        for f in &plan.folds {
+            for &i in &f.held_out {
+                seen[i] += 1;
+                assert!(!f.train.contains(&i) && !f.validation.contains(&i));
+            }
+            for &i in &f.validation {
+                assert!(!f.train.contains(&i));
+            }
+            assert!(!f.train.contains(&9) && !f.train.contains(&10));
+            assert_eq!(
+                f.train.len() + f.validation.len() + f.held_out.len(),
+                9,
+                "{f:?}"
+            );
+        }
+        assert_eq!(seen, vec![1; 9]);
+        assert_eq!(plan.last.held_out, vec![9, 10]);
+        assert_eq!(plan.last.validation, vec![0, 5]);
+        assert_eq!(plan.last.train, vec![1, 2, 3, 4, 6, 7, 8]);
+    }
+
+    #[test]
+    fn too_few_scans_is_a_clear_error() {
+        let m = manifest(&[
+            Split::Train,
+            Split::Train,
+            Split::Train,
+            Split::Train,
+            Split::Test,
+        ]);
+        let e = leave_two_out(&m).expect_err("4 pool scans");
+        assert!(e.to_string().contains("at least 5"), "{e}");
+    }
+}

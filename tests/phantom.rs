@@ -328,9 +328,12 @@ fn realism_measures_are_plausible_on_a_phantom_and_the_real_scan() {
 }
 
 #[test]
-fn lowdose_noise_sd_is_90_to_150_hu_in_soft_tissue_and_air() {
+fn lowdose_noise_sd_is_about_150_hu_in_the_brain_and_starves_at_the_skull_base() {
     // 12 slices spread over the default coverage, 256x256 (about 1 mm pixels); the noise is
-    // normalised per slice, so its SD does not depend on the matrix.
+    // normalised per slice, so its SD does not depend on the matrix. With photon starvation the SD
+    // follows the rays: 140 HU for the ray through the middle of the head at vault level, so the
+    // brain at the reference slice measures 140-165 HU depending on the head's size (seeds 1, 2:
+    // 153, 140 at full size), air in front of the head less (shorter rays).
     let opts = PhantomOptions {
         slices: Some(12),
         matrix: Some(256),
@@ -341,8 +344,8 @@ fn lowdose_noise_sd_is_90_to_150_hu_in_soft_tissue_and_air() {
     let low = generate(scanner::profile("lowdose").expect("profile"), 4, &opts);
     let r = osteon::phantom::realism::measure(low.hu.view(), &low.geometry);
     println!("lowdose: {r:?}");
-    assert!((90.0..=150.0).contains(&r.soft_sd_hu), "soft SD {r:?}");
-    assert!((90.0..=150.0).contains(&r.air_sd_hu), "air SD {r:?}");
+    assert!((125.0..=170.0).contains(&r.soft_sd_hu), "soft SD {r:?}");
+    assert!((60.0..=140.0).contains(&r.air_sd_hu), "air SD {r:?}");
     assert!((r.air_mean_hu + 1000.0).abs() < 30.0, "{r:?}");
     // The same head at standard dose with the same sharp kernel family: far less noise.
     let std = generate(
@@ -352,7 +355,8 @@ fn lowdose_noise_sd_is_90_to_150_hu_in_soft_tissue_and_air() {
     );
     let s = osteon::phantom::realism::measure(std.hu.view(), &std.geometry);
     assert!(s.soft_sd_hu < 45.0, "standard dose {s:?}");
-    // At 120 HU SD a fixed 226 HU threshold marks a few percent of the brain as bone (speckle).
+    // At ~150 HU SD (more at the skull base) a fixed 226 HU threshold marks 5-20 % of the brain
+    // as bone (speckle).
     let brain: Vec<f32> = low
         .hu
         .iter()

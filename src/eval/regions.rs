@@ -64,6 +64,40 @@ pub struct ScoringRegions {
     pub skull_base_z: [f64; 2],
     /// Metal objects (clips, fillings, fixation plates).
     pub metal: Vec<MetalCapsule>,
+    /// Boxes around the thin plates of the skull base and orbits (orbital roofs and cribriform
+    /// plate, lamina papyracea and ethmoid septa): where the bone is 0.2-1.3 mm thick and partial
+    /// volume pulls it below a fixed threshold. Empty in a phantom.json written before they were
+    /// added; then the skull-base score is that of the whole slab.
+    #[serde(default)]
+    pub thin_plates: Vec<OrientedBox>,
+}
+
+/// A box in LPS mm: centre, three orthonormal axes (LPS unit vectors) and the half-size along each.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OrientedBox {
+    /// What the box holds (e.g. `anterior fossa floor`).
+    pub name: String,
+    /// Centre, LPS mm.
+    pub centre: [f64; 3],
+    /// Axes, LPS unit vectors.
+    pub axes: [[f64; 3]; 3],
+    /// Half-sizes along the axes, mm.
+    pub half_mm: [f64; 3],
+}
+
+impl OrientedBox {
+    /// Whether LPS point `p` lies inside the box.
+    pub fn contains(&self, p: [f64; 3]) -> bool {
+        let d = [
+            p[0] - self.centre[0],
+            p[1] - self.centre[1],
+            p[2] - self.centre[2],
+        ];
+        self.axes
+            .iter()
+            .zip(self.half_mm)
+            .all(|(a, h)| (d[0] * a[0] + d[1] * a[1] + d[2] * a[2]).abs() <= h)
+    }
 }
 
 #[derive(Deserialize)]
@@ -162,8 +196,12 @@ pub fn near_segment(p: [f64; 3], a: [f64; 3], b: [f64; 3], r: f64) -> bool {
 pub struct RegionScores {
     /// DSC inside the rim band (voxel centres within the band's half-width of the rim).
     pub rim: Option<Overlap>,
-    /// DSC in the skull-base slab.
+    /// DSC in the thin skull base: inside the thin-plate boxes
+    /// ([`ScoringRegions::thin_plates`]) when the phantom.json has them, else in the whole slab.
     pub skull_base: Option<Overlap>,
+    /// DSC in the whole skull-base slab (thick petrous bone and clivus, the lower vault and the
+    /// thin plates together).
+    pub skull_base_slab: Option<Overlap>,
     /// DSC within [`METAL_RADIUS_MM`] of metal.
     pub metal: Option<Overlap>,
 }
@@ -178,9 +216,16 @@ pub fn region_scores(
 ) -> RegionScores {
     let rim = band.and_then(|b| overlap_where(predicted, reference, g, |p| b.contains(p)));
     let [lo, hi] = r.skull_base_z;
-    let skull_base = (hi > lo)
+    let skull_base_slab = (hi > lo)
         .then(|| overlap_where(predicted, reference, g, |p| p[2] >= lo && p[2] <= hi))
         .flatten();
+    let skull_base = if r.thin_plates.is_empty() {
+        skull_base_slab
+    } else {
+        overlap_where(predicted, reference, g, |p| {
+            r.thin_plates.iter().any(|b| b.contains(p))
+        })
+    };
     let metal = (!r.metal.is_empty())
         .then(|| {
             overlap_where(predicted, reference, g, |p| {
@@ -193,6 +238,7 @@ pub fn region_scores(
     RegionScores {
         rim,
         skull_base,
+        skull_base_slab,
         metal,
     }
 }
@@ -229,6 +275,7 @@ mod tests {
                 radius_mm: 0.0,
                 kind: "clip".into(),
             }],
+            thin_plates: vec![],
         };
         let s = region_scores(&p, &r, &g, &regions, None);
         let sb = s.skull_base.unwrap();
@@ -250,6 +297,7 @@ mod tests {
             defect_rim: vec![vec![[0.0, 0.0, 0.0]]],
             skull_base_z: [0.0, 0.0],
             metal: vec![],
+            thin_plates: vec![],
         };
         let band = regions.rim_band(1.0).unwrap();
         let s = region_scores(&p, &r, &g, &regions, Some(&band));
@@ -257,5 +305,33 @@ mod tests {
         let o = s.rim.unwrap();
         assert_eq!((o.tp, o.fp, o.fn_), (0, 0, 4));
         assert!(s.skull_base.is_none() && s.metal.is_none());
+    }
+
+    #[test]
+    fn thin_plate_boxes_replace_the_slab_for_the_skull_base_score() {
+        let g = grid(10);
+        let r = Array3::<u8>::from_elem((10, 10, 10), 1);
+        let mut p = r.clone();
+        // Prediction misses the box x 0-2, y 0-2, z 0-2 (27 voxels) only.
+        p.slice_mut(ndarray::s![0..3, 0..3, 0..3]).fill(0);
+        let b = OrientedBox {
+            name: "test".into(),
+            centre: [1.0, 1.0, 1.0],
+            axes: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+            half_mm: [2.0, 2.0, 2.0],
+        };
+        assert!(b.contains([3.0, 3.0, -1.0]) && !b.contains([3.1, 0.0, 0.0]));
+        let regions = ScoringRegions {
+            defect_rim: vec![],
+            skull_base_z: [0.0, 9.0],
+            metal: vec![],
+            thin_plates: vec![b],
+        };
+        let s = region_scores(&p, &r, &g, &regions, None);
+        // Box: voxel centres 0-3 on each axis = 64 voxels, 27 of them missed.
+        let sb = s.skull_base.unwrap();
+        assert_eq!((sb.tp, sb.fp, sb.fn_), (37, 0, 27));
+        let slab = s.skull_base_slab.unwrap();
+        assert_eq!((slab.tp, slab.fn_), (973, 27));
     }
 }

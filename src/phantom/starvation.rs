@@ -19,9 +19,13 @@ pub const VIEWS: usize = 12;
 /// 1/mm (NIST XCOM: 0.193 cm^2/g at 70 keV).
 pub const MU_WATER_PER_MM: f64 = 0.0193;
 
-/// Reference line integral: a ray through the middle of the head at brain level (about 170 mm of
-/// soft tissue and two 6 mm walls of vault bone at ~2.5 x water).
-pub const L_REF: f64 = 0.0193 * 170.0 + 0.0193 * 2.5 * 12.0;
+/// Reference line integral: a ray through the middle of the head at vault level (about 146 mm of
+/// soft tissue and two 6 mm walls of vault bone at ~2.5 x water), so that the noise SD in the brain
+/// at the realism reference slice (the most superior slice with >= 85 % of the largest body area,
+/// [`super::realism`]) is the profile's `noise_sd_hu`. Calibrated on generated heads: with 170 mm
+/// the brain there came out at 0.80 of `noise_sd_hu` (lowdose seed 2: 119 HU at 150 HU), i.e.
+/// `L_REF` was 2 ln(1/0.80) = 0.45 too high; 24 mm of water less is 0.46.
+pub const L_REF: f64 = 0.0193 * 146.0 + 0.0193 * 2.5 * 12.0;
 
 /// Noise SD factor of every pixel of `slice` (true HU, `[j, i]`, pixel size `di` x `dj` mm),
 /// clamped to `[0.3, 3]`.

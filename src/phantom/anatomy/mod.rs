@@ -213,7 +213,10 @@ pub struct Head {
     pub ventricle_mm: f64,
     /// Suture gap width, mm (0 = fused).
     pub suture_mm: f64,
-    /// Thickness of the thinnest plates (cribriform, lamina papyracea, sinus walls), mm.
+    /// Thickness of the thinnest plates (cribriform, lamina papyracea, ethmoid septa, anterior
+    /// maxillary wall), mm: 0.2-0.8. The lamina papyracea is "paper-thin", about 0.2-0.4 mm
+    /// (Standring, *Gray's Anatomy*, 41st ed., orbit; figure not checked against a primary
+    /// measurement here); the orbital roofs and cribriform plate are this + 0.3 mm.
     pub thin_plate_mm: f64,
     /// Size factor of the paranasal sinuses.
     pub sinus_scale: f64,
@@ -287,7 +290,7 @@ impl Head {
             } else {
                 0.0
             },
-            thin_plate_mm: range(&mut rng, 0.4, 1.0),
+            thin_plate_mm: range(&mut rng, 0.2, 0.8),
             sinus_scale: range(&mut rng, 0.75, 1.15),
             contrast,
             pineal_mm: if unit(&mut rng) < 0.7 {

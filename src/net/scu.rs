@@ -13,7 +13,9 @@ use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use dicom_ul::association::client::ClientAssociationOptions;
 use dicom_ul::pdu::{AssociationRJResult, PresentationContextResultReason};
 use dicom_ul::Pdu;
-use std::io::Write;
+use std::io::{Read, Write};
+
+use dicom_object::meta::FileMetaTable;
 
 use super::dimse::{
     command_field, command_pdus, CommandSet, Fragment, Reassembler, AFFECTED_SOP_CLASS_UID,
@@ -123,18 +125,27 @@ pub struct InstanceStatus {
     pub comment: Option<String>,
 }
 
-/// Reads the SOP class and instance UIDs of a Part-10 file from its meta group.
+/// Reads the SOP class and instance UIDs of a Part-10 file from its meta group (PS3.10 7.1);
+/// only the preamble and the meta group are read, not the data set.
 ///
 /// Errors: [`ScuError::File`] when the file is not readable DICOM.
 pub fn outgoing(path: &Path) -> Result<Outgoing, ScuError> {
-    let obj = dicom_object::open_file(path).map_err(|e| file_err(path, e))?;
-    let meta = obj.meta();
+    let file = std::fs::File::open(path).map_err(|e| file_err(path, e))?;
+    let mut reader = std::io::BufReader::with_capacity(16 * 1024, file);
+    let mut preamble = [0u8; PREAMBLE];
+    reader
+        .read_exact(&mut preamble)
+        .map_err(|e| file_err(path, e))?;
+    let meta = FileMetaTable::from_reader(&mut reader).map_err(|e| file_err(path, e))?;
     Ok(Outgoing {
         path: path.to_owned(),
         sop_class_uid: meta.media_storage_sop_class_uid().to_owned(),
         sop_instance_uid: meta.media_storage_sop_instance_uid().to_owned(),
     })
 }
+
+/// Length of the Part-10 file preamble before the `DICM` prefix (PS3.10 7.1).
+const PREAMBLE: usize = 128;
 
 fn file_err(path: &Path, e: impl std::fmt::Display) -> ScuError {
     ScuError::File {
@@ -143,7 +154,41 @@ fn file_err(path: &Path, e: impl std::fmt::Display) -> ScuError {
     }
 }
 
-fn data_set_bytes(path: &Path) -> Result<Vec<u8>, ScuError> {
+/// The data set of a Part-10 file in Explicit VR Little Endian: `bytes[start..]`.
+struct DataSet {
+    bytes: Vec<u8>,
+    start: usize,
+}
+
+impl DataSet {
+    fn as_slice(&self) -> &[u8] {
+        self.bytes.get(self.start..).unwrap_or_default()
+    }
+}
+
+/// The data set of `path` in Explicit VR Little Endian. A file already in that transfer syntax
+/// (every object Osteon writes) is sent as stored: the bytes after its meta group, without
+/// decoding (as DCMTK storescu does when no conversion is needed); any other file is decoded
+/// and re-encoded.
+fn data_set_bytes(path: &Path) -> Result<DataSet, ScuError> {
+    let bytes = std::fs::read(path).map_err(|e| file_err(path, e))?;
+    let mut rest = bytes
+        .get(PREAMBLE..)
+        .ok_or_else(|| file_err(path, "shorter than the Part-10 preamble"))?;
+    let meta = FileMetaTable::from_reader(&mut rest).map_err(|e| file_err(path, e))?;
+    if meta.transfer_syntax() == uids::EXPLICIT_VR_LITTLE_ENDIAN {
+        let start = bytes.len() - rest.len();
+        return Ok(DataSet { bytes, start });
+    }
+    drop(bytes);
+    Ok(DataSet {
+        bytes: reencoded_data_set(path)?,
+        start: 0,
+    })
+}
+
+/// The data set of `path` decoded and re-encoded in Explicit VR Little Endian.
+fn reencoded_data_set(path: &Path) -> Result<Vec<u8>, ScuError> {
     let obj = dicom_object::open_file(path).map_err(|e| file_err(path, e))?;
     let ts = TransferSyntaxRegistry
         .get(uids::EXPLICIT_VR_LITTLE_ENDIAN)
@@ -208,7 +253,7 @@ pub fn store(
         {
             let mut writer = assoc.send_pdata(pc_id);
             writer
-                .write_all(&data)
+                .write_all(data.as_slice())
                 .map_err(|e| transfer(e.to_string()))?;
             writer.finish().map_err(|e| transfer(e.to_string()))?;
         }
@@ -350,6 +395,73 @@ mod tests {
         assert_eq!(status_kind(0xA900), StatusKind::Permanent);
         assert_eq!(status_kind(0xC000), StatusKind::Permanent);
         assert_eq!(status_kind(0x0122), StatusKind::Permanent);
+    }
+
+    /// An object as Osteon's writers make it (sequences, an empty sequence, a long OB value, an
+    /// odd-length text padded by the encoder) is sent as stored: the bytes after its meta group
+    /// are exactly its decoded and re-encoded data set, and the UIDs come from the meta group.
+    #[test]
+    fn stored_explicit_le_data_set_is_sent_as_is() {
+        use crate::dicom::write::{code_item, into_part10, seq_el, str_el, write_part10};
+        use dicom_core::{DataElement, PrimitiveValue, VR};
+        use dicom_dictionary_std::tags;
+        use dicom_object::InMemDicomObject;
+
+        let mut obj = InMemDicomObject::new_empty();
+        obj.put(str_el(
+            tags::SOP_CLASS_UID,
+            VR::UI,
+            "1.2.840.10008.5.1.4.1.1.104.3",
+        ));
+        obj.put(str_el(tags::SOP_INSTANCE_UID, VR::UI, "2.25.12345"));
+        obj.put(str_el(tags::PATIENT_NAME, VR::PN, "Odd^Name"));
+        obj.put(seq_el(tags::CONCEPT_NAME_CODE_SEQUENCE, vec![]));
+        obj.put(seq_el(
+            tags::MEASUREMENT_UNITS_CODE_SEQUENCE,
+            vec![code_item(crate::dicom::write::Code {
+                value: "mm",
+                scheme: "UCUM",
+                meaning: "mm",
+            })],
+        ));
+        let document: Vec<u8> = (0..100_000u32).map(|n| (n % 251) as u8).collect();
+        obj.put(DataElement::new(
+            tags::ENCAPSULATED_DOCUMENT,
+            VR::OB,
+            PrimitiveValue::from(document),
+        ));
+        let file = into_part10(obj).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("object.dcm");
+        write_part10(&file, &path).unwrap();
+
+        let sent = data_set_bytes(&path).unwrap();
+        let reencoded = reencoded_data_set(&path).unwrap();
+        assert!(
+            sent.start > PREAMBLE + 4,
+            "meta group skipped: {}",
+            sent.start
+        );
+        assert_eq!(sent.as_slice().len(), reencoded.len());
+        assert!(sent.as_slice() == reencoded.as_slice(), "same bytes");
+        let o = outgoing(&path).unwrap();
+        assert_eq!(
+            o.sop_class_uid.trim_end_matches('\0'),
+            "1.2.840.10008.5.1.4.1.1.104.3"
+        );
+        assert_eq!(o.sop_instance_uid.trim_end_matches('\0'), "2.25.12345");
+    }
+
+    #[test]
+    fn a_file_that_is_not_dicom_is_a_permanent_file_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("not.dcm");
+        std::fs::write(&path, vec![0u8; 200]).unwrap();
+        let e = data_set_bytes(&path).err().expect("not DICOM");
+        assert!(matches!(e, ScuError::File { .. }), "{e}");
+        assert!(!e.is_transient());
+        std::fs::write(&path, b"short").unwrap();
+        assert!(matches!(outgoing(&path), Err(ScuError::File { .. })));
     }
 
     #[test]

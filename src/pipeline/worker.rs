@@ -57,9 +57,9 @@ fn ms(t: Instant) -> f64 {
 
 /// Segments `ct`, meshes the mask and writes [`SEG_FILE`], [`STL_FILE`], [`STL_OBJECT_FILE`] and
 /// [`REPORT_FILE`] into `out_dir` (created if missing). `read_ms` is the time the caller spent
-/// reading the series, carried into the report. The HU voxels are released right after
-/// segmentation (the later stages need only the geometry and the source references), which keeps the
-/// peak memory near one f32 volume.
+/// reading the series, carried into the report. The HU voxels are released right after the image
+/// QA, which runs beside the start of the mesh (the later stages need only the geometry and the
+/// source references); this keeps the peak memory near one f32 volume.
 ///
 /// # Errors
 /// The first stage that fails, naming the series.
@@ -87,8 +87,14 @@ pub fn process_volume(
             source,
         })?;
     let segment_ms = ms(t);
-    let image_qa = super::qa::image_qa(&ct, &mask, segmenter);
-    ct.hu = ndarray::Array3::zeros((0, 0, 0));
+    // The HU voxels move to a volume of their own for the image QA; `ct` keeps the geometry
+    // and the source references, all the later stages need.
+    let qa_ct = CtVolume {
+        hu: std::mem::replace(&mut ct.hu, ndarray::Array3::zeros((0, 0, 0))),
+        geometry: ct.geometry.clone(),
+        slices: ct.slices.clone(),
+        info: ct.info.clone(),
+    };
     let per_slice: Vec<u64> = mask
         .outer_iter()
         .map(|slice| slice.iter().filter(|&&v| v != 0).count() as u64)
@@ -96,64 +102,38 @@ pub fn process_volume(
     let bone_voxels = per_slice.iter().sum::<u64>();
     tracing::info!(series = %series, bone_voxels, ms = segment_ms, "segmented");
 
-    let t = Instant::now();
-    let (mesh, mesh_stats) =
-        build_mesh(&mask, &ct.geometry, mesh_options).map_err(|source| WorkerError::Mesh {
-            series: series.clone(),
-            source,
-        })?;
-    let mesh_ms = ms(t);
-
-    let t = Instant::now();
+    // The image QA and the SEG depend only on the HU and the mask: they are made on a second
+    // thread (which then releases the HU) while the mesh, the STL and the Encapsulated STL are
+    // made on this one (build_mesh itself runs on rayon's pool; the second thread is outside
+    // it). The outputs are the same as in sequence.
     let description = SegmentDescription {
         algorithm_name: identity.name.clone(),
         algorithm_version: identity.version.clone(),
         skull_specific: identity.skull_specific,
         ..SegmentDescription::default()
     };
-    let seg = build_seg(&ct, mask.view(), &description).map_err(|source| WorkerError::Seg {
-        series: series.clone(),
-        source,
-    })?;
     let seg_path = out_dir.join(SEG_FILE);
-    let seg_uid = seg
-        .meta()
-        .media_storage_sop_instance_uid()
-        .trim_end_matches('\0')
-        .to_owned();
-    crate::dicom::seg::write(&seg, &seg_path).map_err(|source| WorkerError::Seg {
-        series: series.clone(),
-        source,
-    })?;
-    let seg_write_ms = ms(t);
-
-    let t = Instant::now();
-    let stl = stl_bytes(&mesh).map_err(|source| WorkerError::Mesh {
-        series: series.clone(),
-        source,
-    })?;
     let stl_path = out_dir.join(STL_FILE);
-    std::fs::write(&stl_path, &stl).map_err(io(&stl_path))?;
-    let stl_object =
-        build_encapsulated_stl(&ct, &stl, &StlDescription::default()).map_err(|source| {
-            WorkerError::StlObject {
-                series: series.clone(),
-                source,
-            }
-        })?;
-    let stl_uid = stl_object
-        .meta()
-        .media_storage_sop_instance_uid()
-        .trim_end_matches('\0')
-        .to_owned();
     let stl_object_path = out_dir.join(STL_OBJECT_FILE);
-    crate::dicom::stl_object::write(&stl_object, &stl_object_path).map_err(|source| {
-        WorkerError::StlObject {
-            series: series.clone(),
-            source,
-        }
-    })?;
-    let stl_write_ms = ms(t);
+    let ((image_qa, seg_outcome), mesh_outcome) = std::thread::scope(|scope| {
+        let seg_thread = scope.spawn(|| {
+            let image_qa = super::qa::image_qa(&qa_ct, &mask, segmenter);
+            drop(qa_ct);
+            (image_qa, write_seg(&ct, &mask, &description, &seg_path))
+        });
+        let mesh_outcome = mesh_and_stl(&ct, &mask, mesh_options, &stl_path, &stl_object_path);
+        let seg_outcome = seg_thread
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (seg_outcome, mesh_outcome)
+    });
+    let MeshOutcome {
+        mesh_stats,
+        mesh_ms,
+        stl_uid,
+        stl_write_ms,
+    } = mesh_outcome?;
+    let (seg_uid, seg_write_ms) = seg_outcome?;
 
     let report = SeriesReport {
         osteon_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -186,4 +166,97 @@ pub fn process_volume(
     let json = serde_json::to_vec_pretty(&report).unwrap_or_default();
     std::fs::write(&report_path, json).map_err(io(&report_path))?;
     Ok(report)
+}
+
+/// Builds the DICOM SEG of `mask` (`[k, j, i]`, 1 = bone) on `ct`'s geometry and writes it to
+/// `path`; returns its SOP Instance UID and the milliseconds spent.
+fn write_seg(
+    ct: &CtVolume,
+    mask: &crate::segment::Mask,
+    description: &SegmentDescription,
+    path: &Path,
+) -> Result<(String, f64), WorkerError> {
+    let t = Instant::now();
+    let series = &ct.info.series_instance_uid;
+    let seg_err = |source| WorkerError::Seg {
+        series: series.clone(),
+        source,
+    };
+    let seg = build_seg(ct, mask.view(), description).map_err(seg_err)?;
+    let uid = seg
+        .meta()
+        .media_storage_sop_instance_uid()
+        .trim_end_matches('\0')
+        .to_owned();
+    crate::dicom::seg::write(&seg, path).map_err(seg_err)?;
+    Ok((uid, ms(t)))
+}
+
+/// What [`mesh_and_stl`] made.
+struct MeshOutcome {
+    mesh_stats: crate::mesh::MeshStats,
+    mesh_ms: f64,
+    stl_uid: String,
+    stl_write_ms: f64,
+}
+
+/// Meshes `mask` (`[k, j, i]`) in `ct`'s LPS mm, then writes the binary STL to `stl_path` (on a
+/// second thread) while the Encapsulated STL holding the same bytes is built and written to
+/// `stl_object_path`.
+fn mesh_and_stl(
+    ct: &CtVolume,
+    mask: &crate::segment::Mask,
+    mesh_options: &MeshOptions,
+    stl_path: &Path,
+    stl_object_path: &Path,
+) -> Result<MeshOutcome, WorkerError> {
+    let series = &ct.info.series_instance_uid;
+    let mesh_err = |source| WorkerError::Mesh {
+        series: series.clone(),
+        source,
+    };
+    let t = Instant::now();
+    let (mesh, mesh_stats) = build_mesh(mask, &ct.geometry, mesh_options).map_err(mesh_err)?;
+    let mesh_ms = ms(t);
+
+    let t = Instant::now();
+    let stl = stl_bytes(&mesh).map_err(mesh_err)?;
+    drop(mesh);
+    let (file_outcome, stl_uid) = std::thread::scope(|scope| {
+        let file = scope.spawn(|| {
+            std::fs::write(stl_path, &stl).map_err(|source| WorkerError::Io {
+                path: stl_path.to_path_buf(),
+                source,
+            })
+        });
+        let object = encapsulated_stl(ct, &stl, stl_object_path);
+        let file_outcome = file
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (file_outcome, object)
+    });
+    file_outcome?;
+    Ok(MeshOutcome {
+        mesh_stats,
+        mesh_ms,
+        stl_uid: stl_uid?,
+        stl_write_ms: ms(t),
+    })
+}
+
+/// Builds the Encapsulated STL of `stl` (binary STL bytes) for `ct` and writes it to `path`;
+/// returns its SOP Instance UID.
+fn encapsulated_stl(ct: &CtVolume, stl: &[u8], path: &Path) -> Result<String, WorkerError> {
+    let object_err = |source| WorkerError::StlObject {
+        series: ct.info.series_instance_uid.clone(),
+        source,
+    };
+    let object = build_encapsulated_stl(ct, stl, &StlDescription::default()).map_err(object_err)?;
+    let uid = object
+        .meta()
+        .media_storage_sop_instance_uid()
+        .trim_end_matches('\0')
+        .to_owned();
+    crate::dicom::stl_object::write(&object, path).map_err(object_err)?;
+    Ok(uid)
 }

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use super::{mean_sd, Evaluation, ScanScore};
 
 /// Per scanner group and overall: n, mean DSC, mean |deviation| (mm), mean signed deviation (mm),
-/// mean rim-band DSC and rim deviation, skull-base and near-metal DSC, for `a` beside `b`.
+/// mean rim-band DSC and rim deviation, thin-skull-base and near-metal DSC, for `a` beside `b`.
 pub fn comparison_table(a: &Evaluation, b: &Evaluation) -> String {
     let mut groups: Vec<&str> = a.scans.iter().map(|s| s.scanner.as_str()).collect();
     groups.sort_unstable();
@@ -19,7 +19,7 @@ pub fn comparison_table(a: &Evaluation, b: &Evaluation) -> String {
     let _ = writeln!(
         out,
         "{:<24} {:>3} {:>15} {:>15} {:>17} {:>15} {:>17} {:>15} {:>15}",
-        "scanner", "n", "DSC", "|dev| mm", "dev mm", "rim DSC", "rim dev mm", "skull base", "metal"
+        "scanner", "n", "DSC", "|dev| mm", "dev mm", "rim DSC", "rim dev mm", "thin base", "metal"
     );
     let names: Vec<&str> = groups.iter().copied().chain(["ALL"]).collect();
     for g in names {

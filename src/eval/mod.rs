@@ -258,7 +258,7 @@ impl Evaluation {
         let mut out = String::from(
             "scan,scanner,label,dsc,tp,fp,fn,dev_mean_mm,dev_sd_mm,dev_mean_abs_mm,dev_points,\
              dev_points_total,rim_mean_mm,rim_sd_mm,rim_points,rim_dsc,skull_base_dsc,metal_dsc,\
-             label_ml,predicted_ml,ms,error\n",
+             label_ml,predicted_ml,ms,skull_base_slab_dsc,error\n",
         );
         for s in &self.scans {
             let _ = write!(
@@ -280,10 +280,15 @@ impl Evaluation {
                                 )
                             });
                     let (rd, sb, md) = region_cells(x.regions.as_ref());
+                    let slab = x
+                        .regions
+                        .as_ref()
+                        .and_then(|r| r.skull_base_slab)
+                        .map_or(String::new(), |o| format!("{:.5}", o.dsc));
                     let _ = writeln!(
                         out,
                         "{:.5},{},{},{},{:.4},{:.4},{:.4},{},{},{rm},{rs},{rn},{rd},{sb},{md},\
-                         {:.3},{:.3},{:.0},",
+                         {:.3},{:.3},{:.0},{slab},",
                         x.overlap.dsc,
                         x.overlap.tp,
                         x.overlap.fp,
@@ -299,7 +304,7 @@ impl Evaluation {
                     );
                 }
                 Err(e) => {
-                    let _ = writeln!(out, ",,,,,,,,,,,,,,,,,{:.0},{}", s.ms, csv_field(e));
+                    let _ = writeln!(out, ",,,,,,,,,,,,,,,,,{:.0},,{}", s.ms, csv_field(e));
                 }
             }
         }
@@ -325,7 +330,7 @@ impl Evaluation {
             "pred mL",
             "rim DSC",
             "rim dev mm",
-            "base",
+            "thin",
             "metal"
         );
         for s in &self.scans {
@@ -362,7 +367,8 @@ impl Evaluation {
         let _ = writeln!(
             out,
             "\nper scanner: n, DSC mean±SD, deviation mean±SD (of per-scan means), mm; mean DSC in \
-             the rim band, skull-base slab and near metal (n scans)"
+             the rim band, the thin skull base (thin plates; the whole skull-base slab for phantoms \
+             without thin-plate boxes) and near metal (n scans)"
         );
         for g in groups {
             let rows: Vec<&ScanScore> = self
@@ -387,7 +393,7 @@ impl Evaluation {
             };
             let _ = writeln!(
                 out,
-                "{:<28} {:>3} {:>16} {:>16}  rim {:<12} base {:<12} metal {:<12}",
+                "{:<28} {:>3} {:>16} {:>16}  rim {:<12} thin base {:<12} metal {:<12}",
                 g,
                 rows.len(),
                 format!("{dm:.4}±{ds:.4}"),

@@ -428,6 +428,11 @@ fn osteon_train_writes_weights_metadata_and_a_resumable_checkpoint() {
     refused(&|b| b.lr = 1e30, "learning rate");
     refused(&|b| b.decay = -1.0, "decay -1 must be finite");
     refused(&|b| b.steps = 0, "--steps must be >= 1");
+    // An output folder that cannot exist (its parent is a file) is refused before training.
+    refused(
+        &|b| b.out = manifest.join("m.safetensors"),
+        "m.toml: File exists",
+    );
     refused(&|b| b.minutes = Some(f64::NAN), "--minutes NaN");
     refused(&|b| b.sample.tile = 100_000_000, "above the limits");
     refused(&|b| b.tiles_per_step = 1_000_000_000, "above the limits");

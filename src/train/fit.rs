@@ -305,6 +305,23 @@ pub fn check_options(o: &TrainOptions) -> Result<(), TrainError> {
         .map_err(TrainError::Settings)
 }
 
+/// Checks before any work that the folder of `out` can be created and written (a training run must
+/// not end in an unwritable output).
+///
+/// # Errors
+/// [`TrainError::Io`] naming the folder.
+pub fn check_writable(out: &Path) -> Result<(), TrainError> {
+    let dir = out
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let probe = dir.join(format!(".osteon-write-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(io_err(dir))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
 /// Loads `entries` in parallel (CT, label, normalisation, hashes), in their order.
 ///
 /// # Errors
@@ -342,6 +359,7 @@ pub fn load_scans(
 pub fn train(o: &TrainOptions) -> Result<TrainReport, TrainError> {
     check_options(o)?;
     let device = o.device.resolve()?;
+    check_writable(&o.out)?;
     let manifest = Manifest::load(&o.manifest)?;
     let entries: Vec<&ScanEntry> = manifest
         .scan

@@ -220,10 +220,7 @@ pub fn cross_validate(o: &FoldOptions) -> Result<FoldReport, TrainError> {
     probe.out = o.work.join("final.safetensors");
     check_options(&probe)?;
     let device = o.train.device.resolve()?;
-    std::fs::create_dir_all(&o.work).map_err(|source| TrainError::Io {
-        path: o.work.clone(),
-        source,
-    })?;
+    super::fit::check_writable(&probe.out)?;
     let model_paths: Vec<PathBuf> = (1..=plan.folds.len())
         .map(|f| o.work.join(format!("fold-{f:02}.safetensors")))
         .chain(std::iter::once(o.work.join("final.safetensors")))

@@ -228,7 +228,14 @@ pub fn write_phantom(p: &mut Phantom, dir: &Path) -> Result<PhantomSummary, Phan
         stl_triangles,
         head: p.head.clone(),
         scanner: p.profile.clone(),
-        regions: super::regions::scoring_regions(&p.head),
+        regions: super::regions::scoring_regions(
+            &p.head,
+            &p.geometry,
+            0.5 * p
+                .profile
+                .slice_thickness_mm
+                .max(p.geometry.nominal_slice_spacing()),
+        ),
         timings: p.timings.clone(),
     };
     let path = dir.join(JSON_FILE);

@@ -4,6 +4,7 @@
 
 use super::anatomy::extras::tilt;
 use super::anatomy::Head;
+use crate::dicom::geometry::Geometry;
 use crate::eval::regions::{MetalCapsule, OrientedBox, ScoringRegions};
 
 /// Points per flap rim loop and per burr-hole loop.
@@ -53,8 +54,46 @@ fn vault_loop(head: &Head, steps: usize, u: impl Fn(f64) -> [f64; 3]) -> Vec<[f6
     line
 }
 
-/// The scoring regions of `head`.
-pub fn scoring_regions(head: &Head) -> ScoringRegions {
+/// Whether the capsule `a`-`b` (LPS mm, radius `r`) reaches the scanned volume of `g`: its extent
+/// along the slice normal overlaps the slabs of the slices (first centre - `half_slab_mm` to last
+/// centre + `half_slab_mm`: the test render.rs uses to draw a metal object's streaks into a slice)
+/// and its extent along the rows and columns overlaps the field of view.
+pub fn metal_in_scan(g: &Geometry, a: [f64; 3], b: [f64; 3], r: f64, half_slab_mm: f64) -> bool {
+    let (Some(first), Some(last)) = (g.ipp.first(), g.ipp.last()) else {
+        return false;
+    };
+    let dot = |u: [f64; 3], v: [f64; 3]| u[0] * v[0] + u[1] * v[1] + u[2] * v[2];
+    let overlaps = |dir: [f64; 3], lo: f64, hi: f64| {
+        let (pa, pb) = (dot(a, dir), dot(b, dir));
+        pa.max(pb) + r >= lo.min(hi) && pa.min(pb) - r <= lo.max(hi)
+    };
+    let n = g.normal();
+    let (n0, n1) = (dot(*first, n), dot(*last, n));
+    let along = overlaps(n, n0.min(n1) - half_slab_mm, n0.max(n1) + half_slab_mm);
+    // In-plane: the FOV of the first slice (every slice shares it, shifted along the stack).
+    let (rd, cd) = (g.row_dir(), g.col_dir());
+    let (di, dj) = (g.pixel_spacing[1], g.pixel_spacing[0]);
+    let proj = |p: [f64; 3], d: [f64; 3]| dot(p, d);
+    let mut ok = along;
+    for (d, len) in [
+        (rd, (g.cols as f64 - 1.0) * di),
+        (cd, (g.rows as f64 - 1.0) * dj),
+    ] {
+        // Positions of all slice origins along `d` (a gantry tilt shifts them along the columns).
+        let (lo, hi) = g.ipp.iter().fold((f64::MAX, f64::MIN), |(lo, hi), p| {
+            let x = proj(*p, d);
+            (lo.min(x), hi.max(x))
+        });
+        ok = ok && overlaps(d, lo - 0.5 * di.max(dj), hi + len + 0.5 * di.max(dj));
+    }
+    ok
+}
+
+/// The scoring regions of `head` scanned on `g`. Metal objects are listed only when they reach
+/// the scanned volume ([`metal_in_scan`], `half_slab_mm` = half of max(slice thickness, spacing)):
+/// a filling below the last slice has no streaks in the image, and its 20 mm "near metal" region
+/// would otherwise score the last slices as if it had.
+pub fn scoring_regions(head: &Head, g: &Geometry, half_slab_mm: f64) -> ScoringRegions {
     let mut defect_rim = Vec::new();
     if let Some(d) = &head.defect {
         if d.kind != super::anatomy::DefectKind::BurrHoles {
@@ -79,6 +118,7 @@ pub fn scoring_regions(head: &Head) -> ScoringRegions {
             radius_mm: m.radius_mm * head.scale,
             kind: m.kind.to_owned(),
         })
+        .filter(|c| metal_in_scan(g, c.a, c.b, c.radius_mm, half_slab_mm))
         .collect();
     let origin = head.to_lps([0.0; 3]);
     let axis = |e: [f64; 3]| {
@@ -113,10 +153,44 @@ pub fn scoring_regions(head: &Head) -> ScoringRegions {
 mod tests {
     use super::*;
 
+    /// The default series of `philips-ingenuity-ub` (1 mm slices, vertex to C2) around `head`.
+    fn full_scan(head: &Head) -> Geometry {
+        let p = crate::phantom::scanner::profile("philips-ingenuity-ub").unwrap();
+        crate::phantom::grid(p, &crate::phantom::PhantomOptions::default(), head)
+    }
+
+    #[test]
+    fn metal_outside_the_scanned_slices_is_not_listed() {
+        // First seed with a dental filling (teeth at head z -109 to -117 mm).
+        let head = (1u64..200)
+            .map(|s| Head::random(s, Some(false)))
+            .find(|h| h.metal.iter().any(|m| m.kind == "filling"))
+            .unwrap();
+        let fillings = head.metal.iter().filter(|m| m.kind == "filling").count();
+        let g = full_scan(&head);
+        let all = scoring_regions(&head, &g, 0.5);
+        assert_eq!(
+            all.metal.iter().filter(|m| m.kind == "filling").count(),
+            fillings
+        );
+        // Keep only the slices above head z -70 (above the maxilla): no filling is scanned.
+        let z_cut = head.to_lps([0.0, 0.0, -70.0])[2];
+        let mut top = g.clone();
+        top.ipp.retain(|p| p[2] > z_cut);
+        assert!(top.ipp.len() > 100 && top.ipp.len() < g.ipp.len());
+        let r = scoring_regions(&head, &top, 0.5);
+        assert_eq!(r.metal.iter().filter(|m| m.kind == "filling").count(), 0);
+        // A slab reaching down to the fillings brings them back.
+        assert!(metal_in_scan(&g, all.metal[0].a, all.metal[0].b, 1.5, 0.5));
+        let below = [[0.0, 0.0, z_cut - 60.0], [1.0, 0.0, z_cut - 60.0]];
+        assert!(!metal_in_scan(&top, below[0], below[1], 2.0, 0.5));
+        assert!(metal_in_scan(&top, below[0], below[1], 2.0, 70.0));
+    }
+
     #[test]
     fn flap_rim_lies_in_the_vault_and_skull_base_below_the_centre() {
         let head = Head::random(3, Some(true));
-        let r = scoring_regions(&head);
+        let r = scoring_regions(&head, &full_scan(&head), 0.5);
         let d = head.defect.as_ref().unwrap();
         let loops = usize::from(d.kind != crate::phantom::anatomy::DefectKind::BurrHoles)
             + d.burr_holes.len();
@@ -133,7 +207,8 @@ mod tests {
         let c = head.center_lps[2];
         assert!(r.skull_base_z[1] < c - 5.0 && r.skull_base_z[0] > c - 70.0);
         assert!(Head::random(3, Some(false)).defect.is_none());
-        assert!(scoring_regions(&Head::random(3, Some(false)))
+        let plain = Head::random(3, Some(false));
+        assert!(scoring_regions(&plain, &full_scan(&plain), 0.5)
             .defect_rim
             .is_empty());
     }
@@ -142,7 +217,7 @@ mod tests {
     fn thin_plate_boxes_hold_thin_bone_and_no_vault() {
         for seed in [1u64, 2, 5] {
             let head = Head::random(seed, Some(false));
-            let r = scoring_regions(&head);
+            let r = scoring_regions(&head, &full_scan(&head), 0.5);
             assert_eq!(r.thin_plates.len(), THIN_PLATE_BOXES.len());
             // Sample each box on a 1 mm grid (head frame): bone is there (the plates), and every
             // bone sample has non-bone within 1.5 mm along some axis (thin, not a thick block).

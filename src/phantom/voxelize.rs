@@ -1,12 +1,26 @@
 //! Samples the analytic head on a CT grid: the partial-volume HU image and the exact bone label.
 //!
-//! Every voxel centre is classified once (plus the mid-planes between slices when slices are
-//! thicker than 0.7 mm, so thin horizontal plates between two slice centres are not lost). A voxel
-//! whose class differs from a 6-neighbour's (or from an adjacent mid-plane) is a boundary voxel and
-//! is supersampled over its box: its HU is the mean over the sub-samples (analytic partial volume).
-//! Where bone status changes, `n x n x n` sub-samples are taken and the label is bone when at least
-//! half of them are bone; other boundaries (skin, fat, holder...) get `2 x 2 x 2` for the image only.
-//! Other voxels take the centre's material. Labels therefore come from the model, never from the simulated image.
+//! Every voxel centre is classified once, plus sub-planes between slice centres when slices are
+//! thicker than 0.7 mm (the mid-plane up to 1.7 mm spacing; planes <= 0.85 mm apart for thick
+//! slices, [`sub_planes_per_slice`]), so thin plates lying between two slice centres are not lost.
+//! A voxel whose class differs from an in-plane 4-neighbour, a neighbouring slice centre or a
+//! sub-plane inside its box is a boundary voxel and is supersampled over its box: its HU is the
+//! mean over the sub-samples (analytic partial volume). Where bone status changes, `n x n x n`
+//! sub-samples are taken (`n x n x n s/2` for thick slices) and the label is bone when at least
+//! half of them are bone; other boundaries (skin, fat, holder...) get `2 x 2 x 2` (`2 x 2 x s`)
+//! for the image only. Other voxels take the centre's material. Labels therefore come from the
+//! model, never from the simulated image.
+//!
+//! The voxel's box is `[i +- 0.5] x [j +- 0.5] x [k +- 0.5]` in index space: one pixel in-plane and,
+//! along the slice direction, the slab between the mid-planes to the neighbouring slices, i.e.
+//! `slice spacing` thick along the normal (parallel to the slices, sheared with a gantry tilt).
+//! For thick slices with spacing = thickness (`routine-5mm`) this is the whole nominal slab: the
+//! image value integrates the anatomy over the 5 mm (a tangential cut through the vault gives the
+//! broad band of intermediate HU of real thick-slice CT; render.rs adds only the small remainder
+//! of the slice profile's width) and the label is "bone occupies >= half of the pixel x 5 mm slab".
+//! Where thickness > spacing (`siemens-sensation-h30s`, 1.5 / 1.0 mm) the label box is the
+//! spacing, and the image's extra width comes from render.rs's slice profile. The outer half-box of
+//! the first and last slice is not checked for boundaries (no sub-planes outside the series).
 
 use ndarray::{Array2, Array3, Axis};
 use rayon::prelude::*;
@@ -52,6 +66,24 @@ fn classify_plane(head: &Head, g: &Geometry, k: f64) -> Array2<u8> {
     out
 }
 
+/// Sub-sample offsets (fractions of a voxel, centred) of `n` samples across one voxel.
+fn sample_offsets(n: usize) -> Vec<f64> {
+    let n = n.max(1);
+    (0..n).map(|a| (a as f64 + 0.5) / n as f64 - 0.5).collect()
+}
+
+/// Number of plane intervals per slice gap that [`voxelize`] classifies to find boundary voxels:
+/// 0 (centre planes only) up to 0.7 mm spacing, 2 (the mid-plane) up to 1.7 mm, then
+/// `2 ceil(spacing / 1.7)` (6 for 4-5 mm slices: planes 0.7-0.85 mm apart), so that a 1-2 mm
+/// cortical table lying within a thick slab is not missed.
+pub fn sub_planes_per_slice(spacing_mm: f64) -> usize {
+    if spacing_mm <= 0.7 {
+        0
+    } else {
+        2 * (spacing_mm / 1.7).ceil().max(1.0) as usize
+    }
+}
+
 /// Samples `head` on `g` with `n x n x n` supersampling at boundaries (`n` >= 1).
 pub fn voxelize(head: &Head, g: &Geometry, n: usize) -> Voxelized {
     let n = n.max(1);
@@ -74,20 +106,54 @@ pub fn voxelize(head: &Head, g: &Geometry, n: usize) -> Voxelized {
         .into_par_iter()
         .map(|k| classify_plane(head, g, k as f64))
         .collect();
-    let mid_planes: Option<Vec<Array2<u8>>> =
-        (g.nominal_slice_spacing() > 0.7 && nk > 1).then(|| {
-            (0..nk - 1)
-                .into_par_iter()
-                .map(|k| classify_plane(head, g, k as f64 + 0.5))
-                .collect()
-        });
-
-    let offsets: Vec<f64> = (0..n).map(|a| (a as f64 + 0.5) / n as f64 - 0.5).collect();
-    let half = n * n * n;
-    let offsets2: Vec<f64> = if n > 2 {
-        vec![-0.25, 0.25]
+    // Sub-planes between slice centres: gap `k` (between slices k and k + 1) holds the planes at
+    // `k + m / s`, m = 1..s; the voxel box of slice k spans k - 0.5 .. k + 0.5.
+    let s = sub_planes_per_slice(g.nominal_slice_spacing());
+    let sub: Vec<Array2<u8>> = if s >= 2 && nk > 1 {
+        (0..(nk - 1) * (s - 1))
+            .into_par_iter()
+            .map(|x| {
+                let (gap, m) = (x / (s - 1), x % (s - 1) + 1);
+                classify_plane(head, g, gap as f64 + m as f64 / s as f64)
+            })
+            .collect()
     } else {
-        offsets.clone()
+        Vec::new()
+    };
+    // The sub-planes inside the box of slice k (and the centre planes of its neighbours).
+    let box_planes = |k: usize| -> Vec<&Array2<u8>> {
+        let mut v = Vec::new();
+        if k > 0 {
+            v.push(&planes[k - 1]);
+        }
+        if k + 1 < nk {
+            v.push(&planes[k + 1]);
+        }
+        if !sub.is_empty() {
+            if k > 0 {
+                for m in s / 2..s {
+                    v.push(&sub[(k - 1) * (s - 1) + m - 1]);
+                }
+            }
+            if k + 1 < nk {
+                for m in 1..=s / 2 {
+                    v.push(&sub[k * (s - 1) + m - 1]);
+                }
+            }
+        }
+        v
+    };
+
+    // Along k, thick slices get `s / 2` times as many sub-samples as in-plane (sub-sample spacing
+    // <= 0.6 mm for 3 x 3 at 5 mm), so the slab's partial volume and the label's occupancy are
+    // integrated over the whole slab.
+    let mult = (s / 2).max(1);
+    let offsets = sample_offsets(n);
+    let offsets_k = sample_offsets(n * mult);
+    let (offsets2, offsets2_k) = if n > 2 {
+        (vec![-0.25, 0.25], sample_offsets(2 * mult))
+    } else {
+        (offsets.clone(), offsets_k.clone())
     };
     let slices: Vec<(Array2<f32>, Array2<u8>, u64)> = (0..nk)
         .into_par_iter()
@@ -96,20 +162,15 @@ pub fn voxelize(head: &Head, g: &Geometry, n: usize) -> Voxelized {
             let mut lab = Array2::<u8>::zeros((nj, ni));
             let mut boundary = 0u64;
             let cur = &planes[k];
+            let others = box_planes(k);
             for j in 0..nj {
                 for i in 0..ni {
                     let m = cur[[j, i]];
-                    let mut edge = (i > 0 && differ(m, cur[[j, i - 1]]))
+                    let edge = (i > 0 && differ(m, cur[[j, i - 1]]))
                         || (i + 1 < ni && differ(m, cur[[j, i + 1]]))
                         || (j > 0 && differ(m, cur[[j - 1, i]]))
                         || (j + 1 < nj && differ(m, cur[[j + 1, i]]))
-                        || (k > 0 && differ(m, planes[k - 1][[j, i]]))
-                        || (k + 1 < nk && differ(m, planes[k + 1][[j, i]]));
-                    if let Some(mid) = &mid_planes {
-                        edge = edge
-                            || (k > 0 && differ(m, mid[k - 1][[j, i]]))
-                            || (k + 1 < nk && differ(m, mid[k][[j, i]]));
-                    }
+                        || others.iter().any(|o| differ(m, o[[j, i]]));
                     if !edge {
                         let material = mats[m as usize];
                         hu[[j, i]] = if material == Material::CancellousBone {
@@ -130,17 +191,16 @@ pub fn voxelize(head: &Head, g: &Geometry, n: usize) -> Voxelized {
                             || (i + 1 < ni && nb(cur[[j, i + 1]]))
                             || (j > 0 && nb(cur[[j - 1, i]]))
                             || (j + 1 < nj && nb(cur[[j + 1, i]]))
-                            || (k > 0 && nb(planes[k - 1][[j, i]]))
-                            || (k + 1 < nk && nb(planes[k + 1][[j, i]]))
-                            || mid_planes.as_ref().is_some_and(|mid| {
-                                (k > 0 && nb(mid[k - 1][[j, i]]))
-                                    || (k + 1 < nk && nb(mid[k][[j, i]]))
-                            })
+                            || others.iter().any(|o| nb(o[[j, i]]))
                     };
-                    let offs = if bone_edge { &offsets } else { &offsets2 };
-                    let count = offs.len().pow(3);
+                    let (offs, offs_k) = if bone_edge {
+                        (&offsets, &offsets_k)
+                    } else {
+                        (&offsets2, &offsets2_k)
+                    };
+                    let count = offs.len() * offs.len() * offs_k.len();
                     let (mut sum, mut bones) = (0f64, 0usize);
-                    for dk in offs {
+                    for dk in offs_k {
                         for dj in offs {
                             for di in offs {
                                 let p = lps(g, k as f64 + dk, j as f64 + dj, i as f64 + di);
@@ -152,7 +212,7 @@ pub fn voxelize(head: &Head, g: &Geometry, n: usize) -> Voxelized {
                     }
                     hu[[j, i]] = (sum / count as f64) as f32;
                     lab[[j, i]] = if bone_edge {
-                        (2 * bones >= half) as u8
+                        (2 * bones >= count) as u8
                     } else {
                         bone[m as usize] as u8
                     };

@@ -231,6 +231,13 @@ pub struct Head {
     pub defect: Option<Defect>,
     pub metal: Vec<MetalObject>,
     pub materials: MaterialHu,
+    /// Bone mineral factor of this head: cortical and cancellous HU (and the diploe texture) are
+    /// the standard figures times this, 0.6-1.15 ([`BONE_DENSITY_RANGE`]). 1 when
+    /// `homogeneous_skull`.
+    pub bone_density_scale: f64,
+    /// Tables and diploe of one density, as in anthropomorphic phantoms whose skull simulant is a
+    /// uniform bone-equivalent resin (10 % of heads, [`HOMOGENEOUS_SKULL_P`]).
+    pub homogeneous_skull: bool,
     #[serde(skip)]
     pub(crate) rot: [[f64; 3]; 3],
     #[serde(skip)]
@@ -263,7 +270,11 @@ impl Head {
             missing_teeth.push((unit(&mut rng) * 28.0) as usize);
         }
         let metal = extras::random_metal(&mut rng, defect.as_ref());
-        let materials = MaterialHu::random(&mut rng, contrast);
+        let mut materials = MaterialHu::random(&mut rng, contrast);
+        // Bone mineral variation from a side generator seeded by the seed alone, so the main
+        // stream (every other parameter of a seed's head) is unchanged.
+        let mut side = ChaCha8Rng::seed_from_u64(field::mix64(seed ^ 0xb0_4e_de_45));
+        let (bone_density_scale, homogeneous_skull) = bone_mineral(&mut side, &mut materials);
         let mut head = Head {
             seed,
             center_lps: [
@@ -307,6 +318,8 @@ impl Head {
             defect,
             metal,
             materials,
+            bone_density_scale,
+            homogeneous_skull,
             rot: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
             shape_field,
             thickness_field,
@@ -380,6 +393,48 @@ impl Head {
     }
 }
 
+/// Range of [`Head::bone_density_scale`]. Cortical and trabecular bone density fall with age and
+/// osteoporosis: vertebral trabecular HU of osteoporotic patients is about half that of normal
+/// bone (Schreiber et al., "Hounsfield units for assessing bone mineral density and strength",
+/// *J Bone Joint Surg Am* 93:1057-1063, 2011), and cortical density also falls with age (less,
+/// by roughly 5-15 % from young adults to the elderly; figure not checked against a primary
+/// measurement here).
+/// 0.6 covers an osteoporotic elderly skull and scanners/kV that under-read bone; 1.15 a dense
+/// young skull. With the standard 1300-1900 HU tables and 250-650 HU diploe, the low end gives
+/// 780-1140 HU tables and 150-390 HU diploe, where a 226 HU threshold starts to lose diploe.
+pub const BONE_DENSITY_RANGE: [f64; 2] = [0.6, 1.15];
+
+/// Probability of a homogeneous skull ([`Head::homogeneous_skull`]).
+pub const HOMOGENEOUS_SKULL_P: f64 = 0.1;
+
+/// HU range of a homogeneous skull: anthropomorphic head phantoms use bone-equivalent resins of
+/// roughly cortical-to-average-skull density (e.g. 400-1000 HU at 120 kV; the Philips head phantom
+/// of `../shared/data` reads ~600 HU).
+pub const HOMOGENEOUS_SKULL_HU: [f64; 2] = [450.0, 1000.0];
+
+/// Draws the bone mineral variation of one head from `side` and applies it to `materials`
+/// (cortical and cancellous bone; teeth unchanged): returns (density scale, homogeneous skull).
+fn bone_mineral(side: &mut ChaCha8Rng, materials: &mut MaterialHu) -> (f64, bool) {
+    let scale = range(side, BONE_DENSITY_RANGE[0], BONE_DENSITY_RANGE[1]);
+    let homogeneous = unit(side) < HOMOGENEOUS_SKULL_P;
+    let hu_one = range(side, HOMOGENEOUS_SKULL_HU[0], HOMOGENEOUS_SKULL_HU[1]) as f32;
+    let (c, t) = (
+        Material::CorticalBone as usize,
+        Material::CancellousBone as usize,
+    );
+    if homogeneous {
+        materials.hu[c] = hu_one;
+        materials.hu[t] = hu_one;
+        // A cast resin has no trabecular structure; a little texture for density variation.
+        materials.cancellous_texture_hu *= 0.3;
+        return (1.0, true);
+    }
+    materials.hu[c] *= scale as f32;
+    materials.hu[t] *= scale as f32;
+    materials.cancellous_texture_hu *= scale as f32;
+    (scale, false)
+}
+
 /// Rotation matrix (columns = head axes in LPS) for yaw about z, pitch about x, roll about y.
 fn rotation(pose_deg: [f64; 3]) -> [[f64; 3]; 3] {
     let [yaw, pitch, roll] = pose_deg.map(f64::to_radians);
@@ -444,5 +499,56 @@ pub fn bone(depth: f64, cortex: f64) -> Material {
         Material::CorticalBone
     } else {
         Material::CancellousBone
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bone_density_scale_spans_its_range_and_one_head_in_ten_is_homogeneous() {
+        let heads: Vec<Head> = (1u64..=300).map(|s| Head::random(s, Some(false))).collect();
+        let scales: Vec<f64> = heads
+            .iter()
+            .filter(|h| !h.homogeneous_skull)
+            .map(|h| h.bone_density_scale)
+            .collect();
+        let min = scales.iter().cloned().fold(f64::MAX, f64::min);
+        let max = scales.iter().cloned().fold(f64::MIN, f64::max);
+        assert!(min >= 0.6 && min < 0.63, "min scale {min}");
+        assert!(max <= 1.15 && max > 1.12, "max scale {max}");
+        let low = scales.iter().filter(|&&s| s < 0.75).count();
+        assert!(low > 40, "{low} of {} heads below 0.75", scales.len());
+        let homogeneous = heads.iter().filter(|h| h.homogeneous_skull).count();
+        assert!(
+            (15..=45).contains(&homogeneous),
+            "{homogeneous} homogeneous"
+        );
+        for h in &heads {
+            let c = h.materials.hu[Material::CorticalBone as usize];
+            let t = h.materials.hu[Material::CancellousBone as usize];
+            if h.homogeneous_skull {
+                assert_eq!(c, t);
+                assert!((450.0..=1000.0).contains(&c), "{c}");
+            } else {
+                let s = h.bone_density_scale as f32;
+                assert!(c >= 1300.0 * s - 0.5 && c <= 1900.0 * s + 0.5, "{c} at {s}");
+                assert!(t >= 250.0 * s - 0.5 && t <= 650.0 * s + 0.5, "{t} at {s}");
+            }
+            // Teeth keep their density.
+            assert!(h.materials.hu[Material::Enamel as usize] >= 2500.0);
+        }
+    }
+
+    #[test]
+    fn bone_mineral_draws_do_not_change_the_rest_of_the_head() {
+        // Values of seed 1 drawn from the main stream, as before the bone mineral variation was
+        // added (it comes from a side generator).
+        let h = Head::random(1, None);
+        assert!((h.scale - 0.9293999108523878).abs() < 1e-12, "{}", h.scale);
+        assert!((h.vault_thickness_mm[1] - 8.543121314754387).abs() < 1e-12);
+        assert!((h.materials.hu[Material::Fat as usize] + 90.77388).abs() < 1e-4);
+        assert!((h.bone_density_scale - 0.9373657675479157).abs() < 1e-12);
     }
 }

@@ -319,11 +319,28 @@ impl Config {
                 reason: "0 is not a port".to_owned(),
             });
         }
-        if n.max_associations == 0 {
+        if !(1..=MAX_ASSOCIATIONS).contains(&n.max_associations) {
             return Err(ConfigError::Invalid {
                 key: "node.max_associations",
-                reason: "must be at least 1".to_owned(),
+                reason: format!(
+                    "{} is outside 1..={MAX_ASSOCIATIONS} (each association holds a task, a \
+                     socket and up to one PDU of memory)",
+                    n.max_associations
+                ),
             });
+        }
+        if let SpoolRetention::After(d) = self.storage.spool_retention {
+            if d < MIN_RETENTION {
+                return Err(ConfigError::Invalid {
+                    key: "storage.spool_retention",
+                    reason: format!(
+                        "{} is shorter than {}: a re-run or a late instance would find the series \
+                         gone; use \"when-done\" to delete as soon as the results are stored",
+                        humantime_serde::re::humantime::format_duration(d),
+                        humantime_serde::re::humantime::format_duration(MIN_RETENTION)
+                    ),
+                });
+            }
         }
         for (key, d) in [
             ("node.association_timeout", n.association_timeout),
@@ -365,6 +382,11 @@ impl Config {
 }
 
 mod routes;
+
+/// Upper bound of `node.max_associations`.
+pub const MAX_ASSOCIATIONS: usize = 1024;
+/// Shortest `storage.spool_retention` duration.
+pub const MIN_RETENTION: Duration = Duration::from_secs(60);
 
 /// AE title rules (PS3.5 6.2, VR AE): 1..=16 characters of the default character repertoire
 /// without control characters or backslash, not only spaces.
@@ -440,6 +462,26 @@ mod tests {
         assert_eq!(c.node.artim_timeout, Duration::from_secs(5));
         assert_eq!(c.storage.min_free_bytes, 5);
         assert!(c.storage.accept_other_storage);
+    }
+
+    #[test]
+    fn absurd_association_cap_and_nanosecond_retention_are_refused_by_key() {
+        let mut c = Config::default();
+        c.node.max_associations = 1_000_000;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("node.max_associations") && e.contains("1..=1024"),
+            "{e}"
+        );
+        let mut c = Config::default();
+        c.storage.spool_retention = "1ns".parse().unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("storage.spool_retention") && e.contains("shorter than 1m"),
+            "{e}"
+        );
+        c.storage.spool_retention = "2min".parse().unwrap();
+        assert!(c.validate().is_ok());
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //!    period and the segmentation stage (target <= 2 s). The mesh is not segmentation: it counts.
 //!
 //! Run: `. scripts/setup.sh && cargo bench --bench serve` (needs DCMTK storescu/storescp);
-//! `OSTEON_BENCH_LATENCY_ONLY=1` skips part 1.
+//! `OSTEON_BENCH_LATENCY_ONLY=1` skips part 1, `OSTEON_BENCH_LATENCY_RUNS=N` sets the latency
+//! runs (default 3), `OSTEON_BENCH_BIN=PATH` benches another `osteon` binary (e.g. an older build).
 
 use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream};
@@ -19,6 +20,23 @@ use std::time::{Duration, Instant};
 
 const RUNS: usize = 5;
 const LATENCY_RUNS: usize = 3;
+
+/// The `osteon` binary under test: `OSTEON_BENCH_BIN` when set (to compare a build of another
+/// commit in the same conditions), else the one cargo built with this bench.
+fn osteon_bin() -> PathBuf {
+    std::env::var_os("OSTEON_BENCH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_osteon")))
+}
+
+/// Latency runs: `OSTEON_BENCH_LATENCY_RUNS` when set (at least 1), else [`LATENCY_RUNS`].
+fn latency_runs() -> usize {
+    std::env::var("OSTEON_BENCH_LATENCY_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(LATENCY_RUNS)
+        .max(1)
+}
 const QUIET_MS: f64 = 1000.0;
 
 fn free_port() -> u16 {
@@ -79,7 +97,7 @@ fn node(dir: &Path, quiet: &str, extra: &str) -> (Proc, u16, PathBuf) {
         ),
     )
     .expect("config");
-    let child = Command::new(env!("CARGO_BIN_EXE_osteon"))
+    let child = Command::new(osteon_bin())
         .args(["serve", "--config"])
         .arg(&config)
         .env("OSTEON_LOG", "warn")
@@ -121,7 +139,7 @@ fn median(v: &mut [f64]) -> f64 {
 
 fn qa_csv(config: &Path) -> Vec<BTreeMap<String, String>> {
     let csv = config.with_file_name("qa.csv");
-    let out = Command::new(env!("CARGO_BIN_EXE_osteon"))
+    let out = Command::new(osteon_bin())
         .args(["qa", "--config"])
         .arg(config)
         .arg("--csv")
@@ -237,7 +255,8 @@ fn main() {
     // 2. Latency.
     let pacs_port = free_port();
     let mut rows: Vec<BTreeMap<String, f64>> = Vec::new();
-    for run in 0..LATENCY_RUNS {
+    let latency_runs = latency_runs();
+    for run in 0..latency_runs {
         let dir = root.join(format!("latency{run}"));
         let _pacs = storescp(&dir.join("pacs"), pacs_port);
         let (_node, port, config) = node(
@@ -287,7 +306,8 @@ fn main() {
     }
     println!(
         "\nlatency: Philips S2020 (threshold segmenter), last instance received -> results stored at \
-         a DCMTK storescp PACS, {LATENCY_RUNS} runs, ms"
+         a DCMTK storescp PACS, {latency_runs} runs, ms, binary {}",
+        osteon_bin().display()
     );
     println!("{:<52} {:>10} {:>22}", "stage", "median", "runs");
     for key in rows[0].keys() {

@@ -115,18 +115,14 @@ pub fn process_volume(
     let seg_path = out_dir.join(SEG_FILE);
     let stl_path = out_dir.join(STL_FILE);
     let stl_object_path = out_dir.join(STL_OBJECT_FILE);
-    let ((image_qa, seg_outcome), mesh_outcome) = std::thread::scope(|scope| {
-        let seg_thread = scope.spawn(|| {
+    let ((image_qa, seg_outcome), mesh_outcome) = beside(
+        || {
             let image_qa = super::qa::image_qa(&qa_ct, &mask, segmenter);
             drop(qa_ct);
             (image_qa, write_seg(&ct, &mask, &description, &seg_path))
-        });
-        let mesh_outcome = mesh_and_stl(&ct, &mask, mesh_options, &stl_path, &stl_object_path);
-        let seg_outcome = seg_thread
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (seg_outcome, mesh_outcome)
-    });
+        },
+        || mesh_and_stl(&ct, &mask, mesh_options, &stl_path, &stl_object_path),
+    );
     let MeshOutcome {
         mesh_stats,
         mesh_ms,
@@ -222,19 +218,15 @@ fn mesh_and_stl(
     let t = Instant::now();
     let stl = stl_bytes(&mesh).map_err(mesh_err)?;
     drop(mesh);
-    let (file_outcome, stl_uid) = std::thread::scope(|scope| {
-        let file = scope.spawn(|| {
+    let (file_outcome, stl_uid) = beside(
+        || {
             std::fs::write(stl_path, &stl).map_err(|source| WorkerError::Io {
                 path: stl_path.to_path_buf(),
                 source,
             })
-        });
-        let object = encapsulated_stl(ct, &stl, stl_object_path);
-        let file_outcome = file
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (file_outcome, object)
-    });
+        },
+        || encapsulated_stl(ct, &stl, stl_object_path),
+    );
     file_outcome?;
     Ok(MeshOutcome {
         mesh_stats,
@@ -259,4 +251,19 @@ fn encapsulated_stl(ct: &CtVolume, stl: &[u8], path: &Path) -> Result<String, Wo
         .to_owned();
     crate::dicom::stl_object::write(&object, path).map_err(object_err)?;
     Ok(uid)
+}
+
+/// Runs `side` on a second (scoped) thread while `main` runs on this one and returns both
+/// results; a panic of `side` is resumed here, as if it had run on this thread. Like rayon's
+/// pool, this panics only when the OS cannot start a thread at all (the node's job runner turns
+/// that into a failed job).
+fn beside<A: Send, B>(side: impl FnOnce() -> A + Send, main: impl FnOnce() -> B) -> (A, B) {
+    std::thread::scope(|scope| {
+        let handle = scope.spawn(side);
+        let b = main();
+        let a = handle
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (a, b)
+    })
 }

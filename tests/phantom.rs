@@ -465,3 +465,92 @@ fn lowest_slices_of_a_default_series_hold_bone_below_the_skull_base() {
         assert!(bone > 40, "slice {k}: {bone} bone voxels");
     }
 }
+
+/// Thick slices (`routine-5mm`): where the slices cut the upper vault obliquely the image is a broad
+/// band of intermediate HU (the 5 mm slab averages tables, diploe and soft tissue), the band
+/// straddles the label boundary, and the label is still "bone occupies >= half of the pixel x
+/// 5 mm box" (checked against a denser sampling of the model than the generator's).
+#[test]
+fn thick_slices_integrate_the_vault_over_the_slab_and_labels_stay_exact() {
+    let profile = scanner::profile("routine-5mm").expect("profile");
+    assert_eq!(
+        (profile.slice_thickness_mm, profile.slice_spacing_mm),
+        (5.0, 5.0)
+    );
+    let opts = PhantomOptions {
+        matrix: Some(256),
+        craniotomy: Some(false),
+        stl: false,
+        ..Default::default()
+    };
+    let p = generate(profile, 2, &opts);
+    assert_eq!(p.geometry.nominal_slice_spacing(), 5.0);
+    let cz = p.head.center_lps[2];
+    let [nk, nj, ni] = p.geometry.dims();
+    let (mut mid, mut high) = (0usize, 0usize);
+    let mut band: Vec<(usize, usize, usize)> = Vec::new();
+    for k in 0..nk {
+        let z = p.geometry.ipp[k][2];
+        if z < cz + 25.0 * p.head.scale || z > cz + 55.0 * p.head.scale {
+            continue;
+        }
+        for j in 0..nj {
+            for i in 0..ni {
+                let v = p.hu[[k, j, i]];
+                if (300.0..1000.0).contains(&v) {
+                    mid += 1;
+                    band.push((k, j, i));
+                } else if v >= 1000.0 {
+                    high += 1;
+                }
+            }
+        }
+    }
+    assert!(mid > 2000, "{mid} voxels of 300-1000 HU in the upper vault");
+    let frac = mid as f64 / (mid + high) as f64;
+    assert!(
+        frac > 0.8,
+        "only {frac:.2} of the vault voxels > 300 HU are 300-1000 HU"
+    );
+    let bone = band
+        .iter()
+        .filter(|&&(k, j, i)| p.label[[k, j, i]] == 1)
+        .count();
+    let share = bone as f64 / band.len() as f64;
+    assert!(
+        (0.15..0.85).contains(&share),
+        "label bone in {share:.2} of the band: the band should straddle the boundary"
+    );
+    // Label = occupancy >= 0.5 of the voxel's box (pixel x 5 mm slab), against 6 x 6 x 30 samples.
+    let (mut agree, mut checked) = (0usize, 0usize);
+    for &(k, j, i) in band.iter().step_by((band.len() / 300).max(1)) {
+        let mut n_bone = 0usize;
+        let n = 6usize;
+        let nz = 30usize;
+        for a in 0..nz {
+            for b in 0..n {
+                for c in 0..n {
+                    let f = |x: usize, m: usize| (x as f64 + 0.5) / m as f64 - 0.5;
+                    let q = p.geometry.voxel_to_lps(
+                        k as f64 + f(a, nz),
+                        j as f64 + f(b, n),
+                        i as f64 + f(c, n),
+                    );
+                    n_bone += p.head.material(q).is_bone() as usize;
+                }
+            }
+        }
+        let occ = n_bone as f64 / (n * n * nz) as f64;
+        // Voxels within 5 % of the 0.5 cut may go either way with the coarser sampling.
+        if (occ - 0.5).abs() < 0.05 {
+            continue;
+        }
+        checked += 1;
+        agree += ((occ >= 0.5) == (p.label[[k, j, i]] == 1)) as usize;
+    }
+    assert!(checked > 150, "{checked} voxels checked");
+    assert!(
+        agree as f64 >= 0.97 * checked as f64,
+        "label agrees with the dense occupancy in {agree} of {checked} band voxels"
+    );
+}

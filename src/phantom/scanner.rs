@@ -327,12 +327,13 @@ static PROFILES: [ScannerProfile; 10] = [
     },
     ScannerProfile {
         name: "routine-4mm-tilt",
-        summary: "GE HiSpeed QX/i, kernel STANDARD, routine head: 4 mm slices every 4 mm, 20 deg gantry tilt, 0.49 mm",
+        summary: "GE HiSpeed QX/i, kernel STANDARD, routine head: 4 mm slices every 4 mm, 15 deg gantry tilt, 0.49 mm",
         manufacturer: "GE MEDICAL SYSTEMS",
         model: "HiSpeed QX/i",
         kernel: "STANDARD",
         // Older 4-slice routine head: axial 4 x 1.25 mm summed into 4 mm images, gantry tilted
-        // along the orbitomeatal line (15-25 deg) to keep the orbits out of the beam; 120 kV,
+        // along the orbitomeatal line (15-25 deg; 15 deg keeps the vertex inside the default
+        // series, tests/phantom.rs) to keep the orbits out of the beam; 120 kV,
         // 170 mA, 2 s rotation (340 mAs), as in GE HiSpeed head protocols (quoted from memory).
         kvp: 120.0,
         tube_current_ma: 170.0,
@@ -342,7 +343,7 @@ static PROFILES: [ScannerProfile; 10] = [
         slice_spacing_mm: 4.0,
         slice_thickness_mm: 4.0,
         coverage_mm: COVERAGE_MM,
-        tilt_deg: 20.0,
+        tilt_deg: 15.0,
         psf_sigma_mm: 0.5,
         overshoot: 0.05,
         // 7 x sqrt(200/340 x 1.25/4) = 3.0 HU by the same scaling; 4.0 for the older, less

@@ -294,6 +294,25 @@ fn phantom_label_stl_round_trips_to_its_seg() {
     );
     let truth = seg_mask_on_grid(&dir.join("label-seg.dcm"), &ct.geometry).expect("phantom SEG");
     let back = seg_mask_on_grid(&relabel, &ct.geometry).expect("our SEG");
+    // The same SEG with another FrameOfReferenceUID lines up by position but is refused: positions
+    // of two frames of reference are not comparable.
+    let other = tmp.path().join("other-for.dcm");
+    let mut obj = dicom_object::open_file(dir.join("label-seg.dcm")).expect("open SEG");
+    obj.put(dicom_core::DataElement::new(
+        dicom_dictionary_std::tags::FRAME_OF_REFERENCE_UID,
+        dicom_core::VR::UI,
+        "1.2.3.4.5.6",
+    ));
+    obj.write_to_file(&other).expect("write SEG");
+    let spec = osteon::eval::manifest::LabelSpec::Seg {
+        path: other.clone(),
+    };
+    let e = osteon::eval::label_for(&ct, &spec).expect_err("other frame of reference");
+    assert!(
+        e.to_string()
+            .contains("FrameOfReferenceUID (0020,0052) 1.2.3.4.5.6 differs from the CT's"),
+        "{e}"
+    );
     let o = dice(&back, &truth, &Region::full(ct.geometry.dims())).expect("dice");
     // Measured 0.9992 (the STL leaves out a few tiny label parts).
     assert!(o.dsc >= 0.99, "{o:?}");

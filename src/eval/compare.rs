@@ -13,7 +13,8 @@ pub fn comparison_table(a: &Evaluation, b: &Evaluation) -> String {
     groups.sort_unstable();
     groups.dedup();
     let mut out = format!(
-        "per scanner, {} | {} (means over scans; dev in mm, + = predicted larger)\n",
+        "per scanner, {} | {} (means over the scans both scored; dev in mm, + = predicted larger; a \
+         deviation with no point within 5 mm is left out of its mean)\n",
         a.segmenter, b.segmenter
     );
     let _ = writeln!(
@@ -23,14 +24,23 @@ pub fn comparison_table(a: &Evaluation, b: &Evaluation) -> String {
     );
     let names: Vec<&str> = groups.iter().copied().chain(["ALL"]).collect();
     for g in names {
-        let pick = |e: &'_ Evaluation| -> Vec<ScanScore> {
-            e.scans
+        // Paired: a scan counts only where both scored it (a failed CNN scan must not leave the
+        // threshold's mean over more scans than the CNN's).
+        let rows = || {
+            a.scans
                 .iter()
-                .filter(|s| g == "ALL" || s.scanner == g)
-                .filter_map(|s| s.score.as_ref().ok().cloned())
-                .collect()
+                .zip(&b.scans)
+                .filter(move |(x, _)| g == "ALL" || x.scanner == g)
         };
-        let (ra, rb) = (pick(a), pick(b));
+        let (ra, rb): (Vec<ScanScore>, Vec<ScanScore>) = rows()
+            .filter_map(|(x, y)| match (&x.score, &y.score) {
+                (Ok(p), Ok(q)) => Some((p.clone(), q.clone())),
+                _ => None,
+            })
+            .unzip();
+        let failed = rows()
+            .filter(|(x, y)| x.score.is_err() || y.score.is_err())
+            .count();
         let cell = |f: &dyn Fn(&ScanScore) -> Option<f64>, prec: usize, signed: bool| -> String {
             let m = |rows: &[ScanScore]| {
                 let v: Vec<f64> = rows.iter().filter_map(f).collect();
@@ -46,7 +56,7 @@ pub fn comparison_table(a: &Evaluation, b: &Evaluation) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<24} {:>3} {:>15} {:>15} {:>17} {:>15} {:>17} {:>15} {:>15}",
+            "{:<24} {:>3} {:>15} {:>15} {:>17} {:>15} {:>17} {:>15} {:>15}{}",
             g,
             ra.len(),
             cell(&|x| Some(x.overlap.dsc), 4, false),
@@ -68,6 +78,11 @@ pub fn comparison_table(a: &Evaluation, b: &Evaluation) -> String {
                 4,
                 false
             ),
+            if failed > 0 {
+                format!("  ({failed} not scored by both, left out)")
+            } else {
+                String::new()
+            },
         );
     }
     out
@@ -78,22 +93,26 @@ pub fn comparison_table(a: &Evaluation, b: &Evaluation) -> String {
 /// manifest order; 0 = final model).
 pub fn combined_csv(a: &Evaluation, b: &Evaluation, fold_of: &[usize]) -> String {
     let mut out = String::new();
-    for (n, e) in [a, b].into_iter().enumerate() {
+    let header = a.csv().lines().next().unwrap_or("").to_owned();
+    let _ = writeln!(out, "segmenter,fold,{header}");
+    for e in [a, b] {
         let tag = e
             .segmenter
             .split_whitespace()
             .next()
             .unwrap_or("?")
             .to_lowercase();
-        for (r, line) in e.csv().lines().enumerate() {
-            if r == 0 {
-                if n == 0 {
-                    let _ = writeln!(out, "segmenter,fold,{line}");
-                }
-                continue;
+        for (r, scan) in e.scans.iter().enumerate() {
+            // One record per scan, cut from a one-scan CSV: a quoted field may hold newlines.
+            let one = Evaluation {
+                manifest: e.manifest.clone(),
+                segmenter: e.segmenter.clone(),
+                scans: vec![scan.clone()],
             }
-            let fold = fold_of.get(r - 1).map_or(String::new(), |f| f.to_string());
-            let _ = writeln!(out, "{tag},{fold},{line}");
+            .csv();
+            let record = one.split_once('\n').map_or("", |(_, rest)| rest);
+            let fold = fold_of.get(r).map_or(String::new(), |f| f.to_string());
+            let _ = write!(out, "{tag},{fold},{record}");
         }
     }
     out
@@ -264,6 +283,28 @@ mod tests {
         // ALL: signed mean (0.1 + 0.3 - 0.2) / 3 = +0.067.
         let all = t.lines().find(|l| l.starts_with("ALL")).expect("ALL row");
         assert!(all.contains("+0.067|+1.000"), "{all}");
+    }
+
+    #[test]
+    fn table_pairs_scans_and_csv_folds_survive_newlines_in_names() {
+        let mut a = eval("cnn x", &[(0.1, 0.2), (0.3, 0.2), (-0.2, 0.1)]);
+        let b = eval("threshold y", &[(1.0, 0.5), (2.0, 0.5), (1.0, 0.5)]);
+        a.scans[1].score = Err("model failed".into());
+        let t = comparison_table(&a, &b);
+        // g-a: only s0 is scored by both: threshold |dev| 1.000, not (1 + 2) / 2.
+        let ga = t.lines().find(|l| l.starts_with("g-a")).expect("g-a row");
+        assert!(
+            ga.contains("0.100|1.000") && ga.contains("(1 not scored by both"),
+            "{ga}"
+        );
+        a.scans[0].name = "two\nlines".into();
+        let c = combined_csv(&a, &b, &[4, 5, 6]);
+        let folds: Vec<&str> = c
+            .lines()
+            .filter(|l| l.starts_with("cnn,") || l.starts_with("threshold,"))
+            .map(|l| l.split(',').nth(1).unwrap_or(""))
+            .collect();
+        assert_eq!(folds, vec!["4", "5", "6", "4", "5", "6"], "{c}");
     }
 
     #[test]

@@ -130,7 +130,11 @@ fn volume_ml(ct: &CtVolume, m: &Mask) -> f64 {
 /// [`EvalError::Label`] (SEG off-grid, STL not closed or outside, reference procedure found no bone).
 pub fn label_for(ct: &CtVolume, spec: &LabelSpec) -> Result<Mask, EvalError> {
     Ok(match spec {
-        LabelSpec::Seg { path } => label::seg_mask_on_grid(path, &ct.geometry)?,
+        LabelSpec::Seg { path } => label::seg_mask_in_frame(
+            path,
+            &ct.geometry,
+            Some(ct.info.frame_of_reference_uid.as_str()).filter(|u| !u.is_empty()),
+        )?,
         LabelSpec::Stl { path } => {
             let mesh = label::read_stl(path)?;
             label::voxelise::voxelise(&mesh, &ct.geometry)?.0

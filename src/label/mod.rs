@@ -192,7 +192,34 @@ pub fn load_ct(inputs: &[PathBuf], selector: Option<&str>) -> Result<CtVolume, L
 /// [`LabelError::Seg`] when the SEG cannot be read; [`LabelError::SegGrid`] when Rows/Columns differ
 /// or a frame's IPP matches no slice.
 pub fn seg_mask_on_grid(path: &Path, geometry: &Geometry) -> Result<Mask, LabelError> {
+    seg_mask_in_frame(path, geometry, None)
+}
+
+/// [`seg_mask_on_grid`], and when `frame_of_reference_uid` is given, the SEG must carry the same
+/// FrameOfReferenceUID (PS3.3 C.7.4.1): positions of two frames of reference are not comparable,
+/// even when they happen to line up.
+///
+/// # Errors
+/// As [`seg_mask_on_grid`]; [`LabelError::SegGrid`] naming both UIDs when they differ.
+pub fn seg_mask_in_frame(
+    path: &Path,
+    geometry: &Geometry,
+    frame_of_reference_uid: Option<&str>,
+) -> Result<Mask, LabelError> {
     let frames = seg::read_seg_mask(path)?;
+    if let (Some(want), Some(have)) = (
+        frame_of_reference_uid,
+        frames.frame_of_reference_uid.as_deref(),
+    ) {
+        if want != have {
+            return Err(LabelError::SegGrid {
+                path: path.to_owned(),
+                reason: format!(
+                    "FrameOfReferenceUID (0020,0052) {have} differs from the CT's {want}"
+                ),
+            });
+        }
+    }
     let (_, fr, fc) = frames.frames.dim();
     if (fr, fc) != (geometry.rows, geometry.cols) {
         return Err(LabelError::SegGrid {

@@ -37,7 +37,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Filters of the four convolution blocks, comma-separated.
-    #[arg(long, value_delimiter = ',', num_args = 4, default_values_t = DEFAULT_FILTERS)]
+    #[arg(long, value_delimiter = ',', num_args = 1.., default_values_t = DEFAULT_FILTERS)]
     pub filters: Vec<usize>,
     /// Grey-value normalisation.
     #[arg(long, value_enum, default_value_t = NormArg::AirTissue)]
@@ -223,6 +223,65 @@ pub struct FoldArgs {
     pub plot: Option<PathBuf>,
 }
 
+/// Checks the three outputs of `osteon evaluate --folds` before any work: distinct paths, each
+/// folder present, and any existing file an earlier report of the same kind (CSV with our header,
+/// JSON with a `fold_of` key, SVG) — never a model's metadata, a DICOM file or a folder.
+///
+/// # Errors
+/// A message naming the path and the reason.
+pub fn check_report_targets(
+    csv: &std::path::Path,
+    json: &std::path::Path,
+    svg: &std::path::Path,
+) -> Result<(), String> {
+    if csv == json || csv == svg || json == svg {
+        return Err(format!(
+            "the CSV {}, its JSON {} and the plot {} must be three different files",
+            csv.display(),
+            json.display(),
+            svg.display()
+        ));
+    }
+    crate::pipeline::report::check_csv_target(csv)?;
+    for (path, what) in [(csv, "CSV"), (json, "JSON"), (svg, "SVG")] {
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        if !dir.is_dir() {
+            return Err(format!(
+                "{}: folder {} does not exist",
+                path.display(),
+                dir.display()
+            ));
+        }
+        if !path.exists() {
+            continue;
+        }
+        let head = std::fs::read(path)
+            .map(|b| String::from_utf8_lossy(&b[..b.len().min(4096)]).into_owned())
+            .unwrap_or_default();
+        let ours = path.is_file()
+            && match what {
+                "CSV" => head.starts_with("segmenter,fold,scan,"),
+                "JSON" => serde_json::from_slice::<serde_json::Value>(
+                    &std::fs::read(path).unwrap_or_default(),
+                )
+                .ok()
+                .is_some_and(|v| v.get("fold_of").is_some()),
+                _ => head.trim_start().starts_with("<svg"),
+            };
+        if !ours {
+            return Err(format!(
+                "{}: exists and is not an earlier {what} report of osteon evaluate --folds; \
+                 refusing to overwrite it",
+                path.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `osteon train`'s defaults for `manifest` and `out`, through the same argument parser.
 fn default_train_args(manifest: &std::path::Path, out: &std::path::Path) -> Option<TrainArgs> {
     use clap::Parser;
@@ -250,10 +309,20 @@ pub fn run_folds(
     csv: &std::path::Path,
 ) -> ExitCode {
     use super::folds::{cross_validate, FoldOptions};
-    // Fold models and scoring run in one process; the report's JSON goes beside the CSV.
-    if let Err(reason) = crate::pipeline::report::check_csv_target(csv) {
-        eprintln!("osteon evaluate: {}: {reason}", csv.display());
+    // Fold models and scoring run in one process; the report's JSON goes beside the CSV. Every
+    // output is checked before any training: hours of folds must not end in an unwritable path or
+    // overwrite a file that is not an earlier report (a model's JSON, a DICOM file).
+    let plot = args
+        .plot
+        .clone()
+        .unwrap_or_else(|| csv.with_extension("svg"));
+    if let Err(reason) = check_report_targets(csv, &csv.with_extension("json"), &plot) {
+        eprintln!("osteon evaluate: {reason}");
         return ExitCode::FAILURE;
+    }
+    if !threshold_hu.is_finite() {
+        eprintln!("osteon evaluate: --threshold {threshold_hu} is not a finite HU value");
+        return ExitCode::from(2);
     }
     let Some(mut targs) = default_train_args(manifest, &args.work.join("final.safetensors")) else {
         eprintln!("osteon evaluate: internal error: default training arguments");
@@ -297,10 +366,6 @@ pub fn run_folds(
             );
             println!();
             print!("{}", super::folds::variants_table(&r.variants));
-            let plot = args
-                .plot
-                .clone()
-                .unwrap_or_else(|| csv.with_extension("svg"));
             let text = crate::eval::compare::combined_csv(&r.cnn, &r.threshold, &r.fold_of);
             if let Err(e) = std::fs::write(csv, text) {
                 eprintln!("osteon evaluate: writing {}: {e}", csv.display());
@@ -354,4 +419,52 @@ pub fn run_folds(
 ) -> ExitCode {
     eprintln!("osteon evaluate --folds: this build has no libtorch (feature `torch` off)");
     ExitCode::FAILURE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_report_targets;
+
+    #[test]
+    fn fold_reports_never_overwrite_models_dicom_or_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = |n: &str| dir.path().join(n);
+        // A model's metadata beside the CSV name: refused before any training.
+        std::fs::write(
+            p("final.json"),
+            br#"{"format":"osteon-cnn","threshold":0.5}"#,
+        )
+        .unwrap();
+        let e = check_report_targets(&p("final.csv"), &p("final.json"), &p("final.svg"));
+        assert!(e
+            .unwrap_err()
+            .contains("final.json: exists and is not an earlier JSON report"));
+        // A DICOM file as the plot.
+        std::fs::write(p("keep.dcm"), b"DICM").unwrap();
+        let e = check_report_targets(&p("a.csv"), &p("a.json"), &p("keep.dcm"));
+        assert!(e
+            .unwrap_err()
+            .contains("keep.dcm: exists and is not an earlier SVG report"));
+        // Two outputs on one path, a missing folder.
+        assert!(check_report_targets(&p("b.csv"), &p("b.json"), &p("b.csv"))
+            .unwrap_err()
+            .contains("three different files"));
+        assert!(
+            check_report_targets(&p("no/c.csv"), &p("no/c.json"), &p("no/c.svg"))
+                .unwrap_err()
+                .contains("does not exist")
+        );
+        // Earlier reports are overwritten.
+        std::fs::write(p("r.csv"), "segmenter,fold,scan,scanner\n").unwrap();
+        std::fs::write(p("r.json"), r#"{"fold_of":[1]}"#).unwrap();
+        std::fs::write(
+            p("r.svg"),
+            "<svg xmlns=\"http://www.w3.org/2000/svg\"></svg>",
+        )
+        .unwrap();
+        assert_eq!(
+            check_report_targets(&p("r.csv"), &p("r.json"), &p("r.svg")),
+            Ok(())
+        );
+    }
 }

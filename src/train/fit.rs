@@ -294,6 +294,12 @@ pub fn check_options(o: &TrainOptions) -> Result<(), TrainError> {
             )));
         }
     }
+    if !(o.sample.noise_hu.is_finite() && o.sample.noise_hu >= 0.0) {
+        return Err(TrainError::Settings(format!(
+            "--noise-hu {} must be finite and >= 0 (0 turns noise augmentation off)",
+            o.sample.noise_hu
+        )));
+    }
     if !(0.0..=1.0).contains(&o.sample.bone_fraction) {
         return Err(TrainError::Settings(format!(
             "bone fraction {} outside [0, 1]",
@@ -428,6 +434,9 @@ pub fn fit(
         (step, losses, seconds) = (ck.step, ck.losses, ck.seconds);
         eprintln!("resumed from {} at step {step}", ck_j.display());
     }
+    if o.resume && !ck_j.is_file() {
+        eprintln!("no checkpoint at {}: training from step 0", ck_j.display());
+    }
     // Keras RMSprop constants; RMSprop's running averages restart on resume (tch does not expose
     // the optimizer state), which the decayed learning rate makes harmless.
     let mut opt = nn::RmsProp {
@@ -496,6 +505,7 @@ pub fn fit(
     seconds += start.elapsed().as_secs_f64();
     save_ckpt(step, &losses, seconds)?;
     let calibration = if val.is_empty() {
+        eprintln!("no validation scans: decision threshold 0.5 (not calibrated)");
         Vec::new()
     } else {
         calibrate(&net, val, device)?

@@ -192,6 +192,66 @@ pub struct FoldOptions {
     pub threshold_hu: f32,
 }
 
+/// Whether the model at `path` was trained by these settings on exactly this fold's scans (its
+/// JSON: filters, normalisation, seed, and the names and splits of its training scans).
+///
+/// # Errors
+/// Why not, in words.
+fn reusable(
+    path: &std::path::Path,
+    o: &TrainOptions,
+    fold: &Fold,
+    manifest: &Manifest,
+) -> Result<(), String> {
+    if !path.is_file() {
+        return Err("no model yet".into());
+    }
+    let json = path.with_extension("json");
+    let text = std::fs::read(&json).map_err(|e| format!("{}: {e}", json.display()))?;
+    let meta: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", json.display()))?;
+    let t = &meta["training"];
+    let opts = &t["options"];
+    let want = serde_json::to_value(o).map_err(|e| e.to_string())?;
+    for key in ["filters", "normalisation", "seed", "sample", "lr", "decay"] {
+        if opts[key] != want[key] {
+            return Err(format!(
+                "its {key} {} differs from this run's {}",
+                opts[key], want[key]
+            ));
+        }
+    }
+    let mut had: Vec<(String, String)> = t["scans"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| {
+                    (
+                        s["name"].as_str().unwrap_or("").to_owned(),
+                        s["split"].as_str().unwrap_or("").to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut expect: Vec<(String, String)> = fold
+        .train
+        .iter()
+        .map(|&i| (manifest.scan[i].name.clone(), "train".to_owned()))
+        .chain(
+            fold.validation
+                .iter()
+                .map(|&i| (manifest.scan[i].name.clone(), "validation".to_owned())),
+        )
+        .collect();
+    had.sort();
+    expect.sort();
+    if had != expect {
+        return Err("it was trained on other scans than this fold's".into());
+    }
+    Ok(())
+}
+
 fn fold_records(records: &[ScanRecord], fold: &Fold) -> Vec<ScanRecord> {
     let mut out = Vec::new();
     for (split, idx) in [("train", &fold.train), ("validation", &fold.validation)] {
@@ -232,7 +292,22 @@ pub fn cross_validate(o: &FoldOptions) -> Result<FoldReport, TrainError> {
         .collect();
     let todo: Vec<bool> = model_paths
         .iter()
-        .map(|p| !(o.reuse && p.is_file() && p.with_extension("json").is_file()))
+        .zip(&fold_list)
+        .map(|(p, fold)| {
+            if !o.reuse {
+                return true;
+            }
+            match reusable(p, &o.train, fold, &manifest) {
+                Ok(()) => {
+                    eprintln!("reusing {}", p.display());
+                    false
+                }
+                Err(why) => {
+                    eprintln!("training {} again: {why}", p.display());
+                    true
+                }
+            }
+        })
         .collect();
     let mut train_seconds = vec![0.0; model_paths.len()];
     if todo.iter().any(|&t| t) {
@@ -243,6 +318,19 @@ pub fn cross_validate(o: &FoldOptions) -> Result<FoldReport, TrainError> {
         let entries: Vec<&ScanEntry> = pool.iter().map(|&i| &manifest.scan[i]).collect();
         let t = Instant::now();
         let loaded = load_scans(&entries, &o.train)?;
+        // A series listed twice under two names would be trained on while its copy is held out.
+        for (a, (_, ra)) in loaded.iter().enumerate() {
+            if let Some((_, rb)) = loaded[a + 1..]
+                .iter()
+                .find(|(_, rb)| rb.series_sha256 == ra.series_sha256)
+            {
+                return Err(TrainError::Settings(format!(
+                    "scans {:?} and {:?} are the same series (SHA-256 {}): one would train while \
+                     the other is held out",
+                    ra.name, rb.name, ra.series_sha256
+                )));
+            }
+        }
         eprintln!(
             "loaded {} scans in {:.1} s",
             loaded.len(),

@@ -25,6 +25,8 @@ pub struct SegFrames {
     pub source_sop_instance_uids: Vec<Vec<String>>,
     /// ReferencedSegmentNumber of each frame (SegmentIdentificationSequence); `None` if absent.
     pub segment_numbers: Vec<Option<u16>>,
+    /// FrameOfReferenceUID (0020,0052), trimmed; `None` if absent.
+    pub frame_of_reference_uid: Option<String>,
 }
 
 /// Reads the frames of an uncompressed SEG (any native transfer syntax; 1-bit frames are unpacked
@@ -150,11 +152,17 @@ pub fn read_seg_mask(path: &Path) -> Result<SegFrames, SegError> {
                 .and_then(|e| e.to_int::<u16>().ok()),
         );
     }
+    let frame_of_reference_uid = obj
+        .get(tags::FRAME_OF_REFERENCE_UID)
+        .and_then(|e| e.to_str().ok())
+        .map(|v| v.trim_end_matches(['\0', ' ']).to_owned())
+        .filter(|v| !v.is_empty());
     Ok(SegFrames {
         frames,
         ipp,
         source_sop_instance_uids: sources,
         segment_numbers: segments,
+        frame_of_reference_uid,
     })
 }
 

@@ -123,8 +123,8 @@ pub struct VariantRow {
     pub name: String,
     /// Scanner group.
     pub scanner: String,
-    /// `[CNN, threshold]` DSC on the clean scan, then on each variant (same order as `names`);
-    /// `None` where segmentation failed.
+    /// `[CNN, threshold]` DSC on the clean scan, then on each variant (same order as `names`); 0
+    /// where segmentation failed, `None` where the overlap could not be counted.
     pub dsc: Vec<[Option<f64>; 2]>,
     /// `clean`, then the variants' names.
     pub names: Vec<String>,
@@ -169,11 +169,11 @@ fn variant_row(e: &ScanEntry, cnn: &dyn Segmenter, base: &dyn Segmenter) -> Vari
         if let Some(v) = v {
             v.apply(&mut ct.hu);
         }
-        let d = |s: &dyn Segmenter| {
-            s.segment(&ct)
-                .ok()
-                .and_then(|m| dice(&m, &reference, &region).ok())
-                .map(|o| o.dsc)
+        // A segmenter that fails on a degraded copy (e.g. cannot normalise it) scores 0: a
+        // robustness figure must count the failure, not leave the scan out.
+        let d = |s: &dyn Segmenter| match s.segment(&ct) {
+            Ok(m) => dice(&m, &reference, &region).ok().map(|o| o.dsc),
+            Err(_) => Some(0.0),
         };
         row.dsc.push([d(cnn), d(base)]);
     }

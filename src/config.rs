@@ -353,6 +353,16 @@ impl Config {
                 });
             }
         }
+        if self.storage.min_free_bytes > MAX_MIN_FREE_BYTES {
+            return Err(ConfigError::Invalid {
+                key: "storage.min_free_bytes",
+                reason: format!(
+                    "{} is above {MAX_MIN_FREE_BYTES} (1 PiB): no disk could satisfy it, and every \
+                     association would be refused",
+                    self.storage.min_free_bytes
+                ),
+            });
+        }
         routes::validate(self)?;
         if self.storage.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::Invalid {
@@ -385,6 +395,8 @@ mod routes;
 
 /// Upper bound of `node.max_associations`.
 pub const MAX_ASSOCIATIONS: usize = 1024;
+/// Upper bound of `storage.min_free_bytes` (1 PiB; TOML integers stop at 2^63 - 1 anyway).
+pub const MAX_MIN_FREE_BYTES: u64 = 1 << 50;
 /// Shortest `storage.spool_retention` duration.
 pub const MIN_RETENTION: Duration = Duration::from_secs(60);
 
@@ -482,6 +494,12 @@ mod tests {
         );
         c.storage.spool_retention = "2min".parse().unwrap();
         assert!(c.validate().is_ok());
+        c.storage.min_free_bytes = u64::MAX;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("storage.min_free_bytes") && e.contains("1 PiB"),
+            "{e}"
+        );
     }
 
     #[test]

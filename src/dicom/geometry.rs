@@ -26,6 +26,18 @@ pub struct Geometry {
 }
 
 impl Geometry {
+    /// Unit test grid: `n` axial slices of `n x n` voxels, 1 mm everywhere, origin at 0.
+    #[cfg(test)]
+    pub(crate) fn unit_cube(n: usize) -> Geometry {
+        Geometry {
+            ipp: (0..n).map(|k| [0.0, 0.0, k as f64]).collect(),
+            iop: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+            pixel_spacing: [1.0, 1.0],
+            rows: n,
+            cols: n,
+        }
+    }
+
     /// Direction of increasing column index `i` (IOP[0..3]).
     pub fn row_dir(&self) -> [f64; 3] {
         [self.iop[0], self.iop[1], self.iop[2]]

@@ -249,13 +249,7 @@ mod tests {
     use ndarray::Array3;
 
     fn grid(n: usize) -> Geometry {
-        Geometry {
-            ipp: (0..n).map(|k| [0.0, 0.0, k as f64]).collect(),
-            iop: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
-            pixel_spacing: [1.0, 1.0],
-            rows: n,
-            cols: n,
-        }
+        Geometry::unit_cube(n)
     }
 
     #[test]

@@ -43,7 +43,11 @@ pub fn comparison_table(a: &Evaluation, b: &Evaluation) -> String {
             .count();
         let cell = |f: &dyn Fn(&ScanScore) -> Option<f64>, prec: usize, signed: bool| -> String {
             let m = |rows: &[ScanScore]| {
-                let v: Vec<f64> = rows.iter().filter_map(f).collect();
+                let v: Vec<f64> = rows
+                    .iter()
+                    .filter_map(f)
+                    .filter(|x| x.is_finite())
+                    .collect();
                 if v.is_empty() {
                     "-".to_owned()
                 } else if signed {
@@ -145,8 +149,9 @@ pub fn deviation_plot_svg(a: &Evaluation, b: &Evaluation) -> String {
         }
     }
     span = (span * 2.0).ceil() / 2.0;
-    let (left, top, h, step) = (60.0, 30.0, 300.0, 22.0);
-    let w = step * order.len() as f64 + 20.0;
+    let (left, top, h, step) = (60.0, 44.0, 300.0, 22.0);
+    // At least wide enough for the two title lines.
+    let w = (step * order.len() as f64 + 20.0).max(560.0);
     let y = |v: f64| top + h / 2.0 - v / span * h / 2.0;
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{:.0}\" height=\"{:.0}\" \
@@ -156,8 +161,8 @@ pub fn deviation_plot_svg(a: &Evaluation, b: &Evaluation) -> String {
     );
     let _ = writeln!(
         s,
-        "<text x=\"{left}\" y=\"18\">Signed surface deviation per scan (mean ± SD, mm; + = \
-         predicted larger). Blue: {}; orange: {}</text>",
+        "<text x=\"{left}\" y=\"16\">Signed surface deviation per scan (mean ± SD, mm; + = \
+         predicted larger)</text><text x=\"{left}\" y=\"32\">blue: {}; orange: {}</text>",
         xml(&a.segmenter),
         xml(&b.segmenter)
     );

@@ -29,6 +29,8 @@ pub struct CnnSegmenter {
     inner: Mutex<Loaded>,
     meta: ModelMeta,
     weights: PathBuf,
+    /// SHA-256 of the weights file, hex: names the exact model in the SEG's AlgorithmVersion.
+    weights_sha256: String,
     options: DenseOptions,
     /// Mean confidence of the last segmentation ([`Segmenter::mean_confidence`]).
     last_confidence: Mutex<Option<f64>>,
@@ -71,10 +73,19 @@ pub fn load_with(model_path: &Path, options: DenseOptions) -> Result<CnnSegmente
     let mut vs = VarStore::new(options.device);
     let net = Net::new(&vs.root(), &meta.architecture);
     load_weights(&mut vs, model_path)?;
+    let bytes = std::fs::read(model_path).map_err(|source| CnnError::Io {
+        path: model_path.to_owned(),
+        source,
+    })?;
+    let weights_sha256: String = <sha2::Sha256 as sha2::Digest>::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     Ok(CnnSegmenter {
         inner: Mutex::new(Loaded { vs, net }),
         meta,
         weights: model_path.to_owned(),
+        weights_sha256,
         options,
         last_confidence: Mutex::new(None),
     })
@@ -159,6 +170,11 @@ impl CnnSegmenter {
         &self.meta
     }
 
+    /// SHA-256 of the weights file, hex.
+    pub fn weights_sha256(&self) -> &str {
+        &self.weights_sha256
+    }
+
     /// The weights file.
     pub fn weights(&self) -> &Path {
         &self.weights
@@ -204,14 +220,17 @@ impl Segmenter for CnnSegmenter {
         let f = &self.meta.architecture.filters;
         AlgorithmIdentity {
             name: "osteon-cnn".to_owned(),
+            // AlgorithmVersion (LO, <= 64 characters): family, filters, threshold, the first 8 hex
+            // digits of the weights' SHA-256 (which model file), Osteon's version.
             version: format!(
-                "{}-{}x{}x{}x{}-t{:.3}/{}",
+                "{}-{}x{}x{}x{}-t{:.3}-w{}/{}",
                 self.meta.architecture.family,
                 f[0],
                 f[1],
                 f[2],
                 f[3],
                 self.meta.threshold,
+                self.weights_sha256.get(..8).unwrap_or(""),
                 env!("CARGO_PKG_VERSION")
             ),
             skull_specific: false,

@@ -215,6 +215,17 @@ pub(crate) struct DerivedSeries<'a> {
     pub equipment: &'a Equipment,
 }
 
+/// SeriesDescription of a derived series: `description`, then the source's SeriesNumber so that a
+/// PACS user can tell the results of two series of one study apart ("Osteon bone segmentation (of
+/// series 202)"); cut to the 64 characters of VR LO (PS3.5 6.2) on a character boundary.
+pub(crate) fn derived_description(description: &str, source_series: Option<i64>) -> String {
+    let full = match source_series {
+        Some(n) => format!("{description} (of series {n})"),
+        None => description.to_owned(),
+    };
+    full.chars().take(64).collect()
+}
+
 /// What every object Osteon derives from a CT series shares: SOP Common (C.12.1: class, instance
 /// UID, creation date/time), Patient and General Study copied from the source, a new series with a
 /// fresh SeriesInstanceUID, the source's Frame of Reference (C.7.4.1), and the (Enhanced) General
@@ -244,7 +255,7 @@ pub(crate) fn derived_object_header(
     obj.put(str_el(
         tags::SERIES_DESCRIPTION,
         VR::LO,
-        s.series_description,
+        &derived_description(s.series_description, info.series_number),
     ));
     obj.put(str_el(
         tags::FRAME_OF_REFERENCE_UID,
@@ -344,5 +355,24 @@ mod tests {
             "{s}"
         );
         assert_eq!(format_ds(f64::NAN), None);
+    }
+}
+
+#[cfg(test)]
+mod derived_description_tests {
+    use super::derived_description;
+
+    #[test]
+    fn names_the_source_series_within_64_characters() {
+        assert_eq!(
+            derived_description("Osteon bone segmentation", Some(202)),
+            "Osteon bone segmentation (of series 202)"
+        );
+        assert_eq!(
+            derived_description("Osteon skull model (STL)", None),
+            "Osteon skull model (STL)"
+        );
+        let long = derived_description(&"é".repeat(70), Some(1));
+        assert_eq!(long.chars().count(), 64);
     }
 }

@@ -244,6 +244,11 @@ fn init_logging(format: LogFormat) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The node: latency counts, memory is held anyway; keep freed memory for the next stage
+    // (see heap). `osteon segment` keeps the C library's defaults and the smaller peak.
+    if matches!(cli.command, Some(Command::Serve { .. })) {
+        osteon::pipeline::heap::tune();
+    }
     if cli.version {
         println!("{}", version_line());
         return ExitCode::SUCCESS;

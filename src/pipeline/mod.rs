@@ -4,6 +4,7 @@
 
 pub mod assembler;
 pub mod export;
+pub mod heap;
 pub mod offline;
 pub mod qa;
 pub mod queue;

@@ -153,6 +153,15 @@ impl Assembler {
         out
     }
 
+    /// When the next pending series becomes due (its quiet period or max wait ends); `None`
+    /// when nothing is pending.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.pending
+            .values()
+            .map(|p| (p.last + self.quiet_period).min(p.first + self.max_wait))
+            .min()
+    }
+
     /// Series still waiting for their quiet period.
     pub fn pending(&self) -> usize {
         self.pending.len()

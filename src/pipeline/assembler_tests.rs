@@ -204,3 +204,29 @@ fn restored_series_complete_after_a_quiet_period_unless_closed() {
         ]
     );
 }
+
+#[test]
+fn next_due_is_the_earliest_quiet_or_max_wait_deadline() {
+    let mut a = assembler(2, 10, LatePolicy::Rerun);
+    assert_eq!(a.next_due(), None, "nothing pending");
+    let t0 = Instant::now();
+    let s = Duration::from_secs;
+    a.on_instance(&instance("1.2.3", "1"), t0);
+    a.on_instance(&instance("1.2.4", "1"), t0 + s(1));
+    assert_eq!(a.next_due(), Some(t0 + s(2)));
+    // Series 1.2.3 keeps receiving: its quiet deadline moves, 1.2.4's is next.
+    a.on_instance(&instance("1.2.3", "2"), t0 + s(2));
+    assert_eq!(a.next_due(), Some(t0 + s(3)));
+    assert_eq!(a.due(t0 + s(3)).len(), 1);
+    // An instance every second: the max wait (first + 10 s) comes before the quiet deadline.
+    for i in 3..10u64 {
+        a.on_instance(&instance("1.2.3", &i.to_string()), t0 + s(i));
+    }
+    a.on_instance(
+        &instance("1.2.3", "x"),
+        t0 + s(9) + Duration::from_millis(500),
+    );
+    assert_eq!(a.next_due(), Some(t0 + s(10)));
+    assert_eq!(a.due(t0 + s(10)).len(), 1);
+    assert_eq!(a.next_due(), None);
+}

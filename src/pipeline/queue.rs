@@ -10,7 +10,8 @@
 //! success status is lost by a crash. Timestamps are Unix milliseconds (UTC).
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
@@ -252,6 +253,15 @@ pub trait JobQueue: Send + Sync {
     fn get(&self, id: i64) -> Result<Job, QueueError>;
     /// All jobs, oldest first.
     fn list(&self) -> Result<Vec<Job>, QueueError>;
+    /// Blocks an idle worker until work may be waiting or `timeout` has passed. `seen` is the
+    /// caller's count of wake-ups (start at 0): the call returns at once when jobs were enqueued
+    /// or retried through this queue since that count, and updates it. Work from elsewhere (another
+    /// process's `osteon jobs retry`, an export retry that falls due) is found after `timeout`.
+    /// Default: sleeps `timeout`.
+    fn wait_for_work(&self, seen: &mut u64, timeout: Duration) {
+        let _ = seen;
+        std::thread::sleep(timeout);
+    }
 }
 
 /// Current time, Unix milliseconds.
@@ -263,6 +273,8 @@ pub fn now_ms() -> i64 {
 pub struct SqliteQueue {
     db: PathBuf,
     conn: Mutex<Connection>,
+    /// Wake-ups of idle workers (jobs enqueued or retried in this process), counted.
+    work: (Mutex<u64>, Condvar),
 }
 
 const SCHEMA: &str = "
@@ -325,7 +337,15 @@ impl SqliteQueue {
         Ok(SqliteQueue {
             db: db.clone(),
             conn: Mutex::new(conn),
+            work: (Mutex::new(0), Condvar::new()),
         })
+    }
+
+    /// Wakes the workers waiting in [`JobQueue::wait_for_work`].
+    fn wake(&self) {
+        let (count, cv) = &self.work;
+        *count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        cv.notify_all();
     }
 
     /// The database file.
@@ -462,6 +482,7 @@ impl JobQueue for SqliteQueue {
             tx.commit().map_err(&e)?;
             Ok(id)
         })
+        .inspect(|_| self.wake())
     }
 
     fn claim(&self, now_ms: i64) -> Result<Option<Claim>, QueueError> {
@@ -598,6 +619,7 @@ impl JobQueue for SqliteQueue {
             }
             state => return Err(QueueError::NotRetryable { id, state }),
         };
+        self.wake();
         Ok(next)
     }
 
@@ -629,6 +651,15 @@ impl JobQueue for SqliteQueue {
 
     fn list(&self) -> Result<Vec<Job>, QueueError> {
         self.with(|c| self.query_jobs(c, "ORDER BY id", &[]))
+    }
+
+    fn wait_for_work(&self, seen: &mut u64, timeout: Duration) {
+        let (count, cv) = &self.work;
+        let guard = count.lock().unwrap_or_else(|p| p.into_inner());
+        let (guard, _) = cv
+            .wait_timeout_while(guard, timeout, |n| *n == *seen)
+            .unwrap_or_else(|p| p.into_inner());
+        *seen = *guard;
     }
 }
 

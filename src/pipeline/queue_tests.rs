@@ -125,3 +125,36 @@ fn unfinished_jobs_resume_after_reopen() {
     };
     assert_eq!(j.id, b);
 }
+
+#[test]
+fn an_enqueue_wakes_a_waiting_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = std::sync::Arc::new(SqliteQueue::open(dir.path()).unwrap());
+    let mut seen = 0;
+    // Nothing happened yet: the wait runs out and the count stays.
+    q.wait_for_work(&mut seen, Duration::from_millis(10));
+    assert_eq!(seen, 0);
+    let worker = {
+        let q = q.clone();
+        std::thread::spawn(move || {
+            let mut seen = 0;
+            let t = std::time::Instant::now();
+            q.wait_for_work(&mut seen, Duration::from_secs(60));
+            (seen, t.elapsed())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    q.enqueue(&new_job("1.2.3.9", 0)).unwrap();
+    let (seen, waited) = worker.join().unwrap();
+    assert_eq!(seen, 1, "one wake-up counted");
+    assert!(
+        waited < Duration::from_secs(30),
+        "woken by the enqueue, not the 60 s timeout: {waited:?}"
+    );
+    // A wake-up since the caller's count returns at once.
+    let mut stale = 0;
+    let t = std::time::Instant::now();
+    q.wait_for_work(&mut stale, Duration::from_secs(60));
+    assert_eq!(stale, 1);
+    assert!(t.elapsed() < Duration::from_secs(30));
+}

@@ -30,9 +30,14 @@ use crate::mesh::MeshOptions;
 /// Folder of the results of all jobs under the data folder.
 pub const RESULTS_DIR: &str = "results";
 
-/// How long an idle worker sleeps before asking the queue again (a claim is one indexed SQLite
-/// query; 50 ms keeps the wait of a new job short, see benches/serve.rs).
-const IDLE: Duration = Duration::from_millis(50);
+/// Longest an idle worker waits before asking the queue again (a claim is one indexed SQLite
+/// query). A job enqueued or retried by this node wakes it at once ([`JobQueue::wait_for_work`]);
+/// this bound is for work from elsewhere (`osteon jobs retry`, export retries falling due).
+const IDLE: Duration = Duration::from_millis(250);
+
+/// Idle time after which a worker gives the memory kept for reuse back to the OS: series
+/// arriving back to back reuse the pages of the one before, a quiet node does not hold them.
+const RELEASE_AFTER: Duration = Duration::from_secs(60);
 
 /// Starts `config.pipeline.workers` worker threads; they stop after their current step once
 /// `stop` is set. Each processed job's QA record goes to `qa` (when the table could be opened)
@@ -57,17 +62,29 @@ pub fn start(
 }
 
 fn work(config: &Config, queue: &dyn JobQueue, qa: Option<&QaStore>, stop: &AtomicBool) {
+    let mut seen = 0;
+    // Since when this worker has been idle with memory kept for reuse that should go back to
+    // the OS after RELEASE_AFTER (see heap::release); None once released.
+    let mut idle_since: Option<Instant> = None;
     while !stop.load(Ordering::SeqCst) {
         match queue.claim(now_ms()) {
             Ok(Some(Claim::Process(job))) => {
                 let _span = info_span!("job", job = job.id, series = %job.series_uid).entered();
-                run_process(config, queue, qa, &job)
+                run_process(config, queue, qa, &job);
+                idle_since = Some(Instant::now());
             }
             Ok(Some(Claim::Export(job))) => {
                 let _span = info_span!("job", job = job.id, series = %job.series_uid).entered();
-                run_export(config, queue, qa, &job)
+                run_export(config, queue, qa, &job);
+                idle_since = Some(Instant::now());
             }
-            Ok(None) => std::thread::sleep(IDLE),
+            Ok(None) => {
+                if idle_since.is_some_and(|t| t.elapsed() >= RELEASE_AFTER) {
+                    crate::pipeline::heap::release();
+                    idle_since = None;
+                }
+                queue.wait_for_work(&mut seen, IDLE);
+            }
             Err(e) => {
                 error!(error = %e, "job queue");
                 std::thread::sleep(Duration::from_secs(1));

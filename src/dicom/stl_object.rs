@@ -86,7 +86,7 @@ pub enum StlObjectError {
 }
 
 /// Builds an Encapsulated STL object (PS3.3 A.85.1) holding `stl` (the exact bytes of an STL file,
-/// coordinates in LPS mm of `ct`'s frame of reference).
+/// coordinates in LPS mm of `ct`'s frame of reference; a `Vec` is moved in without a copy).
 ///
 /// Patient and study are copied from `ct.info` (same StudyInstanceUID, same FrameOfReferenceUID);
 /// SeriesInstanceUID and SOPInstanceUID are new; SourceInstanceSequence lists every source CT instance
@@ -94,17 +94,17 @@ pub enum StlObjectError {
 /// [`StlObjectError::BadLength`], [`StlObjectError::Meta`].
 pub fn build_encapsulated_stl(
     ct: &CtVolume,
-    stl: &[u8],
+    stl: impl Into<Vec<u8>>,
     d: &StlDescription,
 ) -> Result<FileDicomObject<InMemDicomObject>, StlObjectError> {
+    let mut document: Vec<u8> = stl.into();
     if let Some(attr) = shared::missing_source_uid(&ct.info) {
         return Err(StlObjectError::MissingSource(attr));
     }
-    let length = u32::try_from(stl.len())
+    let length = u32::try_from(document.len())
         .ok()
         .filter(|&l| l > 0 && l < u32::MAX - 1)
-        .ok_or(StlObjectError::BadLength(stl.len()))?;
-    let mut document = stl.to_vec();
+        .ok_or(StlObjectError::BadLength(document.len()))?;
     if document.len() % 2 == 1 {
         document.push(0);
     }
@@ -216,6 +216,21 @@ pub fn extract_stl(obj: &InMemDicomObject) -> Result<Vec<u8>, StlObjectError> {
             format!("{length} exceeds the {} bytes of the document", doc.len()),
         )
     })
+}
+
+/// The STL bytes held by an object from [`build_encapsulated_stl`], borrowed (no copy of the
+/// document); `None` when EncapsulatedDocument is absent or not a byte value, or
+/// EncapsulatedDocumentLength (0042,0015) exceeds it.
+pub fn stl_document(obj: &InMemDicomObject) -> Option<&[u8]> {
+    let doc = match obj.get(tags::ENCAPSULATED_DOCUMENT)?.value() {
+        dicom_core::DicomValue::Primitive(PrimitiveValue::U8(bytes)) => &bytes[..],
+        _ => return None,
+    };
+    let length = match obj.get(tags::ENCAPSULATED_DOCUMENT_LENGTH) {
+        None => doc.len(),
+        Some(e) => e.to_int::<u32>().ok()? as usize,
+    };
+    doc.get(..length)
 }
 
 /// SourceInstanceSequence: every source CT instance once, in slice order.

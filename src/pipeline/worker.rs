@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use crate::dicom::seg::{build_seg, SegmentDescription};
 use crate::dicom::series::CtVolume;
-use crate::dicom::stl_object::{build_encapsulated_stl, StlDescription};
+use crate::dicom::stl_object::{build_encapsulated_stl, StlDescription, StlObjectError};
 use crate::mesh::{build_mesh, stl_bytes, MeshOptions};
 use crate::segment::Segmenter;
 
@@ -42,7 +42,7 @@ pub enum WorkerError {
     #[error("Encapsulated STL of series {series}: {source}")]
     StlObject {
         series: String,
-        source: crate::dicom::stl_object::StlObjectError,
+        source: StlObjectError,
     },
     #[error("writing {path}: {source}")]
     Io {
@@ -218,39 +218,40 @@ fn mesh_and_stl(
     let t = Instant::now();
     let stl = stl_bytes(&mesh).map_err(mesh_err)?;
     drop(mesh);
-    let (file_outcome, stl_uid) = beside(
-        || {
-            std::fs::write(stl_path, &stl).map_err(|source| WorkerError::Io {
-                path: stl_path.to_path_buf(),
-                source,
-            })
-        },
-        || encapsulated_stl(ct, &stl, stl_object_path),
-    );
-    file_outcome?;
-    Ok(MeshOutcome {
-        mesh_stats,
-        mesh_ms,
-        stl_uid: stl_uid?,
-        stl_write_ms: ms(t),
-    })
-}
-
-/// Builds the Encapsulated STL of `stl` (binary STL bytes) for `ct` and writes it to `path`;
-/// returns its SOP Instance UID.
-fn encapsulated_stl(ct: &CtVolume, stl: &[u8], path: &Path) -> Result<String, WorkerError> {
     let object_err = |source| WorkerError::StlObject {
-        series: ct.info.series_instance_uid.clone(),
+        series: series.clone(),
         source,
     };
+    // The STL moves into the object; both files are then written from its bytes at once.
     let object = build_encapsulated_stl(ct, stl, &StlDescription::default()).map_err(object_err)?;
-    let uid = object
+    let stl_uid = object
         .meta()
         .media_storage_sop_instance_uid()
         .trim_end_matches('\0')
         .to_owned();
-    crate::dicom::stl_object::write(&object, path).map_err(object_err)?;
-    Ok(uid)
+    let document = crate::dicom::stl_object::stl_document(&object).ok_or_else(|| {
+        object_err(StlObjectError::BadObject {
+            attribute: "EncapsulatedDocument (0042,0011)",
+            reason: "the document just built cannot be read back".to_owned(),
+        })
+    })?;
+    let (file_outcome, object_outcome) = beside(
+        || {
+            std::fs::write(stl_path, document).map_err(|source| WorkerError::Io {
+                path: stl_path.to_path_buf(),
+                source,
+            })
+        },
+        || crate::dicom::stl_object::write(&object, stl_object_path).map_err(object_err),
+    );
+    file_outcome?;
+    object_outcome?;
+    Ok(MeshOutcome {
+        mesh_stats,
+        mesh_ms,
+        stl_uid,
+        stl_write_ms: ms(t),
+    })
 }
 
 /// Runs `side` on a second (scoped) thread while `main` runs on this one and returns both

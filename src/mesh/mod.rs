@@ -27,7 +27,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::dicom::geometry::Geometry;
-use crate::segment::components::{largest_component, Connectivity};
+use crate::segment::components::{label, Connectivity};
 use crate::segment::Mask;
 
 pub use stl::stl_bytes;
@@ -204,12 +204,15 @@ pub fn build_mesh(
     let mut timings = MeshTimings::default();
 
     let t = Instant::now();
-    let mask_voxels = mask.iter().filter(|&&v| v != 0).count() as u64;
-    if mask_voxels == 0 {
+    let components = label(mask, Connectivity::Kuhn14);
+    let Some(largest) = components.largest() else {
         return Err(MeshError::EmptyMask);
-    }
-    let (solid, mask_components) = largest_component(mask, Connectivity::Kuhn14);
-    let component_voxels = solid.iter().filter(|&&v| v != 0).count() as u64;
+    };
+    let mask_voxels: u64 = components.sizes.iter().sum();
+    let mask_components = components.count();
+    let component_voxels = components.sizes[largest as usize];
+    let solid = components.mask_of(largest, mask);
+    drop(components);
     timings.components_ms = ms(t);
 
     let t = Instant::now();

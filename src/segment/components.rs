@@ -69,7 +69,7 @@ impl Components {
 
 /// Labels the foreground (non-zero) voxels of `mask`.
 pub fn label(mask: &Mask, conn: Connectivity) -> Components {
-    let (nk, nj, ni) = mask.dim();
+    let (nk, nj, _) = mask.dim();
     // Runs in row-major order; `row_start[k * nj + j]` indexes the first run of each row.
     let mut runs = Vec::new();
     let mut row_start = vec![0u32; nk * nj + 1];
@@ -77,22 +77,17 @@ pub fn label(mask: &Mask, conn: Connectivity) -> Components {
         for j in 0..nj {
             row_start[k * nj + j] = runs.len() as u32;
             let row = mask.slice(ndarray::s![k, j, ..]);
-            let mut i = 0;
-            while i < ni {
-                if row[i] != 0 {
-                    let s = i;
-                    while i < ni && row[i] != 0 {
-                        i += 1;
-                    }
-                    runs.push(Run {
-                        k: k as u32,
-                        j: j as u32,
-                        start: s as u32,
-                        end: i as u32,
-                    });
-                } else {
-                    i += 1;
-                }
+            let push = |runs: &mut Vec<Run>, s: usize, e: usize| {
+                runs.push(Run {
+                    k: k as u32,
+                    j: j as u32,
+                    start: s as u32,
+                    end: e as u32,
+                })
+            };
+            match row.as_slice() {
+                Some(row) => for_each_run(row, |s, e| push(&mut runs, s, e)),
+                None => for_each_run(&row.to_vec(), |s, e| push(&mut runs, s, e)),
             }
         }
     }
@@ -144,6 +139,28 @@ pub fn label(mask: &Mask, conn: Connectivity) -> Components {
     Components { runs, label, sizes }
 }
 
+/// Calls `f(start, end)` for each maximal run of non-zero bytes `row[start..end]`, left to right.
+/// Skips zeros 32 bytes at a time (most of a head CT row is background).
+pub(crate) fn for_each_run(row: &[u8], mut f: impl FnMut(usize, usize)) {
+    const STEP: usize = 32;
+    let n = row.len();
+    let mut i = 0;
+    while i < n {
+        while i + STEP <= n && row[i..i + STEP].iter().fold(0u8, |a, &b| a | b) == 0 {
+            i += STEP;
+        }
+        match row[i..].iter().position(|&b| b != 0) {
+            None => return,
+            Some(d) => {
+                let s = i + d;
+                let e = row[s..].iter().position(|&b| b == 0).map_or(n, |d| s + d);
+                f(s, e);
+                i = e;
+            }
+        }
+    }
+}
+
 /// The largest connected component of `mask` (all zeros when `mask` is empty), with the number of
 /// components found.
 pub fn largest_component(mask: &Mask, conn: Connectivity) -> (Mask, usize) {
@@ -183,6 +200,25 @@ mod tests {
             m[[k, j, i]] = 1;
         }
         m
+    }
+
+    #[test]
+    fn runs_are_found_across_the_skip_steps() {
+        let mut row = vec![0u8; 100];
+        for i in [0, 31, 32, 33, 63, 64, 99] {
+            row[i] = 1;
+        }
+        row[40..50].fill(2);
+        let mut runs = Vec::new();
+        for_each_run(&row, |s, e| runs.push((s, e)));
+        assert_eq!(
+            runs,
+            [(0, 1), (31, 34), (40, 50), (63, 65), (99, 100)],
+            "runs of a row with ones at the 32-byte step edges"
+        );
+        let mut none = Vec::new();
+        for_each_run(&[0u8; 70], |s, e| none.push((s, e)));
+        assert!(none.is_empty());
     }
 
     #[test]

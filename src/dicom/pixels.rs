@@ -16,7 +16,7 @@ use dicom_core::value::{PixelFragmentSequence, Value};
 use dicom_core::{DataElement, VR};
 use dicom_dictionary_std::{tags, uids};
 use dicom_pixeldata::PixelDecoder;
-use ndarray::Array2;
+use ndarray::{Array2, ArrayViewMut2};
 
 #[path = "read/rle.rs"]
 mod rle;
@@ -61,6 +61,16 @@ pub enum PixelError {
         frame: u32,
         got: usize,
         expected: usize,
+    },
+    /// A frame asked for that the object does not have (NumberOfFrames), or a target of another
+    /// shape than Rows x Columns.
+    #[error("{file}: frame {frame} of shape {shape:?} asked for; the object has {frames} frame(s) of Rows x Columns {rows_cols:?}")]
+    NoSuchFrame {
+        file: PathBuf,
+        frame: usize,
+        shape: (usize, usize),
+        frames: u32,
+        rows_cols: (usize, usize),
     },
     /// The codec failed or the transfer syntax has no decoder.
     #[error("{file}: cannot decode frame {frame} of transfer syntax {transfer_syntax}: {reason}")]
@@ -368,7 +378,44 @@ fn check_pixel_data_size(
 /// Errors: [`PixelError`] naming the file and the attribute or transfer syntax. Lossy transfer
 /// syntaxes decode (callers see the UID in `obj.meta()`); nothing here panics.
 pub fn decode_hu(obj: &DicomFile, file: &Path) -> Result<Vec<Array2<f32>>, PixelError> {
+    let fmt = pixel_format(obj, file)?;
+    let mut frames: Vec<Array2<f32>> = (0..fmt.frames)
+        .map(|_| Array2::from_elem((fmt.rows, fmt.cols), AIR_HU))
+        .collect();
+    let mut targets: Vec<(usize, ArrayViewMut2<f32>)> = frames
+        .iter_mut()
+        .enumerate()
+        .map(|(f, a)| (f, a.view_mut()))
+        .collect();
+    decode_hu_into(obj, file, &mut targets)?;
+    drop(targets);
+    Ok(frames)
+}
+
+/// Decodes the frames of `obj` (read from `file`) named in `targets` (`(frame index, [j, i]
+/// view of Rows x Columns)`) to HU straight into the views, e.g. the planes of a volume. Native
+/// 16-bit pixel data goes from the stored words to HU in one pass, without intermediate copies.
+///
+/// Errors: as [`decode_hu`]; [`PixelError::NoSuchFrame`] when a target names a frame the object
+/// does not have or its view is not Rows x Columns. A view may be partly written when an error
+/// is returned.
+pub fn decode_hu_into(
+    obj: &DicomFile,
+    file: &Path,
+    targets: &mut [(usize, ArrayViewMut2<f32>)],
+) -> Result<(), PixelError> {
     let mut fmt = pixel_format(obj, file)?;
+    for (frame, view) in targets.iter() {
+        if *frame >= fmt.frames as usize || view.dim() != (fmt.rows, fmt.cols) {
+            return Err(PixelError::NoSuchFrame {
+                file: file.to_owned(),
+                frame: *frame,
+                shape: view.dim(),
+                frames: fmt.frames,
+                rows_cols: (fmt.rows, fmt.cols),
+            });
+        }
+    }
     if !fmt.signed
         && matches!(
             fmt.transfer_syntax.as_str(),
@@ -383,27 +430,49 @@ pub fn decode_hu(obj: &DicomFile, file: &Path) -> Result<Vec<Array2<f32>>, Pixel
             fmt.signed = true;
         }
     }
-    let words = stored_words(obj, &fmt, file)?;
-    words
-        .iter()
-        .enumerate()
-        .map(|(f, w)| {
-            let hu = words_to_hu(w, &fmt, f);
-            let outside = hu
-                .iter()
-                .filter(|v| !(PLAUSIBLE_HU.0..=PLAUSIBLE_HU.1).contains(*v))
-                .count();
-            let fraction_pct = 100.0 * outside as f64 / hu.len().max(1) as f64;
-            if fraction_pct > 1.0 {
-                return Err(PixelError::ImplausibleHu {
-                    file: file.to_owned(),
-                    frame: f as u32,
-                    fraction_pct,
-                });
+    let n = fmt.rows * fmt.cols;
+    // Native words held as u16 (OW/US: dicom-rs swaps them to native order while reading).
+    let native16 = match obj
+        .element_opt(PIXEL_DATA)
+        .ok()
+        .flatten()
+        .map(|e| e.value())
+    {
+        Some(Value::Primitive(dicom_core::PrimitiveValue::U16(w))) if fmt.bits_allocated == 16 => {
+            Some(&w[..])
+        }
+        _ => None,
+    };
+    let owned = match native16 {
+        Some(_) => Vec::new(),
+        None => stored_words(obj, &fmt, file)?,
+    };
+    for (frame, view) in targets.iter_mut() {
+        let f = *frame;
+        let outside = match native16 {
+            Some(words) => {
+                let w = words
+                    .get(f * n..(f + 1) * n)
+                    .ok_or(PixelError::ShortPixelData {
+                        file: file.to_owned(),
+                        frame: f as u32,
+                        got: words.len() * 2,
+                        expected: n * 2 * fmt.frames as usize,
+                    })?;
+                words_to_hu_into(w.iter().map(|&v| v as u32), &fmt, f, view)
             }
-            Ok(hu)
-        })
-        .collect()
+            None => words_to_hu_into(owned[f].iter().copied(), &fmt, f, view),
+        };
+        let fraction_pct = 100.0 * outside as f64 / n.max(1) as f64;
+        if fraction_pct > 1.0 {
+            return Err(PixelError::ImplausibleHu {
+                file: file.to_owned(),
+                frame: f as u32,
+                fraction_pct,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Signedness of the first component in a raw JPEG 2000 codestream: SOC FF4F, SIZ FF51, Ssiz at
@@ -664,24 +733,28 @@ fn to_stored(v: i64, bits: u16, signed: bool) -> i64 {
     }
 }
 
-/// Stored words of one frame to HU `[j, i]`.
-fn words_to_hu(words: &[u32], fmt: &PixelFormat, frame: usize) -> Array2<f32> {
+/// Stored words of one frame (`Rows * Columns`, row-major) to HU in `out` (`[j, i]`); returns how
+/// many values fall outside [`PLAUSIBLE_HU`].
+fn words_to_hu_into(
+    words: impl Iterator<Item = u32>,
+    fmt: &PixelFormat,
+    frame: usize,
+    out: &mut ArrayViewMut2<f32>,
+) -> usize {
     let (slope, intercept) = fmt.rescale.get(frame).copied().unwrap_or((1.0, 0.0));
     let (bits, signed) = (fmt.bits_stored, fmt.signed);
     let (plo, phi) = fmt.padding.unwrap_or((1, 0));
-    let hu: Vec<f32> = words
-        .iter()
-        .map(|&w| {
-            let v = to_stored(w as i64, bits, signed);
-            if v >= plo && v <= phi {
-                AIR_HU
-            } else {
-                (v as f64 * slope + intercept) as f32
-            }
-        })
-        .collect();
-    Array2::from_shape_vec((fmt.rows, fmt.cols), hu)
-        .unwrap_or_else(|_| Array2::from_elem((fmt.rows, fmt.cols), AIR_HU))
+    let mut outside = 0;
+    for (o, w) in out.iter_mut().zip(words) {
+        let v = to_stored(w as i64, bits, signed);
+        *o = if v >= plo && v <= phi {
+            AIR_HU
+        } else {
+            (v as f64 * slope + intercept) as f32
+        };
+        outside += usize::from(!(PLAUSIBLE_HU.0..=PLAUSIBLE_HU.1).contains(o));
+    }
+    outside
 }
 
 /// (RescaleSlope, RescaleIntercept) of each frame: per-frame functional group, shared functional

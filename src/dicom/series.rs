@@ -153,13 +153,6 @@ pub enum SeriesError {
     /// Pixel data could not be decoded.
     #[error(transparent)]
     Pixel(#[from] PixelError),
-    /// The decoded frame count or size differs from the header.
-    #[error("{file}: decoded {found} frame(s) of the expected shape, header promised {expected}")]
-    FrameCount {
-        file: PathBuf,
-        expected: usize,
-        found: usize,
-    },
 }
 
 /// One slice before decoding: its instance, frame and geometry.
@@ -395,19 +388,7 @@ fn decode_all(plan: &[SlicePlan], rows: usize, cols: usize) -> Result<Array3<f32
     jobs.into_par_iter()
         .try_for_each(|(path, mut views)| -> Result<(), SeriesError> {
             let obj = meta::open(path)?;
-            let frames = pixels::decode_hu(&obj, path)?;
-            drop(obj);
-            for (frame, view) in &mut views {
-                let f = frames
-                    .get(*frame)
-                    .filter(|f| f.dim() == (rows, cols))
-                    .ok_or(SeriesError::FrameCount {
-                        file: path.to_owned(),
-                        expected: *frame + 1,
-                        found: frames.len(),
-                    })?;
-                view.assign(f);
-            }
+            pixels::decode_hu_into(&obj, path, &mut views)?;
             Ok(())
         })?;
     Ok(hu)

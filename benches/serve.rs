@@ -137,37 +137,29 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-fn qa_csv(config: &Path) -> Vec<BTreeMap<String, String>> {
-    let csv = config.with_file_name("qa.csv");
-    let out = Command::new(osteon_bin())
-        .args(["qa", "--config"])
-        .arg(config)
-        .arg("--csv")
-        .arg(&csv)
-        .output()
-        .expect("osteon qa");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = std::fs::read_to_string(&csv).expect("qa.csv");
-    let mut lines = text.lines();
-    let header: Vec<String> = lines
-        .next()
-        .unwrap_or("")
-        .split(',')
-        .map(str::to_owned)
-        .collect();
-    lines
-        .map(|l| {
-            header
-                .iter()
-                .cloned()
-                .zip(l.split(',').map(str::to_owned))
-                .collect()
+/// Peak resident memory of process `pid` (VmHWM in /proc), MiB; NaN when unreadable.
+fn peak_rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         })
-        .collect()
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// The node's QA record of its first job once it is done (results stored at the PACS), read
+/// in this process from the node's database: polling with `osteon qa` would start a process (and
+/// load libtorch, ~0.7 s of CPU) every poll and slow the node it measures.
+fn qa_done(data_dir: &Path) -> Option<osteon::pipeline::qa::QaRecord> {
+    let store = osteon::pipeline::qa::QaStore::open(data_dir).ok()?;
+    store
+        .list()
+        .ok()?
+        .into_iter()
+        .next()
+        .filter(|r| r.done_ms.is_some())
 }
 
 fn main() {
@@ -259,7 +251,7 @@ fn main() {
     for run in 0..latency_runs {
         let dir = root.join(format!("latency{run}"));
         let _pacs = storescp(&dir.join("pacs"), pacs_port);
-        let (_node, port, config) = node(
+        let (node_proc, port, config) = node(
             &dir,
             "1s",
             &format!(
@@ -270,36 +262,43 @@ fn main() {
         );
         send(port, "OSTEON", &series);
         let until = Instant::now() + Duration::from_secs(600);
+        let data_dir = config.with_file_name("data");
         let row = loop {
-            let rows = qa_csv(&config);
-            if let Some(r) = rows.first().filter(|r| !r["done_ms"].is_empty()) {
-                break r.clone();
+            if let Some(r) = qa_done(&data_dir) {
+                break r;
             }
-            assert!(Instant::now() < until, "job not done in 10 min: {rows:?}");
+            assert!(Instant::now() < until, "job not done in 10 min");
             std::thread::sleep(Duration::from_millis(200));
         };
-        let g = |k: &str| row[k].parse::<f64>().unwrap_or(f64::NAN);
+        let ms = |t: Option<i64>| t.map_or(f64::NAN, |t| t as f64);
         let mut m = BTreeMap::new();
-        let total = g("done_ms") - g("last_received_ms");
+        let total = ms(row.done_ms) - ms(row.last_received_ms);
         m.insert("1 total: last instance -> stored at PACS".to_owned(), total);
         m.insert(
             "2 series closed after the quiet period (incl. 1 s quiet)".to_owned(),
-            g("queued_ms") - g("last_received_ms"),
+            row.queued_ms as f64 - ms(row.last_received_ms),
         );
-        m.insert("3 queue wait".to_owned(), g("queue_wait_ms"));
-        m.insert("4 read + decode".to_owned(), g("read_ms"));
-        m.insert("5 segment (excluded)".to_owned(), g("segment_ms"));
-        m.insert("6 mesh".to_owned(), g("mesh_ms"));
-        m.insert("7 SEG build + write".to_owned(), g("seg_write_ms"));
+        m.insert("3 queue wait".to_owned(), row.queue_wait_ms as f64);
+        m.insert("4 read + decode".to_owned(), row.read_ms);
+        m.insert("5 segment (excluded)".to_owned(), row.segment_ms);
+        m.insert("6 mesh".to_owned(), row.mesh_ms);
+        m.insert("7 SEG build + write".to_owned(), row.seg_write_ms);
         m.insert(
             "8 STL + Encapsulated STL write".to_owned(),
-            g("stl_write_ms"),
+            row.stl_write_ms,
         );
-        m.insert("9 export (C-STORE SEG + STL)".to_owned(), g("export_ms"));
-        m.insert("mesh triangles (count)".to_owned(), g("triangles"));
+        m.insert(
+            "9 export (C-STORE SEG + STL)".to_owned(),
+            row.export_ms.unwrap_or(f64::NAN),
+        );
+        m.insert("mesh triangles (count)".to_owned(), row.triangles as f64);
+        m.insert(
+            "node peak RSS (MiB, VmHWM)".to_owned(),
+            peak_rss_mib(node_proc.0.id()),
+        );
         m.insert(
             "latency excl. quiet period and segment".to_owned(),
-            total - QUIET_MS - g("segment_ms"),
+            total - QUIET_MS - row.segment_ms,
         );
         rows.push(m);
         let _ = std::fs::remove_dir_all(&dir);

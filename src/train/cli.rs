@@ -63,6 +63,10 @@ pub struct TrainArgs {
     /// Largest augmentation noise SD, HU (0 turns noise off).
     #[arg(long, default_value_t = 150.0)]
     pub noise_hu: f32,
+    /// Largest loss of contrast above soft tissue in augmentation (0.6: bone brightness above
+    /// tissue x 0.4..1 for half the tiles, as low-density bone and thick slices; 0 = off).
+    #[arg(long, default_value_t = 0.6)]
+    pub bone_contrast: f32,
     /// Initial learning rate.
     #[arg(long, default_value_t = 0.005)]
     pub lr: f64,
@@ -116,6 +120,7 @@ pub fn options(args: &TrainArgs) -> Result<super::fit::TrainOptions, String> {
             per_tile: args.patches_per_tile,
             bone_fraction: args.bone_fraction,
             noise_hu: args.noise_hu,
+            bone_contrast: args.bone_contrast,
             ..SampleSettings::default()
         },
         lr: args.lr,
@@ -202,6 +207,11 @@ pub struct FoldArgs {
     /// Reuse fold models already in --work instead of training them again.
     #[arg(long)]
     pub reuse: bool,
+    /// Train (or with --reuse complete) the fold models and the final model into --work, then
+    /// stop without scoring; a later run with --reuse scores them (e.g. split over two calls on a
+    /// rented GPU, or trained there and scored elsewhere).
+    #[arg(long)]
+    pub train_only: bool,
     /// Optimizer steps per fold (default: osteon train's).
     #[arg(long)]
     pub steps: Option<usize>,
@@ -308,7 +318,7 @@ pub fn run_folds(
     threshold_hu: f32,
     csv: &std::path::Path,
 ) -> ExitCode {
-    use super::folds::{cross_validate, FoldOptions};
+    use super::folds::{cross_validate, train_folds, FoldOptions};
     // Fold models and scoring run in one process; the report's JSON goes beside the CSV. Every
     // output is checked before any training: hours of folds must not end in an unwritable path or
     // overwrite a file that is not an earlier report (a model's JSON, a DICOM file).
@@ -354,6 +364,28 @@ pub fn run_folds(
         reuse: args.reuse,
         threshold_hu,
     };
+    if args.train_only {
+        return match train_folds(&o) {
+            Ok(models) => {
+                for (path, seconds) in models {
+                    println!(
+                        "{} ({})",
+                        path.display(),
+                        if seconds > 0.0 {
+                            format!("trained in {seconds:.0} s")
+                        } else {
+                            "reused".to_owned()
+                        }
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("osteon evaluate: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match cross_validate(&o) {
         Ok(r) => {
             print!("{}", r.cnn.table());
@@ -365,7 +397,7 @@ pub fn run_folds(
                 crate::eval::compare::comparison_table(&r.cnn, &r.threshold)
             );
             println!();
-            print!("{}", super::folds::variants_table(&r.variants));
+            print!("{}", super::variants_table::variants_table(&r.variants));
             let text = crate::eval::compare::combined_csv(&r.cnn, &r.threshold, &r.fold_of);
             if let Err(e) = std::fs::write(csv, text) {
                 eprintln!("osteon evaluate: writing {}: {e}", csv.display());

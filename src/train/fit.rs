@@ -300,6 +300,12 @@ pub fn check_options(o: &TrainOptions) -> Result<(), TrainError> {
             o.sample.noise_hu
         )));
     }
+    if !(0.0..1.0).contains(&o.sample.bone_contrast) {
+        return Err(TrainError::Settings(format!(
+            "--bone-contrast {} must be in [0, 1) (0 turns the bone-contrast augmentation off)",
+            o.sample.bone_contrast
+        )));
+    }
     if !(0.0..=1.0).contains(&o.sample.bone_fraction) {
         return Err(TrainError::Settings(format!(
             "bone fraction {} outside [0, 1]",

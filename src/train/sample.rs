@@ -75,6 +75,14 @@ pub struct SampleSettings {
     pub shift: f32,
     /// Largest blur sigma, voxels (applied to 30 % of tiles).
     pub blur: f32,
+    /// Largest loss of contrast above soft tissue: for half the tiles every value above the
+    /// soft-tissue anchor (normalised 1) is pulled towards it by a factor drawn in
+    /// `[1 - bone_contrast, 1]`, as in low-density bone (osteoporotic or child skulls, phantom
+    /// simulants at 500-900 HU) and in thick slices, where partial volume leaves oblique vault
+    /// sections at 300-1000 HU. Labels are unchanged. 0 = off (models trained before this setting
+    /// existed read back as 0).
+    #[serde(default)]
+    pub bone_contrast: f32,
 }
 
 impl Default for SampleSettings {
@@ -87,6 +95,7 @@ impl Default for SampleSettings {
             gain: 0.08,
             shift: 0.05,
             blur: 1.2,
+            bone_contrast: 0.6,
         }
     }
 }
@@ -212,8 +221,15 @@ pub fn draw_tile<S: std::borrow::Borrow<ScanData>>(
     })
 }
 
-/// Gain/offset error, blur, noise, then the normalisation's clip (see [`SampleSettings`]).
+/// Bone contrast, gain/offset error, blur, noise, then the normalisation's clip (see
+/// [`SampleSettings`]).
 fn augment(x: &mut [f32], side: usize, sc: &ScanData, set: &SampleSettings, rng: &mut Rng) {
+    if set.bone_contrast > 0.0 && rng.unit() < 0.5 {
+        let c = 1.0 - set.bone_contrast * rng.unit();
+        for v in x.iter_mut().filter(|v| **v > 1.0) {
+            *v = 1.0 + (*v - 1.0) * c;
+        }
+    }
     let gain = 1.0 + set.gain * (2.0 * rng.unit() - 1.0);
     let shift = set.shift * (2.0 * rng.unit() - 1.0);
     for v in x.iter_mut() {
@@ -310,6 +326,7 @@ mod tests {
             gain: 0.0,
             shift: 0.0,
             blur: 0.0,
+            bone_contrast: 0.0,
             ..SampleSettings::default()
         };
         let mut rng = Rng::new(7);
@@ -331,6 +348,38 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn bone_contrast_dims_bone_towards_tissue_in_half_the_tiles() {
+        let sc = scan();
+        let set = SampleSettings {
+            noise_hu: 0.0,
+            gain: 0.0,
+            shift: 0.0,
+            blur: 0.0,
+            bone_contrast: 0.6,
+            ..SampleSettings::default()
+        };
+        let mut rng = Rng::new(11);
+        let (mut dimmed, n) = (0, 200);
+        for _ in 0..n {
+            // Air 0, tissue 1, bone 2 (the scan's normalised anchors).
+            let mut x = vec![0.0f32, 1.0, 2.0, 2.0];
+            augment(&mut x, 2, &sc, &set, &mut rng);
+            assert_eq!(&x[..2], &[0.0, 1.0], "air and tissue are not changed");
+            assert_eq!(x[2], x[3], "one factor per tile");
+            assert!(
+                (1.4..=2.0).contains(&x[2]),
+                "bone {} outside 1 + [0.4, 1]",
+                x[2]
+            );
+            dimmed += usize::from(x[2] < 2.0);
+        }
+        assert!(
+            (70..=130).contains(&dimmed),
+            "{dimmed} of {n} tiles dimmed, about half expected"
+        );
     }
 
     #[test]

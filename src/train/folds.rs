@@ -267,13 +267,16 @@ fn fold_records(records: &[ScanRecord], fold: &Fold) -> Vec<ScanRecord> {
     out
 }
 
-/// Trains one model per fold and the final model, then scores every scan with the model that held
-/// it out and with the threshold baseline (scans in parallel).
-///
-/// # Errors
-/// [`TrainError`] for a bad manifest or settings, an unloadable scan or a failed training; a scan
-/// that fails to score is reported in its row instead.
-pub fn cross_validate(o: &FoldOptions) -> Result<FoldReport, TrainError> {
+/// The fold models of a plan, trained or reused.
+struct Trained {
+    manifest: Manifest,
+    plan: FoldPlan,
+    device: Device,
+    model_paths: Vec<PathBuf>,
+    train_seconds: Vec<f64>,
+}
+
+fn train_models(o: &FoldOptions) -> Result<Trained, TrainError> {
     let manifest = Manifest::load(&o.train.manifest)?;
     let plan = leave_two_out(&manifest)?;
     let mut probe = o.train.clone();
@@ -390,6 +393,41 @@ pub fn cross_validate(o: &FoldOptions) -> Result<FoldReport, TrainError> {
             train_seconds[f] = report.seconds;
         }
     }
+    Ok(Trained {
+        manifest,
+        plan,
+        device,
+        model_paths,
+        train_seconds,
+    })
+}
+
+/// Trains (or, with [`FoldOptions::reuse`], reuses) every fold model and the final model of the
+/// leave-2-out plan into [`FoldOptions::work`] and scores nothing (`osteon evaluate --folds
+/// leave-2-out --train-only`; a later `--reuse` run scores them, e.g. on another machine).
+/// Returns each model's path and training seconds (0 = reused).
+///
+/// # Errors
+/// As [`cross_validate`]'s training part.
+pub fn train_folds(o: &FoldOptions) -> Result<Vec<(PathBuf, f64)>, TrainError> {
+    let t = train_models(o)?;
+    Ok(t.model_paths.into_iter().zip(t.train_seconds).collect())
+}
+
+/// Trains one model per fold and the final model, then scores every scan with the model that held
+/// it out and with the threshold baseline (scans in parallel).
+///
+/// # Errors
+/// [`TrainError`] for a bad manifest or settings, an unloadable scan or a failed training; a scan
+/// that fails to score is reported in its row instead.
+pub fn cross_validate(o: &FoldOptions) -> Result<FoldReport, TrainError> {
+    let Trained {
+        manifest,
+        plan,
+        device,
+        model_paths,
+        train_seconds,
+    } = train_models(o)?;
     let mut fold_of = vec![0usize; manifest.scan.len()];
     let mut model_of = vec![model_paths.len() - 1; manifest.scan.len()];
     for (f, fold) in plan.folds.iter().enumerate() {
@@ -471,67 +509,6 @@ pub fn cross_validate(o: &FoldOptions) -> Result<FoldReport, TrainError> {
         train_seconds,
         variants,
     })
-}
-
-/// Plain-text table of [`FoldReport::variants`]: per scan CNN|threshold DSC clean and per variant
-/// with the drop from clean; then the mean drop and the worst CNN drop.
-pub fn variants_table(rows: &[VariantRow]) -> String {
-    use std::fmt::Write as _;
-    let names = rows
-        .iter()
-        .find(|r| !r.names.is_empty())
-        .map_or_else(Vec::new, |r| r.names.clone());
-    let mut out = String::from("DSC on degraded copies, CNN|threshold (drop vs clean)\n");
-    let _ = write!(out, "{:<30}", "scan");
-    for n in &names {
-        let _ = write!(out, " {:>27}", n);
-    }
-    out.push('\n');
-    let f = |v: Option<f64>| v.map_or("-".to_owned(), |x| format!("{x:.3}"));
-    let mut drops = vec![[Vec::new(), Vec::new()]; names.len()];
-    for r in rows {
-        let _ = write!(out, "{:<30}", r.name);
-        if let Some(e) = &r.error {
-            let _ = writeln!(out, " FAILED: {e}");
-            continue;
-        }
-        for (v, d) in r.dsc.iter().enumerate() {
-            let drop = |s: usize| match (r.dsc[0][s], d[s]) {
-                (Some(c), Some(x)) => Some(c - x),
-                _ => None,
-            };
-            if v == 0 {
-                let _ = write!(out, " {:>27}", format!("{}|{}", f(d[0]), f(d[1])));
-            } else {
-                for s in 0..2 {
-                    if let Some(x) = drop(s) {
-                        drops[v][s].push(x);
-                    }
-                }
-                let cell = format!(
-                    "{}|{} ({}|{})",
-                    f(d[0]),
-                    f(d[1]),
-                    drop(0).map_or("-".into(), |x| format!("{x:+.3}")),
-                    drop(1).map_or("-".into(), |x| format!("{x:+.3}"))
-                );
-                let _ = write!(out, " {cell:>27}");
-            }
-        }
-        out.push('\n');
-    }
-    for (v, n) in names.iter().enumerate().skip(1) {
-        let mean = |x: &Vec<f64>| x.iter().sum::<f64>() / x.len().max(1) as f64;
-        let worst = drops[v][0].iter().copied().fold(f64::NAN, f64::max);
-        let _ = writeln!(
-            out,
-            "{n}: mean DSC drop CNN {:+.4}, threshold {:+.4}; largest CNN drop {worst:+.4} ({} scans)",
-            mean(&drops[v][0]),
-            mean(&drops[v][1]),
-            drops[v][0].len()
-        );
-    }
-    out
 }
 
 fn device_name(d: Device) -> &'static str {

@@ -3,7 +3,8 @@
 //! * [`sample`]: balanced sampling of tiles inside the per-slice bone region, augmentation.
 //! * [`data`]: loading the scans of a manifest (CT, label, normalisation, SHA-256 provenance).
 //! * `fit` (feature `torch`): the optimisation loop, checkpoints, threshold calibration, saving.
-//! * `folds` (feature `torch`): leave-2-out cross-validation (`osteon evaluate --folds`).
+//! * `folds` (feature `torch`): leave-2-out cross-validation (`osteon evaluate --folds`);
+//!   `variants_table`: its report of the degraded copies.
 //! * [`cli`]: the command's arguments.
 //!
 //! Objective (Minnema et al. 2018, §2.3): cross-entropy of the centre-voxel class of 33x33 axial
@@ -21,6 +22,8 @@ pub mod sample;
 pub mod fit;
 #[cfg(feature = "torch")]
 pub mod folds;
+#[cfg(feature = "torch")]
+pub mod variants_table;
 
 use std::path::PathBuf;
 

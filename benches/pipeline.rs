@@ -65,8 +65,8 @@ fn main() {
     let stl_bytes_ms = t.elapsed().as_secs_f64() * 1e3;
     std::fs::write(out.join("skull.stl"), &stl).expect("write STL");
     let stl_file_ms = t.elapsed().as_secs_f64() * 1e3 - stl_bytes_ms;
-    let obj =
-        build_encapsulated_stl(&ct, stl.as_slice(), &StlDescription::default()).expect("Encapsulated STL");
+    let obj = build_encapsulated_stl(&ct, stl.as_slice(), &StlDescription::default())
+        .expect("Encapsulated STL");
     let stl_obj_ms = t.elapsed().as_secs_f64() * 1e3 - stl_bytes_ms - stl_file_ms;
     osteon::dicom::stl_object::write(&obj, &out.join("skull-stl.dcm"))
         .expect("write Encapsulated STL");

@@ -146,6 +146,7 @@ pub fn scoring_regions(head: &Head, g: &Geometry, half_slab_mm: f64) -> ScoringR
         skull_base_z: [lo.min(hi), lo.max(hi)],
         metal,
         thin_plates,
+        metal_slab_half_mm: Some(half_slab_mm),
     }
 }
 

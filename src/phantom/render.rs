@@ -115,17 +115,38 @@ fn noise_slice(seed: u64, rows: usize, cols: usize, grain_px: f64) -> Array2<f32
     n
 }
 
+/// Cross-section of one streak at distance `perp` (mm) from its centre line, for a band of
+/// corrupted rays of Gaussian width `width` (mm): `1.5 G(w) - 0.5 G(3 w)` with unit peaks, i.e. 1
+/// on the line and negative side lobes (minimum -0.294 at 2.72 w) with zero integral. Filtered
+/// back-projection ramp-filters each projection (Kak & Slaney, *Principles of Computerized
+/// Tomographic Imaging*, 1988, ch. 3), and the ramp filter passes no DC: the filtered error of a
+/// band of rays that read too much attenuation is a dip with positive side lobes, so a dark streak
+/// is flanked by bright ones (and a bright one by dark ones) — the dark-and-bright streak pairs
+/// beside metal of Barrett & Keat (*RadioGraphics* 24:1679-1691, 2004) and of the simulations of
+/// De Man et al. (*IEEE Trans Nucl Sci* 46:691-696, 1999). The ramp-filtered Gaussian itself,
+/// `1 - sqrt(2) x D(x / sqrt(2))` (D: Dawson's integral, x in sigmas), has its minimum -0.285 at
+/// 2.1 sigma and 1/x^2 tails; this difference of Gaussians matches that lobe and stays compact.
+pub fn streak_profile(perp: f64, width: f64) -> f64 {
+    let u = perp * perp / (2.0 * width * width);
+    1.5 * (-u).exp() - 0.5 * (-u / 9.0).exp()
+}
+
 /// Adds metal streaks to slice `k`: for each metal object crossing the slab, a dark streak along
 /// the object's in-plane long axis (the longest path through the metal: the strongest beam
-/// hardening and photon starvation) and a fan of dark and bright streaks through it (random angles
-/// from the seed), decaying with distance, plus a dark band between two metal objects of the same
-/// slice (rays through both starve: Boas & Fleischmann, "CT artifacts: causes and reduction
-/// techniques", *Imaging Med* 4(2):229-240, 2012; Barrett & Keat, "Artifacts in CT: recognition and
-/// avoidance", *RadioGraphics* 24:1679-1691, 2004).
+/// hardening and photon starvation; its depth scales with that path relative to the diameter,
+/// up to x2, since the error of a ray's log-attenuation grows at least linearly with the metal's
+/// line integral: De Man et al. 1999) and a fan of dark and bright streaks through it (random
+/// angles from the seed), plus a dark band between two metal objects of the same slice (rays
+/// through both starve: Boas & Fleischmann, "CT artifacts: causes and reduction techniques",
+/// *Imaging Med* 4(2):229-240, 2012; Barrett & Keat, "Artifacts in CT: recognition and
+/// avoidance", *RadioGraphics* 24:1679-1691, 2004). Every streak and band has the zero-integral
+/// cross-section of [`streak_profile`] (bright flanks beside dark streaks).
 ///
 /// A streak is the back-projection of the corrupted rays, i.e. of the band of rays that cross the
 /// metal, so its width is the object's projected width: Gaussian sigma `0.85 r` (FWHM = the
-/// diameter `2 r`), widening by 1.5 % of the distance (fan-beam divergence); its amplitude is the
+/// diameter `2 r`), widening by 1.5 % of the distance; back-projection spreads a ray's error
+/// along the whole ray, so the streak does not fade with distance except by that widening (peak x
+/// `w0 / width`: the same error over a wider band). Its amplitude is the
 /// profile's `streak_hu` (hypodense streaks of several hundred to over 1000 HU next to dental
 /// fillings: Gong et al., *Dentomaxillofac Radiol* 42:20120105, 2013, who measured the most
 /// hypodense streak beside fillings; Klinke et al., *PLoS One* 7:e31766, 2012).
@@ -192,8 +213,11 @@ fn streaks(slice: &mut Array2<f32>, g: &Geometry, k: usize, head: &Head, prof: &
             axis[0] * rd[0] + axis[1] * rd[1] + axis[2] * rd[2],
             axis[0] * cd[0] + axis[1] * cd[1] + axis[2] * cd[2],
         );
-        if (ax * ax + ay * ay).sqrt() > *radius {
-            lines.push((ay.atan2(ax), -1.0));
+        // Path through the metal along the axis (length + 2 r) against the diameter 2 r.
+        let len = (ax * ax + ay * ay).sqrt();
+        if len > *radius {
+            let path = ((len + 2.0 * radius) / (2.0 * radius)).min(2.0) as f32;
+            lines.push((ay.atan2(ax), -path));
         }
         let (cx, cy) = in_plane(*c);
         let (ci, cj) = (cx / di, cy / dj);
@@ -208,9 +232,12 @@ fn streaks(slice: &mut Array2<f32>, g: &Geometry, k: usize, head: &Head, prof: &
             let mut acc = 0f32;
             for (ang, w) in &lines {
                 let perp = x * ang.sin() - y * ang.cos();
-                acc += w * (-(perp * perp) / (2.0 * width * width)).exp() as f32;
+                // Beyond 12 widths the profile is below 2e-4 of the streak: not evaluated.
+                if perp.abs() < 12.0 * width {
+                    acc += w * streak_profile(perp, width) as f32;
+                }
             }
-            *v += amp * *weight as f32 * acc * (-(r / 70.0)).exp() as f32;
+            *v += amp * *weight as f32 * acc * (w0 / width) as f32;
         }
     }
     for a in 0..centres.len() {
@@ -223,8 +250,8 @@ fn streaks(slice: &mut Array2<f32>, g: &Geometry, k: usize, head: &Head, prof: &
             for ((j, i), v) in slice.indexed_iter_mut() {
                 let p = g.voxel_to_lps(k as f64, j as f64, i as f64);
                 let (d, t) = crate::phantom::anatomy::segment_distance(p, pa, pb);
-                if t > 0.0 && t < 1.0 {
-                    *v -= depth * (-(d * d) / (2.0 * w * w)).exp() as f32;
+                if t > 0.0 && t < 1.0 && d < 12.0 * w {
+                    *v -= depth * streak_profile(d, w) as f32;
                 }
             }
         }
@@ -332,6 +359,20 @@ mod tests {
         assert_eq!(a, b);
         let sd = (a.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / a.len() as f64).sqrt();
         assert!((sd - 1.0).abs() < 1e-3, "{sd}");
+    }
+
+    #[test]
+    fn streak_profile_has_a_unit_dip_bright_flanks_and_zero_integral() {
+        assert!((streak_profile(0.0, 1.0) - 1.0).abs() < 1e-12);
+        let u = (9.0f64 / 4.0 * 27f64.ln()).sqrt(); // minimum at x = 2.72 w
+        assert!((u - 2.723).abs() < 1e-3, "{u}");
+        let m = streak_profile(u, 1.0);
+        assert!((m + 0.2944).abs() < 1e-4, "{m}");
+        assert!(streak_profile(u - 0.05, 1.0) > m && streak_profile(u + 0.05, 1.0) > m);
+        let sum: f64 = (-8000..=8000)
+            .map(|x| streak_profile(x as f64 * 0.005, 1.0) * 0.005)
+            .sum();
+        assert!(sum.abs() < 1e-6, "integral {sum}");
     }
 
     #[test]

@@ -353,6 +353,29 @@ impl Config {
                 });
             }
         }
+        let retention = match self.storage.spool_retention {
+            SpoolRetention::After(d) => d,
+            _ => Duration::ZERO,
+        };
+        for (key, d) in [
+            ("node.association_timeout", n.association_timeout),
+            ("node.artim_timeout", n.artim_timeout),
+            ("storage.spool_retention", retention),
+            ("pipeline.quiet_period", self.pipeline.quiet_period),
+            ("pipeline.max_wait", self.pipeline.max_wait),
+            ("export.timeout", self.export.timeout),
+        ] {
+            if d > MAX_DURATION {
+                return Err(ConfigError::Invalid {
+                    key,
+                    reason: format!(
+                        "{} is longer than {} days (the node adds durations to clock readings)",
+                        humantime_serde::re::humantime::format_duration(d),
+                        MAX_DURATION.as_secs() / 86400
+                    ),
+                });
+            }
+        }
         if self.storage.min_free_bytes > MAX_MIN_FREE_BYTES {
             return Err(ConfigError::Invalid {
                 key: "storage.min_free_bytes",
@@ -393,6 +416,9 @@ impl Config {
 
 mod routes;
 
+/// Longest duration any setting may hold (10 years of 365 days): far beyond any sensible
+/// value, and small enough that clock readings plus durations never overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 86400);
 /// Upper bound of `node.max_associations`.
 pub const MAX_ASSOCIATIONS: usize = 1024;
 /// Upper bound of `storage.min_free_bytes` (1 PiB; TOML integers stop at 2^63 - 1 anyway).
@@ -474,6 +500,25 @@ mod tests {
         assert_eq!(c.node.artim_timeout, Duration::from_secs(5));
         assert_eq!(c.storage.min_free_bytes, 5);
         assert!(c.storage.accept_other_storage);
+    }
+
+    #[test]
+    fn durations_beyond_ten_years_are_refused_by_key() {
+        let mut c = Config::default();
+        c.pipeline.max_wait = Duration::from_secs(3651 * 86400);
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("pipeline.max_wait") && e.contains("longer than 3650 days"),
+            "{e}"
+        );
+        let mut c = Config::default();
+        c.storage.spool_retention = "200000000000000days".parse().unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("storage.spool_retention"), "{e}");
+        let mut c = Config::default();
+        c.pipeline.max_wait = MAX_DURATION;
+        c.storage.spool_retention = SpoolRetention::After(MAX_DURATION);
+        c.validate().unwrap();
     }
 
     #[test]

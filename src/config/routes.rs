@@ -185,10 +185,16 @@ pub(super) fn validate(c: &Config) -> Result<(), ConfigError> {
             format!("{} is outside 1..={MAX_WORKERS}", p.workers),
         ));
     }
-    if p.quiet_period.is_zero() || p.max_wait < p.quiet_period {
+    if p.quiet_period.is_zero() {
+        return Err(invalid(
+            "pipeline.quiet_period",
+            "must be longer than 0 s".to_owned(),
+        ));
+    }
+    if p.max_wait < p.quiet_period {
         return Err(invalid(
             "pipeline.max_wait",
-            "quiet_period must be > 0 s and max_wait >= quiet_period".to_owned(),
+            "must be at least pipeline.quiet_period".to_owned(),
         ));
     }
     if c.export.max_attempts == 0 || c.export.timeout.is_zero() {

@@ -98,8 +98,31 @@ impl Assembler {
         });
     }
 
-    /// Takes one notification received at `now`.
+    /// Re-opens a processed series found in the spool at start-up with instances newer than its
+    /// last job (they arrived after it was made, and the process stopped before their re-run was
+    /// recorded): it completes, as a re-run, one quiet period after `now`. Does nothing under
+    /// `late_instances = report`.
+    pub fn restore_late(&mut self, key: SeriesKey, now: Instant) {
+        if self.late == LatePolicy::Report {
+            return;
+        }
+        self.pending.entry(key).or_insert_with(|| Pending {
+            calling_ae: String::new(),
+            sop_instances: HashSet::new(),
+            first: now,
+            last: now,
+            last_received: SystemTime::now(),
+            rerun: true,
+        });
+    }
+
+    /// Takes one notification received at `now`. A discarded duplicate (same SOP Instance UID,
+    /// other content: the spool kept the first copy) changes nothing in the spool, so it neither
+    /// re-opens a processed series nor prolongs a pending one.
     pub fn on_instance(&mut self, inst: &StoredInstance, now: Instant) {
+        if inst.outcome == crate::pipeline::spool::Outcome::DuplicateDiffering {
+            return;
+        }
         let key = (inst.study_uid.clone(), inst.series_uid.clone());
         let rerun = self.closed.contains(&key);
         if rerun && !self.pending.contains_key(&key) && self.late == LatePolicy::Report {

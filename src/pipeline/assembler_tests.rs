@@ -230,3 +230,39 @@ fn next_due_is_the_earliest_quiet_or_max_wait_deadline() {
     assert_eq!(a.due(t0 + s(10)).len(), 1);
     assert_eq!(a.next_due(), None);
 }
+
+#[test]
+fn a_discarded_duplicate_neither_reopens_nor_prolongs_a_series() {
+    let mut a = assembler(2, 10, LatePolicy::Rerun);
+    let t0 = Instant::now();
+    let s = Duration::from_secs;
+    a.on_instance(&instance("1.2.3", "1"), t0);
+    let mut dup = instance("1.2.3", "1");
+    dup.outcome = Outcome::DuplicateDiffering;
+    // Pending: the discarded copy does not move the quiet deadline.
+    a.on_instance(&dup, t0 + s(1));
+    assert_eq!(a.next_due(), Some(t0 + s(2)));
+    assert_eq!(a.due(t0 + s(2)).len(), 1);
+    // Processed: it does not start a re-run.
+    a.on_instance(&dup, t0 + s(3));
+    assert_eq!(a.pending(), 0);
+    assert_eq!(a.next_due(), None);
+}
+
+#[test]
+fn late_instances_found_at_start_up_reopen_the_series_as_a_rerun() {
+    let t0 = Instant::now();
+    let key = ("1.2".to_owned(), "1.2.3".to_owned());
+    let mut a = assembler(2, 10, LatePolicy::Rerun);
+    a.mark_closed(key.clone());
+    a.restore(key.clone(), t0);
+    assert_eq!(a.pending(), 0, "restore leaves a processed series closed");
+    a.restore_late(key.clone(), t0);
+    let due = a.due(t0 + Duration::from_secs(2));
+    assert_eq!(due.len(), 1);
+    assert!(due[0].rerun);
+    let mut a = assembler(2, 10, LatePolicy::Report);
+    a.mark_closed(key.clone());
+    a.restore_late(key, t0);
+    assert_eq!(a.pending(), 0, "late_instances = report: no re-run");
+}

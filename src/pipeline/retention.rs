@@ -5,8 +5,10 @@
 //! they are empty, so an instance that arrives while its series is being cleaned up is never lost:
 //! it stays in the spool (and, per `pipeline.late_instances`, makes a re-run or a warning).
 //! * `when-done`: [`on_job_done`] when a job reaches `done` (cutoff: the job's creation time,
-//!   i.e. the instances its processing used), unless another job of the series is unfinished;
-//!   [`on_no_job`] when a complete series made no job (cutoff: now).
+//!   i.e. the instances its processing used), unless another job of the series is unfinished; a
+//!   series that made no job (a localizer, dose pages, or a series refused for too few slices
+//!   that may still be incomplete) is kept [`NO_JOB_GRACE`] after its newest instance, so that
+//!   the rest of it, arriving later, is routed together with it; [`sweep`] deletes it then.
 //! * a duration: [`sweep`], run periodically by `osteon serve`.
 //! * `keep`: nothing.
 
@@ -89,17 +91,13 @@ pub fn on_job_done(
     Ok(n)
 }
 
-/// `when-done`: a complete series made no job; deletes its instances (received until now).
-pub fn on_no_job(retention: SpoolRetention, spool_root: &Path, study: &str, series: &str) -> usize {
-    if retention != SpoolRetention::WhenDone {
-        return 0;
-    }
-    delete_series(spool_root, study, series, SystemTime::now())
-}
+/// How long `when-done` keeps a series that made no job after its newest instance.
+pub const NO_JOB_GRACE: Duration = Duration::from_secs(3600);
 
 /// A duration retention: deletes the spooled series whose newest instance is older than the
-/// duration at `now` and whose jobs (if any) are all done or dead-letter. Returns
-/// (series cleaned, files deleted). Other policies: nothing.
+/// duration at `now` and whose jobs (if any) are all done or dead-letter. `when-done`: deletes the
+/// series that have no job at all and whose newest instance is older than [`NO_JOB_GRACE`].
+/// Returns (series cleaned, files deleted). `keep`: nothing.
 ///
 /// Errors: [`QueueError`] when the jobs cannot be listed (nothing deleted).
 pub fn sweep(
@@ -108,20 +106,25 @@ pub fn sweep(
     queue: &dyn JobQueue,
     now: SystemTime,
 ) -> Result<(usize, usize), QueueError> {
-    let SpoolRetention::After(keep) = retention else {
-        return Ok((0, 0));
+    let (keep, jobless_only) = match retention {
+        SpoolRetention::Keep => return Ok((0, 0)),
+        SpoolRetention::WhenDone => (NO_JOB_GRACE, true),
+        SpoolRetention::After(keep) => (keep, false),
     };
     let Some(cutoff) = now.checked_sub(keep) else {
         return Ok((0, 0));
     };
+    // Per series with a job: whether one of its jobs is unfinished.
     let mut busy: HashMap<String, bool> = HashMap::new();
     for j in queue.list()? {
         *busy.entry(j.series_uid).or_default() |= unfinished(j.state);
     }
     let (mut series_n, mut files_n) = (0, 0);
     for (study, series) in spooled_series(spool_root) {
-        if busy.get(&series).copied().unwrap_or(false) {
-            continue;
+        match busy.get(&series) {
+            Some(true) => continue,
+            Some(false) if jobless_only => continue,
+            _ => {}
         }
         let newest = series_files(spool_root, &study, &series)
             .iter()
@@ -219,10 +222,28 @@ mod tests {
         );
         assert!(spool.join("1.1/1.2.1/late.dcm").exists());
         assert!(!spool.join("1.1/1.2.1/old.dcm").exists());
-        assert_eq!(
-            on_no_job(SpoolRetention::WhenDone, &spool, "1.1", "1.2.1"),
-            1
-        );
-        assert!(!spool.join("1.1").exists());
+    }
+
+    #[test]
+    fn when_done_keeps_a_series_without_job_for_the_grace_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("spool");
+        let q = SqliteQueue::open(dir.path()).unwrap();
+        // 1.2.1: no job (e.g. refused for too few slices, the rest still to come); 1.2.2: a done
+        // job whose late instance stays (when-done deletes per job, not by sweeping).
+        spool_file(&spool, "1.1", "1.2.1", "part.dcm");
+        spool_file(&spool, "1.1", "1.2.2", "late.dcm");
+        let done = q.enqueue(&job("1.2.2")).unwrap();
+        let _ = q.claim(0).unwrap();
+        q.processed(done, dir.path(), &serde_json::json!({}))
+            .unwrap();
+        let when_done = SpoolRetention::WhenDone;
+        let soon = SystemTime::now() + NO_JOB_GRACE / 2;
+        assert_eq!(sweep(when_done, &spool, &q, soon).unwrap(), (0, 0));
+        assert!(spool.join("1.1/1.2.1/part.dcm").exists());
+        let later = SystemTime::now() + NO_JOB_GRACE + Duration::from_secs(60);
+        assert_eq!(sweep(when_done, &spool, &q, later).unwrap(), (1, 1));
+        assert!(!spool.join("1.1/1.2.1").exists());
+        assert!(spool.join("1.1/1.2.2/late.dcm").exists());
     }
 }

@@ -133,18 +133,33 @@ async fn assemble(
     mut events: tokio::sync::mpsc::UnboundedReceiver<StoredInstance>,
 ) {
     let mut assembler = Assembler::new(&config);
-    let retention = config.storage.spool_retention;
+    // When each series' newest job was made (Unix ms).
+    let mut last_job: std::collections::HashMap<(String, String), i64> = Default::default();
     match queue.list() {
         Ok(jobs) => {
             for j in jobs {
-                assembler.mark_closed((j.study_uid, j.series_uid));
+                let key = (j.study_uid, j.series_uid);
+                let t = last_job.entry(key.clone()).or_insert(j.created_ms);
+                *t = (*t).max(j.created_ms);
+                assembler.mark_closed(key);
             }
         }
         Err(e) => error!(error = %e, "cannot list jobs: late instances of old series count as new"),
     }
     let now = Instant::now();
     for key in spooled_series(&spool_root) {
-        assembler.restore(key, now);
+        match last_job.get(&key) {
+            None => assembler.restore(key, now),
+            Some(&made) => {
+                let newest =
+                    newest_file_ms(&super::assembler::series_files(&spool_root, &key.0, &key.1));
+                if newest.is_some_and(|t| t > made) {
+                    info!(study = %key.0, series = %key.1,
+                        "instances newer than the series' last job found at start-up: re-run after a quiet period");
+                    assembler.restore_late(key, now);
+                }
+            }
+        }
     }
     if assembler.pending() > 0 {
         info!(
@@ -186,16 +201,9 @@ async fn assemble(
                         Ok((series, Routed::Job(job), Some(Ok(id)))) => info!(job = id,
                             study = %series.study_uid, series = %series.series_uid, route = %job.route,
                             slices = job.slices, rerun = series.rerun, "series complete: job queued"),
-                        Ok((series, Routed::NoJob(reason), _)) => {
-                            info!(study = %series.study_uid, series = %series.series_uid,
-                                instances = series.instances, %reason, "series complete: no job");
-                            let deleted = super::retention::on_no_job(retention,
-                                &spool_root, &series.study_uid, &series.series_uid);
-                            if deleted > 0 {
-                                info!(series = %series.series_uid, files = deleted,
-                                    "spool retention: deleted (when-done, no job)");
-                            }
-                        }
+                        Ok((series, Routed::NoJob(reason), _)) => info!(
+                            study = %series.study_uid, series = %series.series_uid,
+                            instances = series.instances, %reason, "series complete: no job"),
                         Ok((series, _, Some(Err(e)))) => error!(series = %series.series_uid,
                             error = %e, "series complete but the job could not be recorded"),
                         Ok((series, Routed::Job(_), None)) => warn!(series = %series.series_uid, "job not recorded"),
@@ -205,6 +213,16 @@ async fn assemble(
             }
         }
     }
+}
+
+/// Newest modification time of `files`, Unix ms (`None` when none can be read).
+fn newest_file_ms(files: &[std::path::PathBuf]) -> Option<i64> {
+    files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+        .filter_map(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as i64)
+        .max()
 }
 
 /// C-ECHO of every configured destination, logged (never fatal: a PACS that is down at start-up
@@ -229,16 +247,19 @@ fn echo_destinations(config: &Config) {
     }
 }
 
-/// Periodic spool retention sweep for a duration policy: first after `max_wait + quiet_period`
-/// (every series restored from the spool has been routed by then), then every tenth of the
-/// retention, between 1 min and 1 h.
+/// Periodic spool retention sweep for a duration policy (and, under `when-done`, for series that
+/// made no job; see retention): first after `max_wait + quiet_period` (every series restored from
+/// the spool has been routed by then), then every tenth of the retention (of the no-job grace
+/// under `when-done`), between 1 min and 1 h.
 async fn sweep_spool(
     config: Arc<Config>,
     queue: Arc<dyn JobQueue>,
     spool_root: std::path::PathBuf,
 ) {
-    let crate::config::SpoolRetention::After(keep) = config.storage.spool_retention else {
-        return;
+    let keep = match config.storage.spool_retention {
+        crate::config::SpoolRetention::Keep => return,
+        crate::config::SpoolRetention::WhenDone => super::retention::NO_JOB_GRACE,
+        crate::config::SpoolRetention::After(keep) => keep,
     };
     tokio::time::sleep(config.pipeline.max_wait + config.pipeline.quiet_period).await;
     let period = (keep / 10).clamp(Duration::from_secs(60), Duration::from_secs(3600));

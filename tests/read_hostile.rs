@@ -454,3 +454,34 @@ fn header_scan_with_pre_walk_stays_fast() {
     // ~30 ms on 2 cores; a generous bound for a loaded machine.
     assert!(ms < 500.0, "{ms} ms");
 }
+
+/// Removes `tag` from `path` (dicom-object, transfer syntax kept).
+fn remove(path: &Path, tag: dicom_core::Tag) {
+    let mut o = dicom_object::open_file(path).unwrap();
+    assert!(o.remove_element(tag), "{tag} was not in {}", path.display());
+    o.write_to_file(path).unwrap();
+}
+
+#[test]
+fn d13_a_slice_that_lost_its_rescale_is_refused_not_read_as_hu() {
+    // Intercept alone gone: the pair is incomplete.
+    let dir = ge_copy();
+    remove(&dir.path().join("06.dcm"), tags::RESCALE_INTERCEPT);
+    let l = load_beside_healthy(dir.path());
+    let e = only_refusal(&l, "06.dcm", &["RescaleIntercept (0028,1052)", "absent"]);
+    assert!(
+        matches!(e, SeriesError::Pixel(PixelError::BadRescale { .. })),
+        "{e:?}"
+    );
+    // Both gone from one slice while the others have them: its stored values are not HU.
+    let dir = ge_copy();
+    remove(&dir.path().join("06.dcm"), tags::RESCALE_INTERCEPT);
+    remove(&dir.path().join("06.dcm"), tags::RESCALE_SLOPE);
+    let l = load_beside_healthy(dir.path());
+    let e = only_refusal(
+        &l,
+        "06.dcm",
+        &["RescaleIntercept (0028,1052)", "same series"],
+    );
+    assert!(matches!(e, SeriesError::MissingRescale { .. }), "{e:?}");
+}

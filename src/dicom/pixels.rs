@@ -155,8 +155,15 @@ pub struct PixelFormat {
     /// PixelPaddingValue and PixelPaddingRangeLimit as stored values (sign-extended like pixels);
     /// `(lo, hi)` inclusive, `lo == hi` without a range limit.
     pub padding: Option<(i64, i64)>,
+    /// The same, compared with the whole word instead, when the padding value cannot be a stored
+    /// value of BitsStored bits (e.g. 0xF000 with BitsStored 12: the padding lives in the high
+    /// bits, PS3.3 C.7.5.1.1.2); masking it would make it equal to real data.
+    pub padding_raw: Option<(u32, u32)>,
     /// (slope, intercept) per frame (length `frames`).
     pub rescale: Vec<(f64, f64)>,
+    /// Whether RescaleSlope/RescaleIntercept were found (top level or functional groups); when not,
+    /// `rescale` is the identity.
+    pub rescale_found: bool,
     pub transfer_syntax: String,
 }
 
@@ -232,13 +239,37 @@ pub fn pixel_format(obj: &DicomFile, file: &Path) -> Result<PixelFormat, PixelEr
         bits_allocated,
         &transfer_syntax,
     )?;
-    let padding = int_of(obj, tags::PIXEL_PADDING_VALUE).map(|v| {
-        let a = to_stored(v, bits_stored, signed);
-        let b = int_of(obj, tags::PIXEL_PADDING_RANGE_LIMIT)
-            .map_or(a, |l| to_stored(l, bits_stored, signed));
-        (a.min(b), a.max(b))
-    });
-    let rescale = frame_rescales(obj, frames as usize, file)?;
+    let pad_value = int_of(obj, tags::PIXEL_PADDING_VALUE);
+    let pad_limit = int_of(obj, tags::PIXEL_PADDING_RANGE_LIMIT);
+    // A stored value of BitsStored bits: its bit pattern, or for signed data a value (or its
+    // BitsAllocated-bit two's-complement word, e.g. 63536 = -2000) inside the signed range.
+    let storable = |v: i64| {
+        let top = 1i64 << bits_stored.min(62);
+        if (0..top).contains(&v) {
+            return true;
+        }
+        let word = 1i64 << bits_allocated.min(62);
+        let sx = if (top..word).contains(&v) && v >= word / 2 {
+            v - word
+        } else {
+            v
+        };
+        signed && (-(top / 2)..top / 2).contains(&sx)
+    };
+    let (mut padding, mut padding_raw) = (None, None);
+    if let Some(v) = pad_value {
+        let l = pad_limit.unwrap_or(v);
+        if storable(v) && storable(l) {
+            let (a, b) = (
+                to_stored(v, bits_stored, signed),
+                to_stored(l, bits_stored, signed),
+            );
+            padding = Some((a.min(b), a.max(b)));
+        } else if let (Ok(a), Ok(b)) = (u32::try_from(v), u32::try_from(l)) {
+            padding_raw = Some((a.min(b), a.max(b)));
+        }
+    }
+    let (rescale, rescale_found) = frame_rescales(obj, frames as usize, file)?;
     Ok(PixelFormat {
         rows: rows as usize,
         cols: cols as usize,
@@ -247,7 +278,9 @@ pub fn pixel_format(obj: &DicomFile, file: &Path) -> Result<PixelFormat, PixelEr
         bits_stored,
         signed,
         padding,
+        padding_raw,
         rescale,
+        rescale_found,
         transfer_syntax,
     })
 }
@@ -392,6 +425,13 @@ pub fn decode_hu(obj: &DicomFile, file: &Path) -> Result<Vec<Array2<f32>>, Pixel
     Ok(frames)
 }
 
+/// What [`decode_hu_into`] found besides the HU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decoded {
+    /// RescaleSlope/RescaleIntercept were present (else the stored values were taken as HU).
+    pub rescale_found: bool,
+}
+
 /// Decodes the frames of `obj` (read from `file`) named in `targets` (`(frame index, [j, i]
 /// view of Rows x Columns)`) to HU straight into the views, e.g. the planes of a volume. Native
 /// 16-bit pixel data goes from the stored words to HU in one pass, without intermediate copies.
@@ -403,7 +443,7 @@ pub fn decode_hu_into(
     obj: &DicomFile,
     file: &Path,
     targets: &mut [(usize, ArrayViewMut2<f32>)],
-) -> Result<(), PixelError> {
+) -> Result<Decoded, PixelError> {
     let mut fmt = pixel_format(obj, file)?;
     for (frame, view) in targets.iter() {
         if *frame >= fmt.frames as usize || view.dim() != (fmt.rows, fmt.cols) {
@@ -472,7 +512,9 @@ pub fn decode_hu_into(
             });
         }
     }
-    Ok(())
+    Ok(Decoded {
+        rescale_found: fmt.rescale_found,
+    })
 }
 
 /// Signedness of the first component in a raw JPEG 2000 codestream: SOC FF4F, SIZ FF51, Ssiz at
@@ -744,10 +786,11 @@ fn words_to_hu_into(
     let (slope, intercept) = fmt.rescale.get(frame).copied().unwrap_or((1.0, 0.0));
     let (bits, signed) = (fmt.bits_stored, fmt.signed);
     let (plo, phi) = fmt.padding.unwrap_or((1, 0));
+    let (rlo, rhi) = fmt.padding_raw.unwrap_or((1, 0));
     let mut outside = 0;
     for (o, w) in out.iter_mut().zip(words) {
         let v = to_stored(w as i64, bits, signed);
-        *o = if v >= plo && v <= phi {
+        *o = if (v >= plo && v <= phi) || (w >= rlo && w <= rhi) {
             AIR_HU
         } else {
             (v as f64 * slope + intercept) as f32
@@ -758,15 +801,16 @@ fn words_to_hu_into(
 }
 
 /// (RescaleSlope, RescaleIntercept) of each frame: per-frame functional group, shared functional
-/// group, then the top-level attributes, then (1, 0).
+/// group, then the top-level attributes, then (1, 0); and whether any was found.
 ///
 /// Errors: [`PixelError::BadRescale`] when a present RescaleSlope/RescaleIntercept is unparsable,
-/// NaN or infinite, or the slope is 0 (every voxel would be the intercept).
+/// NaN or infinite, the slope is 0 (every voxel would be the intercept), or one of the pair is
+/// present without the other.
 fn frame_rescales(
     obj: &DicomFile,
     frames: usize,
     file: &Path,
-) -> Result<Vec<(f64, f64)>, PixelError> {
+) -> Result<(Vec<(f64, f64)>, bool), PixelError> {
     type Rescale = Option<(f64, f64)>;
     let one = |o: &dicom_object::InMemDicomObject,
                tag,
@@ -797,7 +841,22 @@ fn frame_rescales(
             "RescaleIntercept (0028,1052)",
             false,
         )?;
-        Ok((s.is_some() || i.is_some()).then(|| (s.unwrap_or(1.0), i.unwrap_or(0.0))))
+        match (s, i) {
+            (Some(s), Some(i)) => Ok(Some((s, i))),
+            (None, None) => Ok(None),
+            (Some(_), None) | (None, Some(_)) => Err(PixelError::BadRescale {
+                file: file.to_owned(),
+                attribute: if s.is_none() {
+                    "RescaleSlope (0028,1053)"
+                } else {
+                    "RescaleIntercept (0028,1052)"
+                },
+                value:
+                    "(absent while its pair is present; the two go together, PS3.3 C.7.6.16.2.9 \
+                        and C.8.2.1)"
+                        .to_owned(),
+            }),
+        }
     };
     let pvt = |group: Option<&dicom_object::InMemDicomObject>| -> Result<Rescale, PixelError> {
         match group
@@ -814,13 +873,20 @@ fn frame_rescales(
     };
     let shared = items(obj, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE);
     let per_frame = items(obj, tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE);
-    let top = match from(obj)? {
-        Some(r) => r,
-        None => pvt(shared.first())?.unwrap_or((1.0, 0.0)),
+    // The shared functional group before the top level (the order of the doc above).
+    let common = match pvt(shared.first())? {
+        Some(r) => Some(r),
+        None => from(obj)?,
     };
-    (0..frames)
-        .map(|f| Ok(pvt(per_frame.get(f))?.unwrap_or(top)))
-        .collect()
+    let mut found = common.is_some();
+    let rescales = (0..frames)
+        .map(|f| {
+            let own = pvt(per_frame.get(f))?;
+            found |= own.is_some();
+            Ok(own.or(common).unwrap_or((1.0, 0.0)))
+        })
+        .collect::<Result<Vec<_>, PixelError>>()?;
+    Ok((rescales, found))
 }
 
 fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
@@ -851,6 +917,49 @@ mod tests {
         assert_eq!(panic_message(p.as_ref()), "boom 7");
         let p = catch_unwind(|| std::panic::panic_any("static")).unwrap_err();
         assert_eq!(panic_message(p.as_ref()), "static");
+    }
+
+    fn format(bits_stored: u16, signed: bool) -> PixelFormat {
+        PixelFormat {
+            rows: 1,
+            cols: 3,
+            frames: 1,
+            bits_allocated: 16,
+            bits_stored,
+            signed,
+            padding: None,
+            padding_raw: None,
+            rescale: vec![(1.0, -1024.0)],
+            rescale_found: true,
+            transfer_syntax: uids::EXPLICIT_VR_LITTLE_ENDIAN.to_owned(),
+        }
+    }
+
+    #[test]
+    fn padding_in_the_high_bits_is_compared_on_the_whole_word() {
+        // BitsStored 12, PixelPaddingValue 0xF6B4: masked it would equal the bone value 0x6B4.
+        let mut fmt = format(12, false);
+        fmt.padding_raw = Some((0xF6B4, 0xF6B4));
+        let mut out = Array2::<f32>::zeros((1, 3));
+        let outside = words_to_hu_into(
+            [0x6B4u32, 0xF6B4, 0x400].into_iter(),
+            &fmt,
+            0,
+            &mut out.view_mut(),
+        );
+        assert_eq!(outside, 0);
+        assert_eq!(out.as_slice().unwrap(), &[692.0, AIR_HU, 0.0]);
+        // A signed padding value given as its 16-bit word is compared on the stored value.
+        let mut fmt = format(12, true);
+        fmt.padding = Some((to_stored(63536, 12, true), to_stored(63536, 12, true)));
+        let mut out = Array2::<f32>::zeros((1, 3));
+        words_to_hu_into(
+            [0xF830u32, 0x830, 0].into_iter(),
+            &fmt,
+            0,
+            &mut out.view_mut(),
+        );
+        assert_eq!(out[(0, 0)], AIR_HU);
     }
 
     #[test]

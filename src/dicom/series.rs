@@ -153,6 +153,9 @@ pub enum SeriesError {
     /// Pixel data could not be decoded.
     #[error(transparent)]
     Pixel(#[from] PixelError),
+    /// One file of the series has no RescaleSlope/RescaleIntercept while others have them.
+    #[error("{file}: no RescaleSlope (0028,1053) / RescaleIntercept (0028,1052), while {other} of the same series has them: its stored values cannot be taken as HU")]
+    MissingRescale { file: PathBuf, other: PathBuf },
 }
 
 /// One slice before decoding: its instance, frame and geometry.
@@ -385,12 +388,22 @@ fn decode_all(plan: &[SlicePlan], rows: usize, cols: usize) -> Result<Array3<f32
         });
         jobs[j].1.push((p.frame, view));
     }
-    jobs.into_par_iter()
-        .try_for_each(|(path, mut views)| -> Result<(), SeriesError> {
+    let found: Vec<(&Path, bool)> = jobs
+        .into_par_iter()
+        .map(|(path, mut views)| -> Result<(&Path, bool), SeriesError> {
             let obj = meta::open(path)?;
-            pixels::decode_hu_into(&obj, path, &mut views)?;
-            Ok(())
-        })?;
+            let d = pixels::decode_hu_into(&obj, path, &mut views)?;
+            Ok((path, d.rescale_found))
+        })
+        .collect::<Result<_, _>>()?;
+    // A slice without rescale among slices with one would be read as stored values, not HU
+    // (e.g. +1024 HU for a lost RescaleIntercept of -1024).
+    if let (Some(with), Some(without)) = (found.iter().find(|f| f.1), found.iter().find(|f| !f.1)) {
+        return Err(SeriesError::MissingRescale {
+            file: without.0.to_owned(),
+            other: with.0.to_owned(),
+        });
+    }
     Ok(hu)
 }
 

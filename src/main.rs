@@ -412,6 +412,10 @@ fn main() -> ExitCode {
             if folds.folds.is_some() {
                 return osteon::train::cli::run_folds(&manifest, &folds, threshold, &csv);
             }
+            if let Some(flag) = folds.fold_only_flag() {
+                eprintln!("osteon evaluate: {flag} needs --folds leave-2-out");
+                return ExitCode::from(2);
+            }
             let options = OfflineOptions {
                 segmenter: match segmenter {
                     EvalSegmenterArg::Threshold => SegmenterChoice::Threshold,

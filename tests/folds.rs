@@ -87,6 +87,43 @@ fn train_only_then_reuse_scores_every_scan_without_training_again() {
     assert_eq!(stdout.matches("trained in").count(), 4, "{stdout}");
     assert!(!csv.exists(), "--train-only scores nothing");
 
+    // A truncated weights file is not reused: that fold trains again, the others are reused.
+    let fold2 = work.join("fold-02.safetensors");
+    let bytes = std::fs::read(&fold2).unwrap();
+    std::fs::write(&fold2, &bytes[..100]).unwrap();
+    let mut args: Vec<String> = Vec::new();
+    for a in ["--train-only", "--reuse"] {
+        args.push(a.to_owned());
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_osteon"))
+        .args([
+            "evaluate",
+            "--manifest",
+            m.to_str().unwrap(),
+            "--folds",
+            "leave-2-out",
+            "--work",
+            work.to_str().unwrap(),
+            "--steps",
+            "2",
+            "--tiles",
+            "2",
+            "--device",
+            "cpu",
+        ])
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let stderr = text(&o.stderr);
+    assert!(
+        stderr.contains("fold-02.safetensors again")
+            && stderr.contains("not a complete safetensors file"),
+        "{stderr}"
+    );
+    assert_eq!(text(&o.stdout).matches("(reused)").count(), 3);
+    assert_eq!(text(&o.stdout).matches("trained in").count(), 1);
+
     let o = run("--reuse");
     assert!(o.status.success(), "--reuse: {}", text(&o.stderr));
     let stderr = text(&o.stderr);

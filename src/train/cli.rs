@@ -233,6 +233,25 @@ pub struct FoldArgs {
     pub plot: Option<PathBuf>,
 }
 
+impl FoldArgs {
+    /// The first flag given that only `--folds` uses (`--reuse`, `--train-only`, `--steps`,
+    /// `--tiles`, `--minutes-per-fold`, `--seed`, `--plot`), so that it is refused without
+    /// `--folds` instead of being silently ignored.
+    pub fn fold_only_flag(&self) -> Option<&'static str> {
+        [
+            (self.reuse, "--reuse"),
+            (self.train_only, "--train-only"),
+            (self.steps.is_some(), "--steps"),
+            (self.tiles.is_some(), "--tiles"),
+            (self.minutes_per_fold.is_some(), "--minutes-per-fold"),
+            (self.seed.is_some(), "--seed"),
+            (self.plot.is_some(), "--plot"),
+        ]
+        .into_iter()
+        .find_map(|(given, flag)| given.then_some(flag))
+    }
+}
+
 /// Checks the three outputs of `osteon evaluate --folds` before any work: distinct paths, each
 /// folder present, and any existing file an earlier report of the same kind (CSV with our header,
 /// JSON with a `fold_of` key, SVG) — never a model's metadata, a DICOM file or a folder.
@@ -326,12 +345,22 @@ pub fn run_folds(
         .plot
         .clone()
         .unwrap_or_else(|| csv.with_extension("svg"));
-    if let Err(reason) = check_report_targets(csv, &csv.with_extension("json"), &plot) {
-        eprintln!("osteon evaluate: {reason}");
-        return ExitCode::FAILURE;
+    // --train-only writes models only.
+    if !args.train_only {
+        if let Err(reason) = check_report_targets(csv, &csv.with_extension("json"), &plot) {
+            eprintln!("osteon evaluate: {reason}");
+            return ExitCode::FAILURE;
+        }
     }
     if !threshold_hu.is_finite() {
         eprintln!("osteon evaluate: --threshold {threshold_hu} is not a finite HU value");
+        return ExitCode::from(2);
+    }
+    if let Some(m) = args
+        .minutes_per_fold
+        .filter(|m| !(m.is_finite() && *m > 0.0))
+    {
+        eprintln!("osteon evaluate: --minutes-per-fold {m} must be finite and > 0");
         return ExitCode::from(2);
     }
     let Some(mut targs) = default_train_args(manifest, &args.work.join("final.safetensors")) else {

@@ -192,8 +192,9 @@ pub struct FoldOptions {
     pub threshold_hu: f32,
 }
 
-/// Whether the model at `path` was trained by these settings on exactly this fold's scans (its
-/// JSON: filters, normalisation, seed, and the names and splits of its training scans).
+/// Whether the model at `path` is complete and was trained by these settings on exactly this
+/// fold's scans (its JSON: filters, normalisation, seed, sampling, learning rate, training budget,
+/// and the names and splits of its training scans).
 ///
 /// # Errors
 /// Why not, in words.
@@ -206,6 +207,7 @@ fn reusable(
     if !path.is_file() {
         return Err("no model yet".into());
     }
+    safetensors_complete(path)?;
     let json = path.with_extension("json");
     let text = std::fs::read(&json).map_err(|e| format!("{}: {e}", json.display()))?;
     let meta: serde_json::Value =
@@ -213,7 +215,17 @@ fn reusable(
     let t = &meta["training"];
     let opts = &t["options"];
     let want = serde_json::to_value(o).map_err(|e| e.to_string())?;
-    for key in ["filters", "normalisation", "seed", "sample", "lr", "decay"] {
+    for key in [
+        "filters",
+        "normalisation",
+        "seed",
+        "sample",
+        "lr",
+        "decay",
+        "steps",
+        "tiles_per_step",
+        "minutes",
+    ] {
         if opts[key] != want[key] {
             return Err(format!(
                 "its {key} {} differs from this run's {}",
@@ -248,6 +260,44 @@ fn reusable(
     expect.sort();
     if had != expect {
         return Err("it was trained on other scans than this fold's".into());
+    }
+    Ok(())
+}
+
+/// Checks that `path` is a whole safetensors file: an 8-byte header length, a JSON header, and
+/// every tensor's data offsets inside the file (a truncated or foreign file fails here, not when
+/// the scoring loads it).
+///
+/// # Errors
+/// What is wrong, naming the file.
+fn safetensors_complete(path: &std::path::Path) -> Result<(), String> {
+    let bad = |why: String| {
+        format!(
+            "{}: not a complete safetensors file ({why})",
+            path.display()
+        )
+    };
+    let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let n = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+        .ok_or_else(|| bad(format!("{} bytes", bytes.len())))?;
+    let header = usize::try_from(n)
+        .ok()
+        .and_then(|n| bytes.get(8..8usize.checked_add(n)?))
+        .ok_or_else(|| bad(format!("header of {n} bytes in a file of {}", bytes.len())))?;
+    let meta: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(header).map_err(|e| bad(e.to_string()))?;
+    let data = (bytes.len() - 8 - header.len()) as u64;
+    for (name, t) in meta.iter().filter(|(k, _)| *k != "__metadata__") {
+        let end = t["data_offsets"][1]
+            .as_u64()
+            .ok_or_else(|| bad(format!("tensor {name} has no data_offsets")))?;
+        if end > data {
+            return Err(bad(format!(
+                "tensor {name} ends at byte {end} of {data} data bytes"
+            )));
+        }
     }
     Ok(())
 }

@@ -117,6 +117,16 @@ fn check_seg_round_trip(
     let dir = tmpdir.path().to_owned();
     let path = dir.join("seg.dcm");
     let obj = seg::build_seg(ct, mask.view(), d).expect("build SEG");
+    // SeriesNumber follows the source's (100 x n + 1) unless the description sets one.
+    let number = obj
+        .element(dicom_dictionary_std::tags::SERIES_NUMBER)
+        .expect("SeriesNumber")
+        .to_int::<i64>()
+        .expect("IS");
+    let want = d
+        .series_number
+        .unwrap_or(100 * ct.info.series_number.unwrap_or(99) + 1);
+    assert_eq!(number, want);
     seg::write(&obj, &path).expect("write SEG");
     let report = assert_dciodvfy_clean(&path);
     eprintln!("dciodvfy {}:\n{report}", path.display());
@@ -430,6 +440,12 @@ fn check_stl_round_trip(ct: &CtVolume, stl: &[u8]) {
     let obj =
         build_encapsulated_stl(ct, stl, &StlDescription::default()).expect("build STL object");
     assert_eq!(extract_stl(&obj).expect("extract"), stl);
+    let number = obj
+        .element(dicom_dictionary_std::tags::SERIES_NUMBER)
+        .expect("SeriesNumber")
+        .to_int::<i64>()
+        .expect("IS");
+    assert_eq!(number, 100 * ct.info.series_number.unwrap_or(99) + 2);
     stl_object::write(&obj, &path).expect("write");
     let report = assert_dciodvfy_clean(&path);
     eprintln!("dciodvfy {}:\n{report}", path.display());

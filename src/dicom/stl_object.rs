@@ -40,7 +40,9 @@ pub struct StlDescription {
     /// SeriesDescription (0008,103E), LO.
     pub series_description: String,
     /// SeriesNumber (0020,0011), IS (type 1 in the Encapsulated Document Series module).
-    pub series_number: i64,
+    /// `None` (default): derived from the source's, see
+    /// [`crate::dicom::write::derived_series_number`] (100 x source + 2, e.g. 20202 for series 202).
+    pub series_number: Option<i64>,
     /// InstanceNumber (0020,0013), IS.
     pub instance_number: i64,
     /// Enhanced General Equipment module.
@@ -52,7 +54,7 @@ impl Default for StlDescription {
         StlDescription {
             document_title: "Skull model".into(),
             series_description: "Osteon skull model (STL)".into(),
-            series_number: 9902,
+            series_number: None,
             instance_number: 1,
             equipment: Equipment::default(),
         }
@@ -121,7 +123,9 @@ pub fn build_encapsulated_stl(
             sop_class_uid: ENCAPSULATED_STL_STORAGE,
             sop_instance_uid: &sop_instance_uid,
             modality: "M3D",
-            series_number: d.series_number,
+            series_number: d
+                .series_number
+                .unwrap_or_else(|| shared::derived_series_number(ct.info.series_number, 2)),
             series_description: &d.series_description,
             equipment: &d.equipment,
         },

@@ -215,6 +215,18 @@ pub(crate) struct DerivedSeries<'a> {
     pub equipment: &'a Equipment,
 }
 
+/// SeriesNumber (0020,0011) of the `k`-th series Osteon derives from a source series numbered
+/// `source` (1 = SEG, 2 = Encapsulated STL): `100 x source + k`, so that the results of two series
+/// of one study differ in number too and sort beside their source (202 -> 20201, 20202); `9900 + k`
+/// when the source has no usable number (absent, negative, or too large for IS as a 32-bit value,
+/// PS3.5 6.2).
+pub fn derived_series_number(source: Option<i64>, k: i64) -> i64 {
+    match source {
+        Some(n) if (0..=21_474_835).contains(&n) => 100 * n + k,
+        _ => 9900 + k,
+    }
+}
+
 /// SeriesDescription of a derived series: `description`, then the source's SeriesNumber so that a
 /// PACS user can tell the results of two series of one study apart ("Osteon bone segmentation (of
 /// series 202)"); cut to the 64 characters of VR LO (PS3.5 6.2) on a character boundary.
@@ -334,6 +346,20 @@ pub(crate) fn referenced_series(ct: &CtVolume) -> InMemDicomObject {
 #[cfg(test)]
 mod tests {
     use super::format_ds;
+
+    #[test]
+    fn derived_series_numbers_follow_the_source() {
+        use super::derived_series_number as n;
+        assert_eq!((n(Some(202), 1), n(Some(202), 2)), (20201, 20202));
+        assert_eq!(n(Some(0), 1), 1);
+        assert_eq!(n(None, 2), 9902);
+        assert_eq!(n(Some(-4), 1), 9901);
+        assert_eq!(
+            n(Some(21_474_836), 1),
+            9901,
+            "2147483601 would not fit in IS"
+        );
+    }
 
     #[test]
     fn ds_round_trips_source_numbers() {

@@ -96,8 +96,9 @@ pub struct SegmentDescription {
     pub skull_specific: bool,
     /// SeriesDescription (0008,103E), LO.
     pub series_description: String,
-    /// SeriesNumber (0020,0011), IS.
-    pub series_number: i64,
+    /// SeriesNumber (0020,0011), IS; `None` (default): derived from the source's, see
+    /// [`crate::dicom::write::derived_series_number`] (100 x source + 1, e.g. 20201 for series 202).
+    pub series_number: Option<i64>,
     /// InstanceNumber (0020,0013), IS.
     pub instance_number: i64,
     /// ContentLabel (0070,0080), CS: upper-case letters, digits, space and `_`, at most 16 characters.
@@ -119,7 +120,7 @@ impl Default for SegmentDescription {
             algorithm_family: FAMILY_HISTOGRAM_ANALYSIS,
             skull_specific: false,
             series_description: "Osteon bone segmentation".into(),
-            series_number: 9901,
+            series_number: None,
             instance_number: 1,
             content_label: "BONE".into(),
             content_description: "Bone segmentation by Osteon".into(),
@@ -266,7 +267,9 @@ pub fn build_seg(
             sop_class_uid: SEGMENTATION_STORAGE,
             sop_instance_uid: &sop_instance_uid,
             modality: "SEG",
-            series_number: d.series_number,
+            series_number: d
+                .series_number
+                .unwrap_or_else(|| shared::derived_series_number(ct.info.series_number, 1)),
             series_description: &d.series_description,
             equipment: &d.equipment,
         },

@@ -50,7 +50,7 @@ fn train_only_then_reuse_scores_every_scan_without_training_again() {
     let work = root.join("folds");
     std::fs::create_dir_all(&work).unwrap();
     let csv = root.join("folds.csv");
-    let run = |extra: &str| {
+    let run = |extra: &[&str]| {
         let mut args = vec![
             "evaluate",
             "--manifest",
@@ -68,11 +68,11 @@ fn train_only_then_reuse_scores_every_scan_without_training_again() {
             "--csv",
             csv.to_str().unwrap(),
         ];
-        args.push(extra);
+        args.extend_from_slice(extra);
         osteon(&args)
     };
 
-    let o = run("--train-only");
+    let o = run(&["--train-only"]);
     assert!(o.status.success(), "--train-only: {}", text(&o.stderr));
     // Six pool scans: three folds (pairs f, f + 3) and the final model.
     let models = ["fold-01", "fold-02", "fold-03", "final"];
@@ -91,29 +91,7 @@ fn train_only_then_reuse_scores_every_scan_without_training_again() {
     let fold2 = work.join("fold-02.safetensors");
     let bytes = std::fs::read(&fold2).unwrap();
     std::fs::write(&fold2, &bytes[..100]).unwrap();
-    let mut args: Vec<String> = Vec::new();
-    for a in ["--train-only", "--reuse"] {
-        args.push(a.to_owned());
-    }
-    let o = Command::new(env!("CARGO_BIN_EXE_osteon"))
-        .args([
-            "evaluate",
-            "--manifest",
-            m.to_str().unwrap(),
-            "--folds",
-            "leave-2-out",
-            "--work",
-            work.to_str().unwrap(),
-            "--steps",
-            "2",
-            "--tiles",
-            "2",
-            "--device",
-            "cpu",
-        ])
-        .args(&args)
-        .output()
-        .unwrap();
+    let o = run(&["--train-only", "--reuse"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let stderr = text(&o.stderr);
     assert!(
@@ -124,7 +102,7 @@ fn train_only_then_reuse_scores_every_scan_without_training_again() {
     assert_eq!(text(&o.stdout).matches("(reused)").count(), 3);
     assert_eq!(text(&o.stdout).matches("trained in").count(), 1);
 
-    let o = run("--reuse");
+    let o = run(&["--reuse"]);
     assert!(o.status.success(), "--reuse: {}", text(&o.stderr));
     let stderr = text(&o.stderr);
     assert_eq!(stderr.matches("reusing ").count(), 4, "{stderr}");

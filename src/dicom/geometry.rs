@@ -194,6 +194,11 @@ pub fn norm(a: [f64; 3]) -> f64 {
     dot(a, a).sqrt()
 }
 
+/// The point `a + t (b - a)` of the segment from `a` to `b` (mm; `t` in `[0, 1]` stays on it).
+pub fn lerp(a: [f64; 3], b: [f64; 3], t: f64) -> [f64; 3] {
+    [0, 1, 2].map(|x| a[x] + t * (b[x] - a[x]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -230,11 +230,7 @@ pub fn near_metal_in_slab(
     } else {
         0.5
     };
-    let c = [
-        a[0] + t * (b[0] - a[0]),
-        a[1] + t * (b[1] - a[1]),
-        a[2] + t * (b[2] - a[2]),
-    ];
+    let c = crate::dicom::geometry::lerp(a, b, t);
     let d = [p[0] - c[0], p[1] - c[1], p[2] - c[2]];
     let along = dot(d, n);
     let inplane = [

@@ -169,11 +169,7 @@ fn streaks(slice: &mut Array2<f32>, g: &Geometry, k: usize, head: &Head, prof: &
         } else {
             0.5
         };
-        let c = [
-            a[0] + t * (b[0] - a[0]),
-            a[1] + t * (b[1] - a[1]),
-            a[2] + t * (b[2] - a[2]),
-        ];
+        let c = crate::dicom::geometry::lerp(a, b, t);
         let weight = if m.kind == "plate" { 0.3 } else { 1.0 } * (r / 1.5).min(1.5);
         let axis = [b[0] - a[0], b[1] - a[1], b[2] - a[2]];
         centres.push((

@@ -52,6 +52,20 @@ struct Pending {
     rerun: bool,
 }
 
+impl Pending {
+    /// A series found in the spool at start-up: its calling AE title is not known any more.
+    fn restored(now: Instant, rerun: bool) -> Pending {
+        Pending {
+            calling_ae: String::new(),
+            sop_instances: HashSet::new(),
+            first: now,
+            last: now,
+            last_received: SystemTime::now(),
+            rerun,
+        }
+    }
+}
+
 /// Groups notifications into series and decides when each is complete. Pure state: time is
 /// passed in, so tests drive it without sleeping.
 pub struct Assembler {
@@ -88,14 +102,9 @@ impl Assembler {
         if self.closed.contains(&key) {
             return;
         }
-        self.pending.entry(key).or_insert_with(|| Pending {
-            calling_ae: String::new(),
-            sop_instances: HashSet::new(),
-            first: now,
-            last: now,
-            last_received: SystemTime::now(),
-            rerun: false,
-        });
+        self.pending
+            .entry(key)
+            .or_insert_with(|| Pending::restored(now, false));
     }
 
     /// Re-opens a processed series found in the spool at start-up with instances newer than its
@@ -106,14 +115,9 @@ impl Assembler {
         if self.late == LatePolicy::Report {
             return;
         }
-        self.pending.entry(key).or_insert_with(|| Pending {
-            calling_ae: String::new(),
-            sop_instances: HashSet::new(),
-            first: now,
-            last: now,
-            last_received: SystemTime::now(),
-            rerun: true,
-        });
+        self.pending
+            .entry(key)
+            .or_insert_with(|| Pending::restored(now, true));
     }
 
     /// Takes one notification received at `now`. A discarded duplicate (same SOP Instance UID,

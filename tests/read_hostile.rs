@@ -485,3 +485,24 @@ fn d13_a_slice_that_lost_its_rescale_is_refused_not_read_as_hu() {
     );
     assert!(matches!(e, SeriesError::MissingRescale { .. }), "{e:?}");
 }
+
+#[test]
+fn d14_an_absurd_rescale_slope_is_named_in_the_refusal() {
+    let dir = ge_copy();
+    set(
+        &dir.path().join("06.dcm"),
+        tags::RESCALE_SLOPE,
+        VR::DS,
+        PrimitiveValue::from("1e30"),
+    );
+    let l = load_beside_healthy(dir.path());
+    let e = only_refusal(
+        &l,
+        "06.dcm",
+        &["RescaleSlope 1000000000000000000000000000000"],
+    );
+    assert!(
+        matches!(e, SeriesError::Pixel(PixelError::ImplausibleHu { slope, .. }) if *slope == 1e30),
+        "{e:?}"
+    );
+}

@@ -88,12 +88,17 @@ pub enum PixelError {
         message: String,
     },
     /// More than 1% of the voxels lie outside [-4096, 32767] HU: the codec produced garbage (e.g. a
-    /// corrupt JPEG lossless stream that every decoder, dcmtk included, "decodes").
-    #[error("{file}: frame {frame}: {fraction_pct:.1}% of the voxels outside [-4096, 32767] HU: corrupt pixel data")]
+    /// corrupt JPEG lossless stream that every decoder, dcmtk included, "decodes"), or the rescale
+    /// is absurd (both are named: a RescaleSlope of 1e30 is the cause, not the pixels).
+    #[error("{file}: frame {frame}: {fraction_pct:.1}% of the voxels outside [-4096, 32767] HU with RescaleSlope {slope} and RescaleIntercept {intercept}: corrupt pixel data or rescale")]
     ImplausibleHu {
         file: PathBuf,
         frame: u32,
         fraction_pct: f64,
+        /// RescaleSlope (0028,1053) used for the frame.
+        slope: f64,
+        /// RescaleIntercept (0028,1052) used for the frame.
+        intercept: f64,
     },
     /// An attribute holds a value outside what the standard (or CT) allows.
     #[error("{file}: {attribute} {value:?}: {reason}")]
@@ -505,10 +510,13 @@ pub fn decode_hu_into(
         };
         let fraction_pct = 100.0 * outside as f64 / n.max(1) as f64;
         if fraction_pct > 1.0 {
+            let (slope, intercept) = fmt.rescale.get(f).copied().unwrap_or((1.0, 0.0));
             return Err(PixelError::ImplausibleHu {
                 file: file.to_owned(),
                 frame: f as u32,
                 fraction_pct,
+                slope,
+                intercept,
             });
         }
     }

@@ -329,11 +329,12 @@ fn realism_measures_are_plausible_on_a_phantom_and_the_real_scan() {
 
 #[test]
 fn lowdose_noise_sd_is_about_150_hu_in_the_brain_and_starves_at_the_skull_base() {
-    // 12 slices spread over the default coverage, 256x256 (about 1 mm pixels); the noise is
-    // normalised per slice, so its SD does not depend on the matrix. With photon starvation the SD
-    // follows the rays: 140 HU for the ray through the middle of the head at vault level, so the
-    // brain at the reference slice measures 140-165 HU depending on the head's size (seeds 1, 2:
-    // 153, 140 at full size), air in front of the head less (shorter rays).
+    // 12 slices spread over the default coverage, 256x256 (about 1 mm pixels); the projection
+    // noise is calibrated on the series' own grid, so its SD does not depend on the matrix. It
+    // follows the rays: 140 HU where every ray has the attenuation of the middle of the head at
+    // vault level, so the brain at the reference slice measures 145-170 HU depending on the head's
+    // size (seeds 1, 2, 3: 153, 148, 149 at full size; this seed 170 on the 12-slice grid), air in
+    // front of the head less (shorter rays).
     let opts = PhantomOptions {
         slices: Some(12),
         matrix: Some(256),
@@ -344,7 +345,7 @@ fn lowdose_noise_sd_is_about_150_hu_in_the_brain_and_starves_at_the_skull_base()
     let low = generate(scanner::profile("lowdose").expect("profile"), 4, &opts);
     let r = osteon::phantom::realism::measure(low.hu.view(), &low.geometry);
     println!("lowdose: {r:?}");
-    assert!((125.0..=170.0).contains(&r.soft_sd_hu), "soft SD {r:?}");
+    assert!((125.0..=185.0).contains(&r.soft_sd_hu), "soft SD {r:?}");
     assert!((60.0..=140.0).contains(&r.air_sd_hu), "air SD {r:?}");
     assert!((r.air_mean_hu + 1000.0).abs() < 30.0, "{r:?}");
     // The same head at standard dose with the same sharp kernel family: far less noise.

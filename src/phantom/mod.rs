@@ -12,12 +12,12 @@
 
 pub mod anatomy;
 pub mod cli;
+pub mod fbp_noise;
 pub mod output;
 pub mod realism;
 pub mod regions;
 pub mod render;
 pub mod scanner;
-pub mod starvation;
 pub mod voxelize;
 
 use std::time::Instant;

@@ -2,7 +2,8 @@
 //! beam-hardening cupping (reconstruction artefacts, before the PSF), in-plane point-spread function
 //! (Gaussian, with a difference-of-Gaussians edge overshoot for sharp kernels), slice profile along
 //! `k`, textured noise (white Gaussian noise band-pass filtered, scaled to the profile's SD; lower in
-//! air; following the rays' attenuation for profiles with photon starvation, [`super::starvation`]), HU calibration (scale, offset) and the scanner's value range (`min_hu`..`max_hu`).
+//! air; or, for profiles with projection noise, photon counts on the rays reconstructed by
+//! filtered back-projection, [`super::fbp_noise`]), HU calibration (scale, offset) and the scanner's value range (`min_hu`..`max_hu`).
 //!
 //! Deterministic: the noise of slice `k` comes from a ChaCha8 stream seeded by (seed, profile, k),
 //! so the result does not depend on the thread count.
@@ -13,6 +14,7 @@ use rand_core::{RngCore, SeedableRng};
 use rayon::prelude::*;
 
 use super::anatomy::{Head, Material};
+use super::fbp_noise::FbpNoise;
 use super::scanner::ScannerProfile;
 use crate::dicom::geometry::Geometry;
 
@@ -306,32 +308,46 @@ pub fn render(
     let (rows, cols) = (g.rows, g.cols);
     let lo = prof.min_hu as f32;
     let hi = prof.max_hu as f32;
+    let apodize = |n: &mut Array2<f32>| psf(n, prof.psf_sigma_mm / px, prof.overshoot);
+    let fbp = prof.projection_noise.then(|| {
+        let cal_seed = crate::phantom::anatomy::field::mix64(noise_seed ^ 0x0fb9_0ca1);
+        let f = FbpNoise::new(rows, cols, di, dj, prof.noise_sd_hu, cal_seed, &apodize);
+        tracing::debug!(
+            i0 = f.i0(),
+            photons_at_reference = f.photons_at_reference(),
+            "projection noise calibrated"
+        );
+        f
+    });
     hu.axis_iter_mut(Axis(0))
         .into_par_iter()
         .zip(material.axis_iter(Axis(0)).into_par_iter())
         .enumerate()
         .for_each(|(k, (mut s, m))| {
             let seed = crate::phantom::anatomy::field::mix64(noise_seed ^ (k as u64 + 1));
+            let scale = prof.hu_scale as f32;
+            let offset = prof.hu_offset as f32;
+            if let Some(fbp) = &fbp {
+                // Photon counts on the rays of this slice, reconstructed: the noise follows the
+                // rays through each pixel, whatever the pixel holds.
+                let mut n = fbp.slice_noise(&s.to_owned(), seed);
+                apodize(&mut n);
+                s.zip_mut_with(&n, |v, &e| *v = (scale * (*v + e) + offset).clamp(lo, hi));
+                return;
+            }
             let n = noise_slice(seed, rows, cols, prof.noise_grain_mm / px);
             let sd_body = prof.noise_sd_hu as f32;
             let sd_air = sd_body * prof.air_noise_ratio as f32;
-            let factor = prof
-                .photon_starvation
-                .then(|| super::starvation::noise_factor(&s.to_owned(), di, dj));
-            ndarray::Zip::indexed(&mut s)
+            ndarray::Zip::from(&mut s)
                 .and(&n)
                 .and(&m)
-                .for_each(|(j, i), v, &e, &mat| {
-                    // With photon starvation the noise follows the rays through the pixel,
-                    // whatever the pixel holds (air in the sinuses is as noisy as the brain
-                    // beside it; air outside the head is quieter because its rays are short).
-                    let sd = match &factor {
-                        Some(f) => sd_body * f[[j, i]],
-                        None if mat == air || mat == foam => sd_air,
-                        None => sd_body,
+                .for_each(|v, &e, &mat| {
+                    let sd = if mat == air || mat == foam {
+                        sd_air
+                    } else {
+                        sd_body
                     };
-                    let x = *v + sd * e;
-                    *v = (prof.hu_scale as f32 * x + prof.hu_offset as f32).clamp(lo, hi);
+                    *v = (scale * (*v + sd * e) + offset).clamp(lo, hi);
                 });
         });
     hu

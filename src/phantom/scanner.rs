@@ -51,14 +51,18 @@ pub struct ScannerProfile {
     pub overshoot: f64,
     /// Noise SD (HU) in soft tissue at the profile's tube current.
     pub noise_sd_hu: f64,
-    /// Noise SD in air outside the head, as a fraction of `noise_sd_hu`.
+    /// Noise SD in air outside the head, as a fraction of `noise_sd_hu` (image-domain noise only).
     pub air_noise_ratio: f64,
-    /// Noise grain (Gaussian sigma of the noise filter), mm: larger = blotchier texture.
+    /// Noise grain (Gaussian sigma of the noise filter), mm: larger = blotchier texture
+    /// (image-domain noise only).
     pub noise_grain_mm: f64,
-    /// Noise SD follows the attenuation of the rays through each pixel (photon starvation at the
-    /// skull base, less noise at the periphery; [`super::starvation`]); `noise_sd_hu` is then the
-    /// SD in the brain at vault level. Off: stationary noise.
-    pub photon_starvation: bool,
+    /// Noise simulated in the projection domain: Poisson photon counts on the rays of the
+    /// noise-free slice, reconstructed by filtered back-projection ([`super::fbp_noise`]), so it
+    /// follows the attenuation of the rays (photon starvation and its streaks at the skull base,
+    /// less noise at the periphery); `noise_sd_hu` is then the SD where every ray has the
+    /// attenuation of the middle of the head at vault level. Off: stationary image-domain noise
+    /// of grain `noise_grain_mm`.
+    pub projection_noise: bool,
     /// HU calibration: stored HU = scale x HU + offset.
     pub hu_scale: f64,
     pub hu_offset: f64,
@@ -131,7 +135,7 @@ static PROFILES: [ScannerProfile; 10] = [
         noise_sd_hu: 6.0,
         air_noise_ratio: 0.85,
         noise_grain_mm: 0.55,
-        photon_starvation: false,
+        projection_noise: false,
         hu_scale: 1.0,
         hu_offset: 0.0,
         cupping_hu: 4.0,
@@ -160,7 +164,7 @@ static PROFILES: [ScannerProfile; 10] = [
         noise_sd_hu: 28.0,
         air_noise_ratio: 0.8,
         noise_grain_mm: 0.3,
-        photon_starvation: false,
+        projection_noise: false,
         hu_scale: 1.0,
         hu_offset: 0.0,
         cupping_hu: 3.0,
@@ -189,7 +193,7 @@ static PROFILES: [ScannerProfile; 10] = [
         noise_sd_hu: 45.0,
         air_noise_ratio: 0.8,
         noise_grain_mm: 0.22,
-        photon_starvation: false,
+        projection_noise: false,
         hu_scale: 1.0,
         hu_offset: 0.0,
         cupping_hu: 2.0,
@@ -218,7 +222,7 @@ static PROFILES: [ScannerProfile; 10] = [
         noise_sd_hu: 4.0,
         air_noise_ratio: 0.8,
         noise_grain_mm: 0.7,
-        photon_starvation: false,
+        projection_noise: false,
         hu_scale: 1.0,
         hu_offset: 0.0,
         cupping_hu: 6.0,
@@ -247,7 +251,7 @@ static PROFILES: [ScannerProfile; 10] = [
         noise_sd_hu: 14.0,
         air_noise_ratio: 0.8,
         noise_grain_mm: 0.4,
-        photon_starvation: false,
+        projection_noise: false,
         hu_scale: 1.0,
         hu_offset: 3.0,
         cupping_hu: 5.0,
@@ -276,7 +280,7 @@ static PROFILES: [ScannerProfile; 10] = [
         noise_sd_hu: 7.0,
         air_noise_ratio: 0.8,
         noise_grain_mm: 0.55,
-        photon_starvation: false,
+        projection_noise: false,
         hu_scale: 1.0,
         hu_offset: -4.0,
         cupping_hu: 12.0,
@@ -316,7 +320,7 @@ static PROFILES: [ScannerProfile; 10] = [
         noise_sd_hu: 3.5,
         air_noise_ratio: 0.8,
         noise_grain_mm: 0.6,
-        photon_starvation: false,
+        projection_noise: false,
         hu_scale: 1.0,
         hu_offset: 0.0,
         cupping_hu: 10.0,
@@ -351,7 +355,7 @@ static PROFILES: [ScannerProfile; 10] = [
         noise_sd_hu: 4.0,
         air_noise_ratio: 0.8,
         noise_grain_mm: 0.6,
-        photon_starvation: false,
+        projection_noise: false,
         hu_scale: 1.0,
         hu_offset: -4.0,
         cupping_hu: 12.0,
@@ -382,15 +386,15 @@ static PROFILES: [ScannerProfile; 10] = [
         // At 80 kV instead of 120 kV, a head (~18 cm of water) lets through ~0.54 as many photons
         // (water 0.227 vs 0.193 cm^2/g at the ~50 and ~70 keV effective energies, NIST XCOM) from a
         // tube giving ~(80/120)^2.5 = 0.36 as many: ~0.2 of the photons, noise x 2.2. Together
-        // ~150 HU, the top of the 90-150 HU of low-dose head CT read with a standard kernel. With
-        // photon starvation on, the SD is set for the ray through the middle of the head at vault
-        // level (`starvation::L_REF`); the brain of a real head there comes out at 140-165 HU
-        // (larger heads noisier), and lateral rays through the petrous bones and shoulders starve,
-        // so the skull base gets streaky noise up to x 3 of that.
+        // ~150 HU, the top of the 90-150 HU of low-dose head CT read with a standard kernel. The
+        // noise is simulated as photon counts and reconstructed (`projection_noise`), with the SD
+        // set for rays through the middle of the head at vault level (`fbp_noise::L_REF`): the
+        // brain of a real head there comes out near it (larger heads noisier), and lateral rays
+        // through the petrous bones and shoulders starve, leaving streaks at the skull base.
         noise_sd_hu: 140.0,
         air_noise_ratio: 0.85,
         noise_grain_mm: 0.6,
-        photon_starvation: true,
+        projection_noise: true,
         hu_scale: 1.0,
         hu_offset: 0.0,
         cupping_hu: 15.0,
@@ -419,7 +423,7 @@ static PROFILES: [ScannerProfile; 10] = [
         noise_sd_hu: 55.0,
         air_noise_ratio: 0.8,
         noise_grain_mm: 0.45,
-        photon_starvation: false,
+        projection_noise: false,
         hu_scale: 0.75,
         hu_offset: -150.0,
         cupping_hu: 180.0,

@@ -94,7 +94,7 @@ pub const FIGURES: [Figure; 22] = [
         Some((r.done_ms? - r.last_received_ms?) as f64 / 1e3)
     }),
     ("bone volume (mL)", |r| Some(r.bone_volume_ml)),
-    ("components", |r| Some(r.components as f64)),
+    ("bone parts (components)", |r| Some(r.components as f64)),
     ("triangles", |r| Some(r.triangles as f64)),
     ("mean confidence", |r| r.mean_confidence),
     ("DSC vs threshold", |r| r.dsc_threshold_baseline),
@@ -128,7 +128,10 @@ fn distinct<'a>(rs: &[&'a QaRecord], f: impl Fn(&'a QaRecord) -> &'a str) -> Str
 }
 
 /// The per-scanner table as printed by `osteon qa`: a header line per scanner (jobs, kernels,
-/// models) and one line per figure with n, median, IQR (Q1–Q3) and min–max.
+/// models) and one line per figure with n, median, IQR (`Q1 .. Q3`) and `min .. max` (`..`, not
+/// `-`, so that negative values such as a gantry tilt read unambiguously). "bone parts" is the
+/// number of connected components of the mask (26-connected): skull, mandible, vertebrae and any
+/// loose fragment; a rise on one scanner points at noise or artefacts.
 pub fn table(records: &[QaRecord]) -> String {
     let mut out = String::new();
     if records.is_empty() {
@@ -153,8 +156,8 @@ pub fn table(records: &[QaRecord]) -> String {
         );
         let _ = writeln!(
             out,
-            "  {:<24} {:>3} {:>12} {:>23} {:>23}",
-            "figure", "n", "median", "IQR (Q1-Q3)", "min-max"
+            "  {:<24} {:>3} {:>12} {:>25} {:>25}",
+            "figure", "n", "median", "IQR (Q1 .. Q3)", "min .. max"
         );
         for (label, f) in FIGURES {
             let values: Vec<f64> = rs.iter().filter_map(|r| f(r)).collect();
@@ -162,12 +165,12 @@ pub fn table(records: &[QaRecord]) -> String {
                 Some(s) => {
                     let _ = writeln!(
                         out,
-                        "  {:<24} {:>3} {:>12} {:>23} {:>23}",
+                        "  {:<24} {:>3} {:>12} {:>25} {:>25}",
                         label,
                         s.n,
                         num(s.median),
-                        format!("{}-{}", num(s.q1), num(s.q3)),
-                        format!("{}-{}", num(s.min), num(s.max))
+                        format!("{} .. {}", num(s.q1), num(s.q3)),
+                        format!("{} .. {}", num(s.min), num(s.max))
                     );
                 }
                 None => {

@@ -183,12 +183,19 @@ fn table_groups_by_scanner_and_csv_quotes() {
         .lines()
         .find(|l| l.trim_start().starts_with("bone volume"))
         .unwrap();
-    // n 2, median 610, IQR 605-615, min-max 600-620.
+    // n 2, median 610, IQR 605 .. 615, min .. max 600 .. 620.
     assert!(
-        line.contains(" 2 ") && line.contains("610") && line.contains("605-615"),
+        line.contains(" 2 ") && line.contains("610") && line.contains("605 .. 615"),
         "{line}"
     );
+    assert!(line.ends_with("600 .. 620"), "{line}");
     assert!(philips.contains("received->stored (s)"), "{t}");
+    // Negative values stay readable: a gantry tilt of -25 and 0 degrees.
+    let mut tilted = vec![record(4, "GE", 28, 500.0), record(5, "GE", 28, 500.0)];
+    tilted[0].tilt_deg = -25.0;
+    let t2 = table(&tilted);
+    let tilt = t2.lines().find(|l| l.contains("tilt (deg)")).unwrap();
+    assert!(tilt.ends_with("-25 .. 0"), "{tilt}");
     let c = csv(&rs);
     let lines: Vec<&str> = c.lines().collect();
     assert_eq!(lines.len(), 4);

@@ -287,6 +287,22 @@ fn phantom_study_yields_one_seg_and_one_stl_per_axial_series_and_no_other_job() 
         show.contains("\"delivered\": true") && show.contains("\"status\": 0"),
         "{show}"
     );
+    // Times are given as RFC 3339 UTC text beside the epoch milliseconds.
+    let job: serde_json::Value = serde_json::from_str(&show).expect("jobs show prints JSON");
+    let created = job["created_ms"].as_i64().expect("created_ms");
+    let expected = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(created)
+        .expect("a valid time")
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    assert_eq!(
+        job["created_utc"].as_str(),
+        Some(expected.as_str()),
+        "{show}"
+    );
+    assert!(
+        expected.ends_with('Z') && expected.len() == 24,
+        "{expected}"
+    );
+    assert!(job["next_attempt_utc"].is_null(), "{show}");
 }
 
 #[test]

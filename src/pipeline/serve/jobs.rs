@@ -222,6 +222,29 @@ pub enum JobsCommand {
     Retry(i64),
 }
 
+/// The JSON of `osteon jobs show`: the job's fields, and beside each epoch-millisecond time
+/// (`created_ms`, `updated_ms`, `next_attempt_ms`) the same instant as RFC 3339 UTC text
+/// (`created_utc`, ...), for the administrator reading it.
+pub fn job_json(job: &Job) -> serde_json::Value {
+    let mut v = serde_json::to_value(job).unwrap_or(serde_json::Value::Null);
+    if let Some(obj) = v.as_object_mut() {
+        for (ms, utc) in [
+            (Some(job.created_ms), "created_utc"),
+            (Some(job.updated_ms), "updated_utc"),
+            (job.next_attempt_ms, "next_attempt_utc"),
+        ] {
+            let text = ms
+                .and_then(chrono::DateTime::<chrono::Utc>::from_timestamp_millis)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+            obj.insert(
+                utc.to_owned(),
+                text.map_or(serde_json::Value::Null, Into::into),
+            );
+        }
+    }
+    v
+}
+
 /// Runs `osteon jobs` on the database of `config.storage.data_dir`; returns the text to print.
 ///
 /// Errors: [`QueueError`] (no database yet, database unusable, no such job, job not retryable).
@@ -254,7 +277,10 @@ pub fn jobs_command(config: &Config, command: &JobsCommand) -> Result<String, Qu
         }
         JobsCommand::Show(id) => {
             let job = queue.get(*id)?;
-            Ok(serde_json::to_string_pretty(&job).unwrap_or_else(|e| e.to_string()) + "\n")
+            Ok(
+                serde_json::to_string_pretty(&job_json(&job)).unwrap_or_else(|e| e.to_string())
+                    + "\n",
+            )
         }
         JobsCommand::Retry(id) => {
             let state: JobState = queue.retry(*id)?;

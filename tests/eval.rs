@@ -361,6 +361,7 @@ fn evaluate_manifest_scores_a_synthetic_scan_exactly() {
     assert_eq!(exact.overlap.dsc, 1.0);
     assert_eq!(exact.deviation.mean_mm, 0.0);
     assert_eq!(exact.deviation.n, exact.deviation.n_total);
+    assert_eq!(exact.hd95_mm, 0.0);
     let grown = e.scans[1].score.as_ref().expect("grown");
     assert!(
         grown.overlap.dsc < 0.9 && grown.overlap.dsc > 0.5,
@@ -371,6 +372,8 @@ fn evaluate_manifest_scores_a_synthetic_scan_exactly() {
         grown.deviation.mean_mm < -0.5 && grown.deviation.mean_mm > -1.5,
         "{grown:?}"
     );
+    // Both surfaces 1 mm apart in-plane and 1.2 mm along z: HD95 near that, from both directions.
+    assert!(grown.hd95_mm > 0.8 && grown.hd95_mm < 1.6, "{grown:?}");
     let text = std::fs::read_to_string(&csv).expect("csv");
     assert_eq!(text.lines().count(), 3);
     assert!(text

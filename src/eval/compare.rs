@@ -268,6 +268,7 @@ mod tests {
                         },
                         rim: None,
                         regions: None,
+                        hd95_mm: 1.0,
                         label_ml: 1.0,
                         predicted_ml: 1.0,
                     }),

@@ -11,6 +11,7 @@
 //! the predicted mesh, kept within ±5 mm.
 
 pub mod compare;
+pub mod hausdorff;
 pub mod manifest;
 pub mod metrics;
 pub mod regions;
@@ -32,6 +33,9 @@ use regions::{RegionScores, RegionsError, ScoringRegions};
 
 /// Deviations beyond this (mm) are left out, as in the paper.
 pub const MAX_DEVIATION_MM: f64 = 5.0;
+
+/// Distances beyond this (mm) count as this in the HD95 ([`hausdorff::hd95`]).
+pub const HD95_CAP_MM: f64 = 10.0;
 
 /// Errors of evaluation.
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +88,9 @@ pub struct ScanScore {
     /// DSC in the rim band, the skull-base slab and near metal, when the manifest names a
     /// phantom.json.
     pub regions: Option<RegionScores>,
-    /// Label and predicted bone volume, mL.
+    /// 95th percentile of the symmetric surface distance, mm (at most [`HD95_CAP_MM`]).
+    pub hd95_mm: f64,
+    /// Label bone volume, mL.
     pub label_ml: f64,
     /// Predicted bone volume, mL.
     pub predicted_ml: f64,
@@ -165,7 +171,17 @@ pub fn score(
     let (pred_mesh, _) = build_mesh(predicted, &ct.geometry, &opts)?;
     let index = SurfaceIndex::new(&pred_mesh)?;
     let points = surface_points(&ref_mesh);
-    let d = deviations(&points, &index, MAX_DEVIATION_MM);
+    let far = deviations(&points, &index, HD95_CAP_MM);
+    let back = deviations(
+        &surface_points(&pred_mesh),
+        &SurfaceIndex::new(&ref_mesh)?,
+        HD95_CAP_MM,
+    );
+    let hd95_mm = hausdorff::hd95(&far, &back, HD95_CAP_MM);
+    let d: Vec<Option<f64>> = far
+        .into_iter()
+        .map(|x| x.filter(|v| v.abs() <= MAX_DEVIATION_MM))
+        .collect();
     let rim = rim.map(|band| Deviation::of(&band.filter(&points, &d), MAX_DEVIATION_MM));
     Ok(ScanScore {
         overlap,
@@ -173,6 +189,7 @@ pub fn score(
         deviation: Deviation::of(&d, MAX_DEVIATION_MM),
         rim,
         regions: None,
+        hd95_mm,
         label_ml: volume_ml(ct, reference),
         predicted_ml: volume_ml(ct, predicted),
     })
@@ -262,7 +279,7 @@ impl Evaluation {
         let mut out = String::from(
             "scan,scanner,label,dsc,tp,fp,fn,dev_mean_mm,dev_sd_mm,dev_mean_abs_mm,dev_points,\
              dev_points_total,rim_mean_mm,rim_sd_mm,rim_points,rim_dsc,skull_base_dsc,metal_dsc,\
-             label_ml,predicted_ml,ms,skull_base_slab_dsc,error\n",
+             label_ml,predicted_ml,ms,skull_base_slab_dsc,hd95_mm,error\n",
         );
         for s in &self.scans {
             let _ = write!(
@@ -292,7 +309,7 @@ impl Evaluation {
                     let _ = writeln!(
                         out,
                         "{:.5},{},{},{},{:.4},{:.4},{:.4},{},{},{rm},{rs},{rn},{rd},{sb},{md},\
-                         {:.3},{:.3},{:.0},{slab},",
+                         {:.3},{:.3},{:.0},{slab},{:.3},",
                         x.overlap.dsc,
                         x.overlap.tp,
                         x.overlap.fp,
@@ -304,11 +321,12 @@ impl Evaluation {
                         x.deviation.n_total,
                         x.label_ml,
                         x.predicted_ml,
-                        s.ms
+                        s.ms,
+                        x.hd95_mm
                     );
                 }
                 Err(e) => {
-                    let _ = writeln!(out, ",,,,,,,,,,,,,,,,,{:.0},,{}", s.ms, csv_field(e));
+                    let _ = writeln!(out, ",,,,,,,,,,,,,,,,,{:.0},,,{}", s.ms, csv_field(e));
                 }
             }
         }
@@ -324,12 +342,13 @@ impl Evaluation {
         );
         let _ = writeln!(
             out,
-            "{:<28} {:<22} {:>7} {:>16} {:>9} {:>8} {:>8} {:>7} {:>10} {:>7} {:>7}",
+            "{:<28} {:<22} {:>7} {:>16} {:>9} {:>8} {:>8} {:>8} {:>7} {:>10} {:>7} {:>7}",
             "scan",
             "scanner",
             "DSC",
             "dev mean±SD mm",
             "|dev| mm",
+            "HD95 mm",
             "label mL",
             "pred mL",
             "rim DSC",
@@ -346,12 +365,13 @@ impl Evaluation {
                         .map_or(String::new(), |r| format!("{:+.3}", r.mean_mm));
                     let _ = writeln!(
                         out,
-                        "{:<28} {:<22} {:>7.4} {:>16} {:>9.3} {:>8.1} {:>8.1} {:>7.7} {:>10} {:>7.7} {:>7.7}",
+                        "{:<28} {:<22} {:>7.4} {:>16} {:>9.3} {:>8.2} {:>8.1} {:>8.1} {:>7.7} {:>10} {:>7.7} {:>7.7}",
                         s.name,
                         s.scanner,
                         x.overlap.dsc,
                         format!("{:+.3}±{:.3}", x.deviation.mean_mm, x.deviation.sd_mm),
                         x.deviation.mean_abs_mm,
+                        x.hd95_mm,
                         x.label_ml,
                         x.predicted_ml,
                         rd,

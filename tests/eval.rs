@@ -386,6 +386,36 @@ fn evaluate_manifest_scores_a_synthetic_scan_exactly() {
         table.contains("synthetic-a") && table.contains("synthetic-b"),
         "{table}"
     );
+    // Another series of the same frame of reference, same positions: the SEG made for the first
+    // series is refused for it (its frames name the first series' slices).
+    let first = osteon::label::load_ct(std::slice::from_ref(&ct), None).expect("load");
+    let twin = SeriesInfo {
+        study_instance_uid: first.info.study_instance_uid.clone(),
+        frame_of_reference_uid: first.info.frame_of_reference_uid.clone(),
+        series_number: Some(2),
+        ..info.clone()
+    };
+    write_ct_series(hu.view(), &g, &twin, &tmp.path().join("ct2")).expect("write twin");
+    std::fs::write(
+        tmp.path().join("twin.toml"),
+        "[manifest]\nname = \"twin\"\n[[scan]]\nname = \"twin\"\nseries = \"ct2\"\n\
+         scanner = \"s\"\nlabel = { kind = \"seg\", path = \"exact.dcm\" }\n",
+    )
+    .expect("manifest");
+    let e = evaluate_manifest(
+        &tmp.path().join("twin.toml"),
+        &ThresholdSegmenter::default(),
+        &tmp.path().join("twin.csv"),
+    )
+    .expect("evaluate");
+    let err = e.scans[0]
+        .score
+        .as_ref()
+        .expect_err("SEG of another series");
+    assert!(
+        err.contains("frame 1 derives from SOP Instance UID") && err.contains("another series"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -461,6 +491,37 @@ fn phantom_regions_are_scored_from_phantom_json() {
     assert_eq!(header.len(), row.len());
     assert!(row[col("rim_dsc")].parse::<f64>().is_ok(), "{text}");
     assert!(row[col("skull_base_dsc")].parse::<f64>().is_ok(), "{text}");
+    // The other scan's phantom.json is refused (it names another series), and so are regions no
+    // generator writes.
+    std::fs::write(
+        tmp.path().join("swap.toml"),
+        "[manifest]\nname = \"swap\"\n[[scan]]\nname = \"crani\"\nseries = \"a/ct\"\n\
+         scanner = \"p\"\nlabel = { kind = \"seg\", path = \"a/label-seg.dcm\" }\n\
+         phantom = \"b/phantom.json\"\n",
+    )
+    .expect("manifest");
+    let swap = evaluate_manifest(
+        &tmp.path().join("swap.toml"),
+        &ThresholdSegmenter::default(),
+        &tmp.path().join("swap.csv"),
+    )
+    .expect("evaluate");
+    let err = swap.scans[0]
+        .score
+        .as_ref()
+        .expect_err("wrong phantom.json");
+    assert!(err.contains("the phantom.json of another scan"), "{err}");
+    let mut json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("a/phantom.json")).expect("read"),
+    )
+    .expect("json");
+    json["regions"]["skull_base_z"] = serde_json::json!([40.0, -10.0]);
+    std::fs::write(tmp.path().join("reversed.json"), json.to_string()).expect("write");
+    let err =
+        osteon::eval::regions::ScoringRegions::from_phantom_json(&tmp.path().join("reversed.json"))
+            .expect_err("reversed slab")
+            .to_string();
+    assert!(err.contains("skull_base_z [40, -10]"), "{err}");
     // A phantom.json that does not exist is a manifest problem, reported with the path.
     let bad = tmp.path().join("bad.toml");
     std::fs::write(

@@ -246,7 +246,10 @@ fn a_study_folder_needs_a_series_choice() {
     let err =
         osteon::label::load_ct(std::slice::from_ref(&data), None).expect_err("two axial series");
     let msg = err.to_string();
-    assert!(msg.contains("choose one with --series"), "{msg}");
+    assert!(
+        msg.contains("choose one (osteon label --series, or series_selector in a manifest)"),
+        "{msg}"
+    );
     assert!(
         msg.contains("SeriesNumber 202 ") && msg.contains("SeriesNumber 201 "),
         "{msg}"

@@ -248,9 +248,14 @@ impl Manifest {
                 *p = root.join(&*p);
                 if !p.is_file() {
                     problems.push(format!(
-                        "scan {:?}: phantom file {} does not exist",
+                        "scan {:?}: phantom file {} {}",
                         s.name,
-                        p.display()
+                        p.display(),
+                        if p.exists() {
+                            "is not a file (name the phantom.json itself)"
+                        } else {
+                            "does not exist"
+                        }
                     ));
                 }
             }

@@ -64,6 +64,9 @@ pub enum EvalError {
     /// The phantom.json named by the manifest has no usable regions.
     #[error(transparent)]
     Regions(#[from] RegionsError),
+    /// The CSV path cannot take the report (checked before scoring).
+    #[error("{0}")]
+    CsvTarget(String),
     /// Writing the CSV failed.
     #[error("writing {path}: {source}")]
     Io {
@@ -140,6 +143,7 @@ pub fn label_for(ct: &CtVolume, spec: &LabelSpec) -> Result<Mask, EvalError> {
             path,
             &ct.geometry,
             Some(ct.info.frame_of_reference_uid.as_str()).filter(|u| !u.is_empty()),
+            &ct.slices,
         )?,
         LabelSpec::Stl { path } => {
             let mesh = label::read_stl(path)?;
@@ -208,7 +212,7 @@ pub fn evaluate_scan(entry: &ScanEntry, segmenter: &dyn Segmenter) -> Result<Sca
     let regions = entry
         .phantom
         .as_deref()
-        .map(ScoringRegions::from_phantom_json)
+        .map(|p| ScoringRegions::for_series(p, &ct.info.series_instance_uid))
         .transpose()?;
     let band = entry.rim.clone().or_else(|| {
         regions
@@ -233,10 +237,7 @@ pub fn evaluate_manifest(
     segmenter: &dyn Segmenter,
     csv: &Path,
 ) -> Result<Evaluation, EvalError> {
-    crate::pipeline::report::check_csv_target(csv).map_err(|reason| EvalError::Io {
-        path: csv.to_owned(),
-        source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, reason),
-    })?;
+    crate::pipeline::report::check_csv_target(csv).map_err(EvalError::CsvTarget)?;
     let m = Manifest::load(manifest_path)?;
     let id = segmenter.identity();
     let mut scans = Vec::with_capacity(m.scan.len());
@@ -291,15 +292,16 @@ impl Evaluation {
             );
             match &s.score {
                 Ok(x) => {
-                    let (rm, rs, rn) =
-                        x.rim
-                            .map_or((String::new(), String::new(), String::new()), |r| {
-                                (
-                                    format!("{:.4}", r.mean_mm),
-                                    format!("{:.4}", r.sd_mm),
-                                    r.n.to_string(),
-                                )
-                            });
+                    let (rm, rs, rn) = x.rim.filter(|r| r.n > 0).map_or(
+                        (String::new(), String::new(), String::new()),
+                        |r| {
+                            (
+                                format!("{:.4}", r.mean_mm),
+                                format!("{:.4}", r.sd_mm),
+                                r.n.to_string(),
+                            )
+                        },
+                    );
                     let (rd, sb, md) = region_cells(x.regions.as_ref());
                     let slab = x
                         .regions
@@ -362,6 +364,7 @@ impl Evaluation {
                     let (rd, sb, md) = region_cells(x.regions.as_ref());
                     let rim_dev = x
                         .rim
+                        .filter(|r| r.n > 0)
                         .map_or(String::new(), |r| format!("{:+.3}", r.mean_mm));
                     let _ = writeln!(
                         out,

@@ -110,6 +110,8 @@ impl OrientedBox {
 #[derive(Deserialize)]
 struct PhantomJson {
     regions: Option<ScoringRegions>,
+    #[serde(default)]
+    series_instance_uid: Option<String>,
 }
 
 impl ScoringRegions {
@@ -117,20 +119,91 @@ impl ScoringRegions {
     ///
     /// # Errors
     /// [`RegionsError::Io`], or [`RegionsError::Format`] when the file is not JSON or has no
-    /// `regions` (a phantom.json from a generator before the regions were added).
+    /// `regions` (a phantom.json from a generator before the regions were added) or holds values
+    /// no generator writes (reversed skull-base slab, metal radius <= 0, ...).
     pub fn from_phantom_json(path: &Path) -> Result<ScoringRegions, RegionsError> {
+        Self::read(path).map(|(r, _)| r)
+    }
+
+    /// Reads `regions` from the phantom.json of the series `series_instance_uid` (empty: not
+    /// checked).
+    ///
+    /// # Errors
+    /// As [`ScoringRegions::from_phantom_json`]; [`RegionsError::Format`] when the file names
+    /// another series (the phantom.json of another scan: its regions would score the wrong places).
+    pub fn for_series(path: &Path, series_instance_uid: &str) -> Result<Self, RegionsError> {
+        let (regions, uid) = Self::read(path)?;
+        match uid {
+            Some(u) if !series_instance_uid.is_empty() && u.trim() != series_instance_uid => {
+                Err(RegionsError::Format {
+                    path: path.to_owned(),
+                    message: format!(
+                        "series_instance_uid {} is not the scanned series {series_instance_uid}: \
+                         the phantom.json of another scan",
+                        u.trim()
+                    ),
+                })
+            }
+            _ => Ok(regions),
+        }
+    }
+
+    fn read(path: &Path) -> Result<(Self, Option<String>), RegionsError> {
+        let format = |message: String| RegionsError::Format {
+            path: path.to_owned(),
+            message,
+        };
         let text = std::fs::read_to_string(path).map_err(|source| RegionsError::Io {
             path: path.to_owned(),
             source,
         })?;
-        let p: PhantomJson = serde_json::from_str(&text).map_err(|e| RegionsError::Format {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
-        p.regions.ok_or_else(|| RegionsError::Format {
-            path: path.to_owned(),
-            message: "no \"regions\" (regenerate the phantom)".into(),
-        })
+        let p: PhantomJson = serde_json::from_str(&text).map_err(|e| format(e.to_string()))?;
+        let regions = p
+            .regions
+            .ok_or_else(|| format("no \"regions\" (regenerate the phantom)".into()))?;
+        regions.check().map_err(format)?;
+        Ok((regions, p.series_instance_uid))
+    }
+
+    /// Refuses values no generator writes: non-finite coordinates, a reversed skull-base slab,
+    /// metal of radius <= 0, a streak slab of half-width <= 0, a thin-plate box with a size <= 0
+    /// or axes that are not unit vectors.
+    fn check(&self) -> Result<(), String> {
+        let finite = |p: &[f64]| p.iter().all(|v| v.is_finite());
+        if self.defect_rim.iter().flatten().any(|p| !finite(p)) {
+            return Err("regions.defect_rim holds a non-finite coordinate".into());
+        }
+        let [lo, hi] = self.skull_base_z;
+        if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
+            return Err(format!(
+                "regions.skull_base_z [{lo}, {hi}] is not an interval from bottom to top (mm)"
+            ));
+        }
+        for (n, m) in self.metal.iter().enumerate() {
+            if !(finite(&m.a) && finite(&m.b) && m.radius_mm.is_finite() && m.radius_mm > 0.0) {
+                return Err(format!(
+                    "regions.metal[{n}] ({}): radius_mm {} and its axis must be finite, radius > 0",
+                    m.kind, m.radius_mm
+                ));
+            }
+        }
+        if let Some(h) = self.metal_slab_half_mm {
+            if !(h.is_finite() && h > 0.0) {
+                return Err(format!("regions.metal_slab_half_mm {h} must be > 0 (mm)"));
+            }
+        }
+        for b in &self.thin_plates {
+            let unit = b.axes.iter().all(|a| {
+                finite(a) && ((a[0] * a[0] + a[1] * a[1] + a[2] * a[2]).sqrt() - 1.0).abs() < 1e-3
+            });
+            if !(unit && finite(&b.centre) && b.half_mm.iter().all(|h| h.is_finite() && *h > 0.0)) {
+                return Err(format!(
+                    "regions.thin_plates \"{}\": axes must be unit vectors and half_mm > 0",
+                    b.name
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The rim band of half-width `radius_mm`, or `None` without a defect.

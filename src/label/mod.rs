@@ -79,6 +79,9 @@ pub enum LabelError {
     #[error(transparent)]
     Seg(#[from] SegError),
     /// A SEG does not fit the grid of the CT series.
+    /// `--out` names an existing file that is not a DICOM Segmentation (or a folder).
+    #[error("{0}: exists and is not a DICOM Segmentation; refusing to overwrite it")]
+    OutExists(PathBuf),
     #[error("{path}: {reason}")]
     SegGrid {
         /// SEG file.
@@ -178,7 +181,8 @@ pub fn load_ct(inputs: &[PathBuf], selector: Option<&str>) -> Result<CtVolume, L
             list()
         ))),
         _ => Err(LabelError::Series(format!(
-            "{} CT series found in {inputs:?}; choose one with --series: [{}]",
+            "{} CT series found in {inputs:?}; choose one (osteon label --series, or \
+             series_selector in a manifest) by SeriesInstanceUID or SeriesNumber: [{}]",
             matching.len(),
             list()
         ))),
@@ -192,19 +196,25 @@ pub fn load_ct(inputs: &[PathBuf], selector: Option<&str>) -> Result<CtVolume, L
 /// [`LabelError::Seg`] when the SEG cannot be read; [`LabelError::SegGrid`] when Rows/Columns differ
 /// or a frame's IPP matches no slice.
 pub fn seg_mask_on_grid(path: &Path, geometry: &Geometry) -> Result<Mask, LabelError> {
-    seg_mask_in_frame(path, geometry, None)
+    seg_mask_in_frame(path, geometry, None, &[])
 }
 
 /// [`seg_mask_on_grid`], and when `frame_of_reference_uid` is given, the SEG must carry the same
 /// FrameOfReferenceUID (PS3.3 C.7.4.1): positions of two frames of reference are not comparable,
-/// even when they happen to line up.
+/// even when they happen to line up. When `slices` (the CT's instances, one per slice of
+/// `geometry`) is not empty, a frame that names its source images (DerivationImageSequence →
+/// SourceImageSequence, PS3.3 C.7.6.16.2.6) must name the CT slice it lands on: two series of one
+/// study share the frame of reference, and a 5 mm series' frames lie on every fifth slice of a 1 mm
+/// one.
 ///
 /// # Errors
-/// As [`seg_mask_on_grid`]; [`LabelError::SegGrid`] naming both UIDs when they differ.
+/// As [`seg_mask_on_grid`]; [`LabelError::SegGrid`] naming both UIDs when they differ, or the frame
+/// whose source is not the CT slice at its position.
 pub fn seg_mask_in_frame(
     path: &Path,
     geometry: &Geometry,
     frame_of_reference_uid: Option<&str>,
+    slices: &[crate::dicom::series::SliceRef],
 ) -> Result<Mask, LabelError> {
     let frames = seg::read_seg_mask(path)?;
     if let (Some(want), Some(have)) = (
@@ -247,6 +257,24 @@ pub fn seg_mask_in_frame(
                     f + 1
                 ),
             });
+        }
+        let sources = frames
+            .source_sop_instance_uids
+            .get(f)
+            .map_or(&[][..], |v| &v[..]);
+        if let Some(ct_slice) = slices.get(k) {
+            if !sources.is_empty() && !sources.iter().any(|u| *u == ct_slice.sop_instance_uid) {
+                return Err(LabelError::SegGrid {
+                    path: path.to_owned(),
+                    reason: format!(
+                        "frame {} derives from SOP Instance UID {}, not from the CT slice at its \
+                         position ({}): the SEG was made for another series",
+                        f + 1,
+                        sources.join(", "),
+                        ct_slice.sop_instance_uid
+                    ),
+                });
+            }
         }
         let mut slice = mask.index_axis_mut(ndarray::Axis(0), k);
         ndarray::Zip::from(&mut slice)
@@ -355,12 +383,37 @@ pub fn label_mask(
     })
 }
 
+/// Refuses an `--out` that exists and is not a DICOM Segmentation (a CT slice of the input, a
+/// config file, a folder): only an earlier label is replaced.
+///
+/// # Errors
+/// [`LabelError::OutExists`].
+fn check_out_target(out: &Path) -> Result<(), LabelError> {
+    if !out.exists() {
+        return Ok(());
+    }
+    let is_seg = out.is_file()
+        && dicom_object::OpenFileOptions::new()
+            .read_until(dicom_dictionary_std::tags::PIXEL_DATA)
+            .open_file(out)
+            .is_ok_and(|o| {
+                o.meta().media_storage_sop_class_uid.trim_end_matches('\0')
+                    == seg::SEGMENTATION_STORAGE
+            });
+    if is_seg {
+        Ok(())
+    } else {
+        Err(LabelError::OutExists(out.to_owned()))
+    }
+}
+
 /// `osteon label`: loads the CT series, builds the label and writes it as a BINARY SEG.
 ///
 /// # Errors
 /// Any [`LabelError`] of loading, labelling or writing.
 pub fn run_label(opts: &LabelOptions) -> Result<LabelReport, LabelError> {
     let t = std::time::Instant::now();
+    check_out_target(&opts.out)?;
     let ct = load_ct(&opts.ct, opts.series.as_deref())?;
     let (mask, description, details) = label_mask(&ct, &opts.source)?;
     let per_slice: Vec<u64> = mask

@@ -95,7 +95,9 @@ pub struct SeriesReport {
 }
 
 /// Refuses to write a CSV report over an existing file that is not a `.csv` (the node's database, a
-/// manifest, a DICOM object...), so a mistyped `--csv` never destroys data.
+/// manifest, a DICOM object...), so a mistyped `--csv` never destroys data, and finds out before
+/// the work that the file cannot be written (no such folder, no permission), so a long evaluation
+/// is not lost at its end. Leaves no file behind.
 ///
 /// # Errors
 /// A one-line reason naming the file.
@@ -104,13 +106,37 @@ pub fn check_csv_target(path: &std::path::Path) -> Result<(), String> {
         .extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
-    if path.exists() && !(is_csv && path.is_file()) {
+    let existed = path.exists();
+    if existed && !(is_csv && path.is_file()) {
         return Err(format!(
             "{}: exists and is not a .csv file; refusing to overwrite it",
             path.display()
         ));
     }
-    Ok(())
+    // Checked before the work, not found out after it (a missing folder, no write permission).
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    if !dir.is_dir() {
+        return Err(format!(
+            "{}: folder {} does not exist",
+            path.display(),
+            dir.display()
+        ));
+    }
+    match std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+    {
+        Ok(_) if !existed => {
+            let _ = std::fs::remove_file(path);
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!("{}: cannot be written: {e}", path.display())),
+    }
 }
 
 #[cfg(test)]
@@ -130,5 +156,10 @@ mod tests {
         assert!(check_csv_target(&old).is_ok());
         assert!(check_csv_target(&dir.path().join("new.csv")).is_ok());
         assert!(check_csv_target(&dir.path().join("new-without-extension")).is_ok());
+        // The check leaves no file behind, and a folder that does not exist is found out now.
+        assert!(!dir.path().join("new.csv").exists());
+        let e = check_csv_target(&dir.path().join("nodir/x.csv")).unwrap_err();
+        assert!(e.contains("nodir/x.csv: folder"), "{e}");
+        assert!(e.ends_with("nodir does not exist"), "{e}");
     }
 }

@@ -619,3 +619,47 @@ fn metal_band_between_two_fillings_is_dark_with_bright_flanks() {
         "flanks {flank_lo:.0} / {flank_hi:.0}"
     );
 }
+
+#[test]
+fn outputs_never_overwrite_other_files() {
+    // A phantom into a folder whose ct/ already holds a series is refused (a smaller one would
+    // leave stale slices beside it), and `osteon label` never writes its SEG over a CT slice.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let profile = scanner::profile("lowdose").expect("profile");
+    let dir = tmp.path().join("p");
+    write_phantom(&mut generate(profile, 3, &small(None, false)), &dir).expect("first");
+    let err = write_phantom(&mut generate(profile, 3, &small(None, false)), &dir)
+        .expect_err("second into the same folder")
+        .to_string();
+    assert!(
+        err.contains("p/ct: already holds files") && err.contains("choose an empty --out"),
+        "{err}"
+    );
+    let slice = dir.join("ct/CT0001.dcm");
+    let before = std::fs::read(&slice).expect("slice");
+    let err = osteon::label::run_label(&osteon::label::LabelOptions {
+        ct: vec![dir.join("ct")],
+        series: None,
+        source: osteon::label::LabelSource::Stl(dir.join("label.stl")),
+        out: slice.clone(),
+    })
+    .expect_err("SEG over a CT slice")
+    .to_string();
+    assert!(
+        err.ends_with(
+            "CT0001.dcm: exists and is not a DICOM Segmentation; refusing to overwrite it"
+        ),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&slice).expect("slice"), before);
+    // The phantom's own label SEG may be replaced (an earlier label).
+    assert!(osteon::label::run_label(&osteon::label::LabelOptions {
+        ct: vec![dir.join("ct")],
+        series: None,
+        source: osteon::label::LabelSource::Stl(dir.join("missing.stl")),
+        out: dir.join("label-seg.dcm"),
+    })
+    .expect_err("no such STL")
+    .to_string()
+    .contains("missing.stl"));
+}

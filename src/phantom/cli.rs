@@ -79,6 +79,10 @@ pub fn run(args: &PhantomArgs) -> ExitCode {
         options.matrix = options.matrix.or(Some(128));
         options.stl = false;
     }
+    if let Err(e) = super::output::check_out(out) {
+        eprintln!("osteon phantom: error: {e}");
+        return ExitCode::from(1);
+    }
     let mut phantom = generate(profile, args.seed, &options);
     match write_phantom(&mut phantom, out) {
         Ok(s) => {
@@ -111,12 +115,27 @@ fn measure(dirs: &[PathBuf], png: Option<&std::path::Path>) -> ExitCode {
     for dir in dirs {
         let load = crate::dicom::series::load_series(std::slice::from_ref(dir));
         if load.volumes.is_empty() {
+            let why = if !dir.exists() {
+                "it does not exist".to_owned()
+            } else if let Some(e) = load.refused.first() {
+                format!("series refused: {e}")
+            } else if let Some(s) = load.skipped.first() {
+                format!(
+                    "{} file(s) left out, e.g. {}: {}",
+                    load.skipped.len(),
+                    s.path.display(),
+                    s.reason
+                )
+            } else {
+                "no DICOM file found".to_owned()
+            };
             eprintln!(
-                "osteon phantom --measure: no CT volume in {}",
+                "osteon phantom --measure: no CT volume in {}: {why}",
                 dir.display()
             );
             failed = true;
         }
+        let several = load.volumes.len() > 1;
         for v in &load.volumes {
             let r = super::realism::measure(v.hu.view(), &v.geometry);
             panels.push(super::realism::slice_preview(
@@ -127,9 +146,20 @@ fn measure(dirs: &[PathBuf], png: Option<&std::path::Path>) -> ExitCode {
                 0.5,
                 [-600.0, 1400.0],
             ));
+            // Several series under one folder: each row names its series.
+            let name = if several {
+                format!(
+                    "{} series {} {}",
+                    dir.display(),
+                    v.info.series_number.map_or("-".into(), |n| n.to_string()),
+                    v.info.series_instance_uid
+                )
+            } else {
+                dir.display().to_string()
+            };
             println!(
                 "| {} ({}) | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} |",
-                dir.display(),
+                name,
                 v.info.convolution_kernel,
                 r.bone_mean_hu,
                 r.bone_sd_hu,
@@ -141,7 +171,8 @@ fn measure(dirs: &[PathBuf], png: Option<&std::path::Path>) -> ExitCode {
             );
         }
     }
-    if let Some(path) = png {
+    // The PNG only when every input was measured: a partial one would replace a good figure.
+    if let (Some(path), false) = (png, failed) {
         if let Err(e) = super::realism::write_png(&panels, path) {
             eprintln!("osteon phantom --png: {e}");
             failed = true;

@@ -54,6 +54,10 @@ pub enum PhantomError {
     Seg(#[from] SegError),
     #[error("label mesh: {0}")]
     Mesh(#[from] MeshError),
+    #[error(
+        "{0}: already holds files (of an earlier phantom?); choose an empty --out or remove it"
+    )]
+    OutNotEmpty(PathBuf),
     #[error("writing {path}: {source}")]
     Io {
         path: PathBuf,
@@ -139,15 +143,32 @@ fn truncate64(mut s: String) -> String {
     s
 }
 
+/// Refuses an output folder whose `ct/` already holds files: a phantom of fewer slices written
+/// over a larger one would leave the old slices beside the new series.
+///
+/// # Errors
+/// [`PhantomError::OutNotEmpty`] naming the `ct/` folder.
+pub fn check_out(dir: &Path) -> Result<(), PhantomError> {
+    let ct = dir.join(CT_DIR);
+    let held = std::fs::read_dir(&ct).is_ok_and(|mut d| d.next().is_some());
+    if held {
+        Err(PhantomError::OutNotEmpty(ct))
+    } else {
+        Ok(())
+    }
+}
+
 /// Writes `p` into `dir` (created if missing); see the module doc for the layout.
 ///
 /// # Errors
-/// [`PhantomError`] naming the step and file.
+/// [`PhantomError`] naming the step and file; [`PhantomError::OutNotEmpty`] when `dir/ct` already
+/// holds files.
 pub fn write_phantom(p: &mut Phantom, dir: &Path) -> Result<PhantomSummary, PhantomError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| PhantomError::Io { path, source }
     };
+    check_out(dir)?;
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let v = variant(p);
     let info = series_info(p);

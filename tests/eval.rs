@@ -362,6 +362,10 @@ fn evaluate_manifest_scores_a_synthetic_scan_exactly() {
     assert_eq!(exact.deviation.mean_mm, 0.0);
     assert_eq!(exact.deviation.n, exact.deviation.n_total);
     assert_eq!(exact.hd95_mm, 0.0);
+    assert_eq!(
+        (exact.p95_ref_to_pred_mm, exact.p95_pred_to_ref_mm),
+        (0.0, 0.0)
+    );
     let grown = e.scans[1].score.as_ref().expect("grown");
     assert!(
         grown.overlap.dsc < 0.9 && grown.overlap.dsc > 0.5,

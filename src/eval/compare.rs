@@ -269,6 +269,8 @@ mod tests {
                         rim: None,
                         regions: None,
                         hd95_mm: 1.0,
+                        p95_ref_to_pred_mm: 1.0,
+                        p95_pred_to_ref_mm: 1.0,
                         label_ml: 1.0,
                         predicted_ml: 1.0,
                     }),

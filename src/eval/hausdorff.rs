@@ -12,7 +12,7 @@
 /// `cap_mm` (`None`) counts as `cap_mm`, so the result is at most `cap_mm`. The predicted-to-
 /// reference half is what the paper's one-way deviation cannot see: false bone away from the
 /// true surface (noise speckle joined to the skull, metal). Nearest-rank percentile; NaN when
-/// both are empty.
+/// both are empty. One direction alone: pass an empty slice for the other.
 pub fn hd95(ref_to_pred: &[Option<f64>], pred_to_ref: &[Option<f64>], cap_mm: f64) -> f64 {
     let mut v: Vec<f64> = ref_to_pred
         .iter()

@@ -93,6 +93,12 @@ pub struct ScanScore {
     pub regions: Option<RegionScores>,
     /// 95th percentile of the symmetric surface distance, mm (at most [`HD95_CAP_MM`]).
     pub hd95_mm: f64,
+    /// The two halves of [`ScanScore::hd95_mm`]: 95th percentile of the reference surface's
+    /// distances to the predicted one (large: bone missed), and of the predicted surface's to the
+    /// reference (large: false bone away from the true surface), mm.
+    pub p95_ref_to_pred_mm: f64,
+    /// See [`ScanScore::p95_ref_to_pred_mm`].
+    pub p95_pred_to_ref_mm: f64,
     /// Label bone volume, mL.
     pub label_ml: f64,
     /// Predicted bone volume, mL.
@@ -182,6 +188,8 @@ pub fn score(
         HD95_CAP_MM,
     );
     let hd95_mm = hausdorff::hd95(&far, &back, HD95_CAP_MM);
+    let p95_ref_to_pred_mm = hausdorff::hd95(&far, &[], HD95_CAP_MM);
+    let p95_pred_to_ref_mm = hausdorff::hd95(&[], &back, HD95_CAP_MM);
     let d: Vec<Option<f64>> = far
         .into_iter()
         .map(|x| x.filter(|v| v.abs() <= MAX_DEVIATION_MM))
@@ -194,6 +202,8 @@ pub fn score(
         rim,
         regions: None,
         hd95_mm,
+        p95_ref_to_pred_mm,
+        p95_pred_to_ref_mm,
         label_ml: volume_ml(ct, reference),
         predicted_ml: volume_ml(ct, predicted),
     })
@@ -280,7 +290,8 @@ impl Evaluation {
         let mut out = String::from(
             "scan,scanner,label,dsc,tp,fp,fn,dev_mean_mm,dev_sd_mm,dev_mean_abs_mm,dev_points,\
              dev_points_total,rim_mean_mm,rim_sd_mm,rim_points,rim_dsc,skull_base_dsc,metal_dsc,\
-             label_ml,predicted_ml,ms,skull_base_slab_dsc,hd95_mm,error\n",
+             label_ml,predicted_ml,ms,skull_base_slab_dsc,hd95_mm,p95_ref_to_pred_mm,\
+             p95_pred_to_ref_mm,error\n",
         );
         for s in &self.scans {
             let _ = write!(
@@ -311,7 +322,7 @@ impl Evaluation {
                     let _ = writeln!(
                         out,
                         "{:.5},{},{},{},{:.4},{:.4},{:.4},{},{},{rm},{rs},{rn},{rd},{sb},{md},\
-                         {:.3},{:.3},{:.0},{slab},{:.3},",
+                         {:.3},{:.3},{:.0},{slab},{:.3},{:.3},{:.3},",
                         x.overlap.dsc,
                         x.overlap.tp,
                         x.overlap.fp,
@@ -324,11 +335,13 @@ impl Evaluation {
                         x.label_ml,
                         x.predicted_ml,
                         s.ms,
-                        x.hd95_mm
+                        x.hd95_mm,
+                        x.p95_ref_to_pred_mm,
+                        x.p95_pred_to_ref_mm
                     );
                 }
                 Err(e) => {
-                    let _ = writeln!(out, ",,,,,,,,,,,,,,,,,{:.0},,,{}", s.ms, csv_field(e));
+                    let _ = writeln!(out, ",,,,,,,,,,,,,,,,,{:.0},,,,,{}", s.ms, csv_field(e));
                 }
             }
         }

@@ -5,13 +5,21 @@
 #  - PyTorch 2.11.0 from the Python package index into a version-keyed cache folder outside the
 #    repository (reused when present); libtorch is taken from its `torch/` folder (tch =0.24.0).
 #  - A Python virtual environment with pydicom + numpy, the independent reader used by the tests.
-# Source this file (`. scripts/setup.sh`) to get LIBTORCH and OSTEON_PY exported.
-set -euo pipefail
+# Source this file (`. scripts/setup.sh`) to get LIBTORCH and OSTEON_PY exported; the set-up then
+# runs as a child process, so the calling shell's options (no `set -e`) are left as they were.
 
 OSTEON_TORCH_VERSION=2.11.0
 OSTEON_CACHE="${OSTEON_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/osteon}"
 TORCH_DIR="$OSTEON_CACHE/torch-$OSTEON_TORCH_VERSION"
 PY_DIR="$OSTEON_CACHE/pyenv-validators-1"
+
+if [ "${BASH_SOURCE[0]}" != "$0" ]; then
+  OSTEON_CACHE="$OSTEON_CACHE" bash "${BASH_SOURCE[0]}" || return 1
+  export LIBTORCH="$TORCH_DIR/torch"
+  export OSTEON_PY="$PY_DIR/bin/python"
+  return 0
+fi
+set -euo pipefail
 
 if ! command -v cargo >/dev/null; then
   echo "setup: no Rust toolchain (cargo) on PATH: install Rust >= 1.85 with rustup (https://rustup.rs)" >&2

@@ -232,6 +232,23 @@ impl Default for StorageConfig {
 
 pub use routes::*;
 
+/// The config crate names an unknown enum value by the Rust type ("enum SegmenterName does not
+/// have variant constructor cnn"); the administrator needs the values the key takes.
+fn with_valid_values(reason: String) -> String {
+    let hint = if reason.contains("SegmenterName") {
+        "valid: \"default\" (the CNN once a validated model ships as models/osteon-cnn.safetensors, \
+         else the threshold) or \"threshold\"; the experimental CNN runs offline only \
+         (osteon segment --segmenter cnn --model FILE)"
+    } else if reason.contains("LatePolicy") {
+        "valid: \"rerun\" or \"report\""
+    } else if reason.contains("AeCase") {
+        "valid: \"exact\" or \"ignore-case\""
+    } else {
+        return reason;
+    };
+    format!("{reason} ({hint})")
+}
+
 impl Config {
     /// Loads the defaults, then `file` (when given), then the process environment
     /// (`OSTEON__SECTION__KEY`), and validates the result.
@@ -285,7 +302,7 @@ impl Config {
         })?;
         let config: Config = merged.try_deserialize().map_err(|e| ConfigError::Parse {
             origin,
-            reason: e.to_string(),
+            reason: with_valid_values(e.to_string()),
         })?;
         config.validate()?;
         Ok(config)
@@ -590,6 +607,20 @@ mod tests {
         assert!(matches!(e, ConfigError::Read { .. }), "{e}");
         let c = Config::load_with_env(None, env(&[("OSTEON__NODE__MAX_PDU", "0")])).unwrap();
         assert_eq!(c.max_pdu_effective(), MAX_MAX_PDU);
+        // An unknown enum value lists the values the key takes.
+        std::fs::write(&f, "[[route]]\nname = \"r\"\nsegmenter = \"cnn\"\n").unwrap();
+        let e = Config::load_with_env(Some(&f), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("cnn") && e.contains("(valid: \"default\"") && e.contains("\"threshold\""),
+            "{e}"
+        );
+        std::fs::write(&f, "[pipeline]\nlate_instances = \"drop\"\n").unwrap();
+        let e = Config::load_with_env(Some(&f), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.ends_with("(valid: \"rerun\" or \"report\")"), "{e}");
     }
 
     #[test]

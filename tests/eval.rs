@@ -292,6 +292,24 @@ fn the_real_manifest_loads() {
         .all(|s| s.series.is_dir() && matches!(s.label, LabelSpec::Reference { .. })));
 }
 
+/// Evaluates (threshold) a one-scan manifest `name` in `dir` whose scan has the TOML lines `scan`,
+/// and returns the error that stopped the scan.
+fn first_scan_error(dir: &Path, name: &str, scan: &str) -> String {
+    let manifest = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &manifest,
+        format!("[manifest]\nname = \"{name}\"\n[[scan]]\nname = \"s\"\nscanner = \"p\"\n{scan}\n"),
+    )
+    .expect("manifest");
+    let e = evaluate_manifest(
+        &manifest,
+        &ThresholdSegmenter::default(),
+        &dir.join(format!("{name}.csv")),
+    )
+    .expect("evaluate");
+    e.scans[0].score.as_ref().expect_err("scan refused").clone()
+}
+
 #[test]
 fn evaluate_manifest_scores_a_synthetic_scan_exactly() {
     // A 30-slice ellipsoidal shell; the label SEG is the shell itself and the CT is 1200 HU inside,
@@ -400,22 +418,11 @@ fn evaluate_manifest_scores_a_synthetic_scan_exactly() {
         ..info.clone()
     };
     write_ct_series(hu.view(), &g, &twin, &tmp.path().join("ct2")).expect("write twin");
-    std::fs::write(
-        tmp.path().join("twin.toml"),
-        "[manifest]\nname = \"twin\"\n[[scan]]\nname = \"twin\"\nseries = \"ct2\"\n\
-         scanner = \"s\"\nlabel = { kind = \"seg\", path = \"exact.dcm\" }\n",
-    )
-    .expect("manifest");
-    let e = evaluate_manifest(
-        &tmp.path().join("twin.toml"),
-        &ThresholdSegmenter::default(),
-        &tmp.path().join("twin.csv"),
-    )
-    .expect("evaluate");
-    let err = e.scans[0]
-        .score
-        .as_ref()
-        .expect_err("SEG of another series");
+    let err = first_scan_error(
+        tmp.path(),
+        "twin",
+        "series = \"ct2\"\nlabel = { kind = \"seg\", path = \"exact.dcm\" }",
+    );
     assert!(
         err.contains("frame 1 derives from SOP Instance UID") && err.contains("another series"),
         "{err}"
@@ -497,23 +504,12 @@ fn phantom_regions_are_scored_from_phantom_json() {
     assert!(row[col("skull_base_dsc")].parse::<f64>().is_ok(), "{text}");
     // The other scan's phantom.json is refused (it names another series), and so are regions no
     // generator writes.
-    std::fs::write(
-        tmp.path().join("swap.toml"),
-        "[manifest]\nname = \"swap\"\n[[scan]]\nname = \"crani\"\nseries = \"a/ct\"\n\
-         scanner = \"p\"\nlabel = { kind = \"seg\", path = \"a/label-seg.dcm\" }\n\
-         phantom = \"b/phantom.json\"\n",
-    )
-    .expect("manifest");
-    let swap = evaluate_manifest(
-        &tmp.path().join("swap.toml"),
-        &ThresholdSegmenter::default(),
-        &tmp.path().join("swap.csv"),
-    )
-    .expect("evaluate");
-    let err = swap.scans[0]
-        .score
-        .as_ref()
-        .expect_err("wrong phantom.json");
+    let err = first_scan_error(
+        tmp.path(),
+        "swap",
+        "series = \"a/ct\"\nlabel = { kind = \"seg\", path = \"a/label-seg.dcm\" }\n\
+         phantom = \"b/phantom.json\"",
+    );
     assert!(err.contains("the phantom.json of another scan"), "{err}");
     let mut json: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(tmp.path().join("a/phantom.json")).expect("read"),

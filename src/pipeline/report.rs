@@ -94,6 +94,26 @@ pub struct SeriesReport {
     pub image_qa: super::qa::ImageQa,
 }
 
+/// Refuses an output path whose folder does not exist (`""` is the current folder).
+///
+/// # Errors
+/// A one-line reason naming the file and the folder.
+pub fn check_folder(path: &std::path::Path) -> Result<(), String> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    if dir.is_dir() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}: folder {} does not exist",
+            path.display(),
+            dir.display()
+        ))
+    }
+}
+
 /// Refuses to write a CSV report over an existing file that is not a `.csv` (the node's database, a
 /// manifest, a DICOM object...), so a mistyped `--csv` never destroys data, and finds out before
 /// the work that the file cannot be written (no such folder, no permission), so a long evaluation
@@ -114,17 +134,7 @@ pub fn check_csv_target(path: &std::path::Path) -> Result<(), String> {
         ));
     }
     // Checked before the work, not found out after it (a missing folder, no write permission).
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    if !dir.is_dir() {
-        return Err(format!(
-            "{}: folder {} does not exist",
-            path.display(),
-            dir.display()
-        ));
-    }
+    check_folder(path)?;
     match std::fs::OpenOptions::new()
         .append(true)
         .create(true)

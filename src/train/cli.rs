@@ -273,17 +273,7 @@ pub fn check_report_targets(
     }
     crate::pipeline::report::check_csv_target(csv)?;
     for (path, what) in [(csv, "CSV"), (json, "JSON"), (svg, "SVG")] {
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(std::path::Path::new("."));
-        if !dir.is_dir() {
-            return Err(format!(
-                "{}: folder {} does not exist",
-                path.display(),
-                dir.display()
-            ));
-        }
+        crate::pipeline::report::check_folder(path)?;
         if !path.exists() {
             continue;
         }

@@ -294,6 +294,23 @@ mod tests {
     }
 
     #[test]
+    fn a_group_with_no_scored_scan_says_so() {
+        let mut a = eval("threshold", &[(0.1, 0.2), (0.3, 0.2), (-0.2, 0.1)]);
+        a.scans[2].score = Err("label refused".into());
+        let t = a.table();
+        let line = t
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("g-b"))
+            .expect("g-b row");
+        assert_eq!(
+            line,
+            format!("{:<28} {:>3} (no scan of this group was scored)", "g-b", 0)
+        );
+        assert!(!t.contains("NaN"), "{t}");
+    }
+
+    #[test]
     fn table_pairs_scans_and_csv_folds_survive_newlines_in_names() {
         let mut a = eval("cnn x", &[(0.1, 0.2), (0.3, 0.2), (-0.2, 0.1)]);
         let b = eval("threshold y", &[(1.0, 0.5), (2.0, 0.5), (1.0, 0.5)]);

@@ -417,6 +417,10 @@ impl Evaluation {
                 .filter(|s| s.scanner == g)
                 .filter_map(|s| s.score.as_ref().ok())
                 .collect();
+            if rows.is_empty() {
+                let _ = writeln!(out, "{g:<28} {:>3} (no scan of this group was scored)", 0);
+                continue;
+            }
             let (dm, ds) = mean_sd(rows.iter().map(|x| x.overlap.dsc));
             let (vm, vs) = mean_sd(rows.iter().map(|x| x.deviation.mean_mm));
             let region_mean = |f: fn(&RegionScores) -> Option<Overlap>| {

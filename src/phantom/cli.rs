@@ -33,10 +33,15 @@ pub struct PhantomArgs {
     #[arg(long)]
     pub no_stl: bool,
     /// List the profiles and exit.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["profile", "out", "measure"])]
     pub list: bool,
-    /// Measure the realism figures of the CT series in these folders and exit.
-    #[arg(long, num_args = 1..)]
+    /// Measure the realism figures of the CT series in these folders and exit (generation
+    /// options do not apply).
+    #[arg(
+        long,
+        num_args = 1..,
+        conflicts_with_all = ["profile", "out", "slices", "matrix", "fast", "craniotomy", "no_stl"]
+    )]
     pub measure: Vec<PathBuf>,
     /// With --measure: write the reference slice of each measured series side by side to this PNG
     /// (0.5 mm per pixel, 240 mm square, window -600..1400 HU).

@@ -182,9 +182,12 @@ pub fn score(
     let index = SurfaceIndex::new(&pred_mesh)?;
     let points = surface_points(&ref_mesh);
     let far = deviations(&points, &index, HD95_CAP_MM);
+    // Back from the prediction to every part of the label (mandible, vertebrae, fragments), not
+    // only its largest component: bone the label has is not false bone.
+    let (ref_all, _) = crate::mesh::build_mesh_all_components(reference, &ct.geometry, &opts)?;
     let back = deviations(
         &surface_points(&pred_mesh),
-        &SurfaceIndex::new(&ref_mesh)?,
+        &SurfaceIndex::new(&ref_all)?,
         HD95_CAP_MM,
     );
     let hd95_mm = hausdorff::hd95(&far, &back, HD95_CAP_MM);

@@ -192,6 +192,29 @@ pub fn build_mesh(
     geometry: &Geometry,
     opts: &MeshOptions,
 ) -> Result<(Mesh, MeshStats), MeshError> {
+    mesh_mask(mask, geometry, opts, false)
+}
+
+/// [`build_mesh`] of every component of `mask`, not only the largest: one or more closed shells
+/// per part. For scoring against a reference label whose parts (mandible, vertebrae, small
+/// fragments) are all bone; the product meshes the largest component only.
+///
+/// # Errors
+/// As [`build_mesh`].
+pub fn build_mesh_all_components(
+    mask: &Mask,
+    geometry: &Geometry,
+    opts: &MeshOptions,
+) -> Result<(Mesh, MeshStats), MeshError> {
+    mesh_mask(mask, geometry, opts, true)
+}
+
+fn mesh_mask(
+    mask: &Mask,
+    geometry: &Geometry,
+    opts: &MeshOptions,
+    all_components: bool,
+) -> Result<(Mesh, MeshStats), MeshError> {
     let t_all = Instant::now();
     let dims = [mask.dim().0, mask.dim().1, mask.dim().2];
     if dims != geometry.dims() {
@@ -210,8 +233,14 @@ pub fn build_mesh(
     };
     let mask_voxels: u64 = components.sizes.iter().sum();
     let mask_components = components.count();
-    let component_voxels = components.sizes[largest as usize];
-    let solid = components.mask_of(largest, mask);
+    let (component_voxels, solid) = if all_components {
+        (mask_voxels, mask.mapv(|v| u8::from(v != 0)))
+    } else {
+        (
+            components.sizes[largest as usize],
+            components.mask_of(largest, mask),
+        )
+    };
     drop(components);
     timings.components_ms = ms(t);
 

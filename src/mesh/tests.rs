@@ -93,6 +93,21 @@ fn voxel_pairs_joined_by_kuhn_edges_and_a_non_kuhn_corner() {
 }
 
 #[test]
+fn all_components_meshes_every_part_the_product_only_the_largest() {
+    // Two separate voxels and a pair: the product keeps the pair (2/3 voxel), scoring keeps all
+    // three parts (2/3 + 2 x 1/6).
+    let m = mask_with([6, 6, 6], &[[1, 1, 1], [1, 1, 2], [4, 4, 4], [4, 1, 4]]);
+    let g = axial([6, 6, 6], [1.0, 1.0, 1.0]);
+    let (one, s1) = build_mesh(&m, &g, &exact()).unwrap();
+    let (all, s2) = build_mesh_all_components(&m, &g, &exact()).unwrap();
+    assert!((s1.volume_ml * 1000.0 - 2.0 / 3.0).abs() < 1e-5, "{s1:?}");
+    assert!((s2.volume_ml * 1000.0 - 1.0).abs() < 1e-5, "{s2:?}");
+    assert_eq!((s1.shells, s2.shells), (1, 3));
+    assert_eq!(s2.component_voxels, 4);
+    assert!(all.triangles.len() == one.triangles.len() + 16);
+}
+
+#[test]
 fn hollow_cube_has_two_shells_and_volume_outer_minus_inner() {
     let dims = [12, 13, 14];
     let sp = [1.25, 0.7, 0.9];

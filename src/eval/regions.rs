@@ -375,6 +375,15 @@ mod tests {
     use super::*;
     use ndarray::Array3;
 
+    fn capsule(a: [f64; 3], b: [f64; 3], radius_mm: f64, kind: &str) -> MetalCapsule {
+        MetalCapsule {
+            a,
+            b,
+            radius_mm,
+            kind: kind.into(),
+        }
+    }
+
     fn grid(n: usize) -> Geometry {
         Geometry::unit_cube(n)
     }
@@ -388,16 +397,9 @@ mod tests {
         // Prediction misses slices 0-4 entirely; slab z in [5, 9] sees a perfect match.
         p.slice_mut(ndarray::s![0..5, .., ..]).fill(0);
         let regions = ScoringRegions {
-            defect_rim: vec![],
             skull_base_z: [5.0, 9.0],
-            metal: vec![MetalCapsule {
-                a: [0.0, 0.0, 0.0],
-                b: [0.0, 0.0, 0.0],
-                radius_mm: 0.0,
-                kind: "clip".into(),
-            }],
-            thin_plates: vec![],
-            metal_slab_half_mm: None,
+            metal: vec![capsule([0.0; 3], [0.0; 3], 0.0, "clip")],
+            ..ScoringRegions::default()
         };
         let s = region_scores(&p, &r, &g, &regions, None);
         let sb = s.skull_base.unwrap();
@@ -417,10 +419,7 @@ mod tests {
         let p = Array3::<u8>::zeros((10, 10, 10));
         let regions = ScoringRegions {
             defect_rim: vec![vec![[0.0, 0.0, 0.0]]],
-            skull_base_z: [0.0, 0.0],
-            metal: vec![],
-            thin_plates: vec![],
-            metal_slab_half_mm: None,
+            ..ScoringRegions::default()
         };
         let band = regions.rim_band(1.0).unwrap();
         let s = region_scores(&p, &r, &g, &regions, Some(&band));
@@ -445,11 +444,9 @@ mod tests {
         };
         assert!(b.contains([3.0, 3.0, -1.0]) && !b.contains([3.1, 0.0, 0.0]));
         let regions = ScoringRegions {
-            defect_rim: vec![],
             skull_base_z: [0.0, 9.0],
-            metal: vec![],
             thin_plates: vec![b],
-            metal_slab_half_mm: None,
+            ..ScoringRegions::default()
         };
         let s = region_scores(&p, &r, &g, &regions, None);
         // Box: voxel centres 0-3 on each axis = 64 voxels, 27 of them missed.
@@ -467,16 +464,9 @@ mod tests {
         // The prediction misses slice 5 (where the metal is) and nothing else.
         p.slice_mut(ndarray::s![5, .., ..]).fill(0);
         let mut regions = ScoringRegions {
-            defect_rim: vec![],
-            skull_base_z: [0.0, 0.0],
-            metal: vec![MetalCapsule {
-                a: [2.0, 2.0, 5.0],
-                b: [4.0, 2.0, 5.0],
-                radius_mm: 0.4,
-                kind: "filling".into(),
-            }],
-            thin_plates: vec![],
+            metal: vec![capsule([2.0, 2.0, 5.0], [4.0, 2.0, 5.0], 0.4, "filling")],
             metal_slab_half_mm: Some(0.5),
+            ..ScoringRegions::default()
         };
         // Slab: |z - 5| <= 0.4 + 0.5, so slice 5 only: its 100 voxels are within 20 mm in-plane.
         let m = region_scores(&p, &r, &g, &regions, None).metal.unwrap();

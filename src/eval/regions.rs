@@ -475,21 +475,18 @@ mod tests {
         regions.metal_slab_half_mm = None;
         let m = region_scores(&p, &r, &g, &regions, None).metal.unwrap();
         assert_eq!((m.tp, m.fp, m.fn_), (900, 0, 100));
-        assert!(!near_metal_in_slab(
-            [3.0, 2.0, 6.0],
-            [2.0, 2.0, 5.0],
-            [4.0, 2.0, 5.0],
-            0.4,
-            [0.0, 0.0, 1.0],
-            0.5
-        ));
-        assert!(near_metal_in_slab(
-            [3.0, 22.3, 5.8],
-            [2.0, 2.0, 5.0],
-            [4.0, 2.0, 5.0],
-            0.4,
-            [0.0, 0.0, 1.0],
-            0.5
-        ));
+        // Same filling, axial slices (normal +z), slab half-width 0.5 mm.
+        let near = |p| {
+            near_metal_in_slab(
+                p,
+                [2.0, 2.0, 5.0],
+                [4.0, 2.0, 5.0],
+                0.4,
+                [0.0, 0.0, 1.0],
+                0.5,
+            )
+        };
+        assert!(!near([3.0, 2.0, 6.0]));
+        assert!(near([3.0, 22.3, 5.8]));
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! * [`sample`]: balanced sampling of tiles inside the per-slice bone region, augmentation.
 //! * [`data`]: loading the scans of a manifest (CT, label, normalisation, SHA-256 provenance).
+//! * [`plan`]: which model holds out which scans (leave-2-out folds, hold-out).
 //! * `fit` (feature `torch`): the optimisation loop, checkpoints, threshold calibration, saving.
 //! * `folds` (feature `torch`): leave-2-out cross-validation (`osteon evaluate --folds`);
 //!   `variants_table`: its report of the degraded copies.
@@ -16,6 +17,7 @@
 
 pub mod cli;
 pub mod data;
+pub mod plan;
 pub mod sample;
 
 #[cfg(feature = "torch")]

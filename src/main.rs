@@ -413,7 +413,7 @@ fn main() -> ExitCode {
                 return osteon::train::cli::run_folds(&manifest, &folds, threshold, &csv);
             }
             if let Some(flag) = folds.fold_only_flag() {
-                eprintln!("osteon evaluate: {flag} needs --folds leave-2-out");
+                eprintln!("osteon evaluate: {flag} needs --folds (leave-2-out or holdout)");
                 return ExitCode::from(2);
             }
             let options = OfflineOptions {

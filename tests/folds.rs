@@ -1,7 +1,8 @@
 #![cfg(feature = "torch")]
 //! `osteon evaluate --folds leave-2-out` end to end on six tiny phantoms (three profiles, 128x128,
 //! 24 slices, 2 optimizer steps per model): `--train-only` writes every fold model and the final
-//! model and no report; a second run with `--reuse` trains nothing and scores every scan.
+//! model and no report; a second run with `--reuse` trains nothing and scores every scan. The same
+//! phantoms under `--folds holdout`: one model, only the `test` scans scored.
 use std::path::Path;
 use std::process::Command;
 
@@ -50,13 +51,13 @@ fn train_only_then_reuse_scores_every_scan_without_training_again() {
     let work = root.join("folds");
     std::fs::create_dir_all(&work).unwrap();
     let csv = root.join("folds.csv");
-    let run = |extra: &[&str]| {
+    let run_with = |m: &Path, scheme: &str, work: &Path, csv: &Path, extra: &[&str]| {
         let mut args = vec![
             "evaluate",
             "--manifest",
             m.to_str().unwrap(),
             "--folds",
-            "leave-2-out",
+            scheme,
             "--work",
             work.to_str().unwrap(),
             "--steps",
@@ -71,6 +72,7 @@ fn train_only_then_reuse_scores_every_scan_without_training_again() {
         args.extend_from_slice(extra);
         osteon(&args)
     };
+    let run = |extra: &[&str]| run_with(&m, "leave-2-out", &work, &csv, extra);
 
     let o = run(&["--train-only"]);
     assert!(o.status.success(), "--train-only: {}", text(&o.stderr));
@@ -122,5 +124,60 @@ fn train_only_then_reuse_scores_every_scan_without_training_again() {
                 Path::new(&csv).display()
             );
         }
+    }
+
+    // Hold-out on the same phantoms: the seed-2 scans of two profiles are `test`, one scan
+    // calibrates, three train; one model, and only the two test scans in the report.
+    let text_m = std::fs::read_to_string(&m).unwrap();
+    let mut held = String::new();
+    for block in text_m.split("\n[[scan]]") {
+        let split = if block.contains("\"cbct-s2\"") || block.contains("\"ge-lightspeed-bone-s2\"")
+        {
+            "test"
+        } else if block.contains("\"philips-ingenuity-ub-s2\"") {
+            "validation"
+        } else {
+            "train"
+        };
+        if !held.is_empty() {
+            held.push_str("\n[[scan]]");
+        }
+        held.push_str(&block.replace("split = \"train\"", &format!("split = \"{split}\"")));
+    }
+    let hm = root.join("held.toml");
+    std::fs::write(&hm, held).unwrap();
+    let hwork = root.join("holdout");
+    std::fs::create_dir_all(&hwork).unwrap();
+    let hcsv = root.join("holdout.csv");
+    let o = run_with(&hm, "holdout", &hwork, &hcsv, &["--tile-size", "32"]);
+    assert!(o.status.success(), "holdout: {}", text(&o.stderr));
+    assert!(hwork.join("final.safetensors").is_file());
+    assert!(!hwork.join("fold-01.safetensors").exists());
+    let meta = std::fs::read_to_string(hwork.join("final.json")).unwrap();
+    let meta: serde_json::Value = serde_json::from_str(&meta).unwrap();
+    assert_eq!(
+        meta["training"]["options"]["sample"]["tile"], 32,
+        "--tile-size reaches training"
+    );
+    let stdout = text(&o.stdout);
+    assert!(stdout.contains("CNN hold-out (one model, CPU)"), "{stdout}");
+    let rows = std::fs::read_to_string(&hcsv).unwrap();
+    assert_eq!(rows.lines().count(), 1 + 2 * 2, "{rows}");
+    for name in ["cbct-s2", "ge-lightspeed-bone-s2"] {
+        assert_eq!(
+            rows.lines().filter(|l| l.contains(name)).count(),
+            2,
+            "{rows}"
+        );
+    }
+    for name in [
+        "philips-ingenuity-ub-s1",
+        "philips-ingenuity-ub-s2",
+        "cbct-s1",
+    ] {
+        assert!(
+            !rows.contains(name),
+            "{name} trained or calibrated: not scored\n{rows}"
+        );
     }
 }

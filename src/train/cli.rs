@@ -191,14 +191,20 @@ pub enum FoldScheme {
     /// The paper's protocol: pairs of scans held out in turn (src/train/folds.rs).
     #[value(name = "leave-2-out")]
     LeaveTwoOut,
+    /// One model on the manifest's own split: trains on `train`, calibrates on `validation`,
+    /// scores the `test` scans (a single estimate where leave-2-out's many models cost too much,
+    /// e.g. on a CPU).
+    #[value(name = "holdout")]
+    Holdout,
 }
 
 /// Arguments of `osteon evaluate` for cross-validation: each fold's model is trained with the
 /// settings of `osteon train` (its defaults, overridden by these).
 #[derive(clap::Args, Debug)]
 pub struct FoldArgs {
-    /// Train one CNN per fold and score each scan with the model that held it out, beside the
-    /// threshold baseline (the manifest's `test` scans are scored by the final model).
+    /// Train one CNN per fold and score each held-out scan with the model that held it out, beside
+    /// the threshold baseline (the manifest's `test` scans are scored by the final model;
+    /// `holdout` trains the final model only).
     #[arg(long, value_enum)]
     pub folds: Option<FoldScheme>,
     /// Folder of the fold models (fold-NN.safetensors, final.safetensors, JSON beside each).
@@ -218,6 +224,9 @@ pub struct FoldArgs {
     /// Tiles per step (default: osteon train's).
     #[arg(long)]
     pub tiles: Option<usize>,
+    /// Output side of a tile, voxels (default: osteon train's).
+    #[arg(long)]
+    pub tile_size: Option<usize>,
     /// Wall-clock budget per fold, minutes.
     #[arg(long)]
     pub minutes_per_fold: Option<f64>,
@@ -235,7 +244,7 @@ pub struct FoldArgs {
 
 impl FoldArgs {
     /// The first flag given that only `--folds` uses (`--reuse`, `--train-only`, `--steps`,
-    /// `--tiles`, `--minutes-per-fold`, `--seed`, `--plot`), so that it is refused without
+    /// `--tiles`, `--tile-size`, `--minutes-per-fold`, `--seed`, `--plot`), so that it is refused without
     /// `--folds` instead of being silently ignored.
     pub fn fold_only_flag(&self) -> Option<&'static str> {
         [
@@ -243,6 +252,7 @@ impl FoldArgs {
             (self.train_only, "--train-only"),
             (self.steps.is_some(), "--steps"),
             (self.tiles.is_some(), "--tiles"),
+            (self.tile_size.is_some(), "--tile-size"),
             (self.minutes_per_fold.is_some(), "--minutes-per-fold"),
             (self.seed.is_some(), "--seed"),
             (self.plot.is_some(), "--plot"),
@@ -363,6 +373,9 @@ pub fn run_folds(
     if let Some(t) = args.tiles {
         targs.tiles = t;
     }
+    if let Some(t) = args.tile_size {
+        targs.tile_size = t;
+    }
     if let Some(s) = args.seed {
         targs.seed = s;
     }
@@ -378,6 +391,10 @@ pub fn run_folds(
         }
     };
     let o = FoldOptions {
+        scheme: match args.folds {
+            Some(FoldScheme::Holdout) => super::plan::Scheme::Holdout,
+            _ => super::plan::Scheme::LeaveTwoOut,
+        },
         train,
         work: args.work.clone(),
         reuse: args.reuse,

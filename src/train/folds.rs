@@ -13,7 +13,7 @@ use tch::Device;
 
 use super::data::ScanRecord;
 use super::fit::{check_options, fit, load_scans, TrainOptions};
-use super::plan::{leave_two_out, Fold, FoldPlan};
+use super::plan::{scored, Fold, FoldPlan, Scheme};
 use super::sample::ScanData;
 use super::TrainError;
 use crate::eval::manifest::{Manifest, ScanEntry, Split};
@@ -28,17 +28,18 @@ use crate::segment::Segmenter;
 pub struct FoldReport {
     /// The plan.
     pub plan: FoldPlan,
-    /// Per scan (manifest order), the CNN of the fold that held it out.
+    /// Per held-out scan (manifest order), the CNN of the fold that held it out.
     pub cnn: Evaluation,
-    /// Per scan, the threshold baseline.
+    /// Per held-out scan, the threshold baseline.
     pub threshold: Evaluation,
-    /// Per scan, the fold number (1-based) that scored it; 0 = the final model.
+    /// Per scored scan (the rows of `cnn` and `threshold`), the fold number (1-based) that scored
+    /// it; 0 = the final model.
     pub fold_of: Vec<usize>,
     /// Weights of fold 1..m, then the final model.
     pub models: Vec<PathBuf>,
     /// Seconds of training per model (0 when an existing model was reused).
     pub train_seconds: Vec<f64>,
-    /// Per scan, DSC of the held-out CNN and of the threshold on the clean scan and on each of
+    /// Per held-out scan, DSC of the held-out CNN and of the threshold on the clean scan and on each of
     /// [`Variant::STANDARD`].
     pub variants: Vec<VariantRow>,
 }
@@ -109,6 +110,9 @@ fn variant_row(e: &ScanEntry, cnn: &dyn Segmenter, base: &dyn Segmenter) -> Vari
 
 /// Options of [`cross_validate`].
 pub struct FoldOptions {
+    /// How scans are assigned to models (leave-2-out folds + final model, or the final model on
+    /// the manifest's own split).
+    pub scheme: Scheme,
     /// Training settings of every fold (`manifest` = the cross-validated manifest; `out` ignored).
     pub train: TrainOptions,
     /// Folder of the fold models (`fold-NN.safetensors`, `final.safetensors` + their JSON).
@@ -255,7 +259,7 @@ struct Trained {
 
 fn train_models(o: &FoldOptions) -> Result<Trained, TrainError> {
     let manifest = Manifest::load(&o.train.manifest)?;
-    let plan = leave_two_out(&manifest)?;
+    let plan = o.scheme.plan(&manifest)?;
     let mut probe = o.train.clone();
     probe.out = o.work.join("final.safetensors");
     check_options(&probe)?;
@@ -391,8 +395,9 @@ pub fn train_folds(o: &FoldOptions) -> Result<Vec<(PathBuf, f64)>, TrainError> {
     Ok(t.model_paths.into_iter().zip(t.train_seconds).collect())
 }
 
-/// Trains one model per fold and the final model, then scores every scan with the model that held
-/// it out and with the threshold baseline (scans in parallel).
+/// Trains one model per fold and the final model, then scores every held-out scan (under
+/// leave-2-out every scan; under hold-out the `test` scans) with the model that held it out and
+/// with the threshold baseline (scans in parallel).
 ///
 /// # Errors
 /// [`TrainError`] for a bad manifest or settings, an unloadable scan or a failed training; a scan
@@ -405,14 +410,11 @@ pub fn cross_validate(o: &FoldOptions) -> Result<FoldReport, TrainError> {
         model_paths,
         train_seconds,
     } = train_models(o)?;
-    let mut fold_of = vec![0usize; manifest.scan.len()];
-    let mut model_of = vec![model_paths.len() - 1; manifest.scan.len()];
-    for (f, fold) in plan.folds.iter().enumerate() {
-        for &i in &fold.held_out {
-            fold_of[i] = f + 1;
-            model_of[i] = f;
-        }
-    }
+    // Only held-out scans are scored: under leave-2-out that is every scan, under hold-out the
+    // `test` scans (the others trained or calibrated the one model).
+    let scored = scored(&plan);
+    let fold_of: Vec<usize> = scored.iter().map(|&(_, f)| f).collect();
+    let model_of = |f: usize| if f == 0 { model_paths.len() - 1 } else { f - 1 };
     let threshold = ThresholdSegmenter {
         threshold_hu: o.threshold_hu,
     };
@@ -421,12 +423,11 @@ pub fn cross_validate(o: &FoldOptions) -> Result<FoldReport, TrainError> {
         half: device.is_cuda(),
         ..DenseOptions::default()
     };
-    let rows: Vec<(ScanResult, ScanResult, VariantRow)> = manifest
-        .scan
+    let rows: Vec<(ScanResult, ScanResult, VariantRow)> = scored
         .par_iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let model = &model_paths[model_of[i]];
+        .map(|&(i, f)| {
+            let e = &manifest.scan[i];
+            let model = &model_paths[model_of(f)];
             let base = score_row(e, &threshold);
             match crate::segment::cnn::segmenter::load_with(model, opts.clone()) {
                 Ok(cnn) => {
@@ -468,11 +469,14 @@ pub fn cross_validate(o: &FoldOptions) -> Result<FoldReport, TrainError> {
     Ok(FoldReport {
         cnn: Evaluation {
             manifest: manifest.manifest.name.clone(),
-            segmenter: format!(
-                "CNN leave-2-out ({} folds + final model, {})",
-                plan.folds.len(),
-                device_name(device)
-            ),
+            segmenter: match o.scheme {
+                Scheme::LeaveTwoOut => format!(
+                    "CNN leave-2-out ({} folds + final model, {})",
+                    plan.folds.len(),
+                    device_name(device)
+                ),
+                Scheme::Holdout => format!("CNN hold-out (one model, {})", device_name(device)),
+            },
             scans: cnn_rows,
         },
         threshold: Evaluation {

@@ -1,6 +1,8 @@
 //! Scoring segmentations against labels (`osteon evaluate`).
 //!
 //! * [`metrics`]: DSC inside the reference's region, signed surface deviation (±5 mm), rim band.
+//! * [`surface`]: signed distance from points to a closed mesh (pseudo-normals), under the
+//!   deviation and [`hausdorff`] figures.
 //! * [`manifest`]: the TOML list of scans with their label source and scanner group.
 //! * [`regions`]: defect-rim band, skull-base slab and metal surroundings of a synthetic scan
 //!   (from its phantom.json), scored separately.
@@ -15,6 +17,7 @@ pub mod hausdorff;
 pub mod manifest;
 pub mod metrics;
 pub mod regions;
+pub mod surface;
 pub mod variants;
 
 use std::fmt::Write as _;
@@ -28,8 +31,9 @@ use crate::label::{self, LabelError};
 use crate::mesh::{build_mesh, MeshError, MeshOptions};
 use crate::segment::{Mask, SegmentError, Segmenter};
 use manifest::{LabelSpec, Manifest, ManifestError, ScanEntry};
-use metrics::{deviations, dice, surface_points, Deviation, Overlap, Region, SurfaceIndex};
+use metrics::{dice, Deviation, Overlap, Region};
 use regions::{RegionScores, RegionsError, ScoringRegions};
+use surface::{deviations, surface_points, SurfaceIndex};
 
 /// Deviations beyond this (mm) are left out, as in the paper.
 pub const MAX_DEVIATION_MM: f64 = 5.0;

@@ -15,6 +15,9 @@
 //! more than 2 % of them at the sample minimum is padding or clipping and is set aside; Otsu's
 //! threshold (Otsu 1979) splits the rest into air and tissue classes; each anchor is the peak of its
 //! class's histogram (4096 bins over the 0.1-99.9 percentile range, smoothed over 9 bins), refined by a mean shift.
+//! A tissue peak that lies more than 1.3 times as far above air as another peak holding at least a
+//! quarter of its height is bone, and the lower peak is taken (a phantom's uniform bone simulant
+//! outnumbers its soft tissue once noise flattens the tissue peak).
 
 use ndarray::ArrayView3;
 use serde::{Deserialize, Serialize};
@@ -201,7 +204,28 @@ pub fn anchors(volume: ArrayView3<f32>) -> Result<Anchors, NormaliseError> {
     } else {
         centre(peak(0..t))
     };
-    let tissue = centre(peak(t..BINS));
+    let air0 = air;
+    let mut tissue_bin = peak(t..BINS);
+    // The upper class's tallest peak is soft tissue in a head CT, but bone where soft tissue is
+    // scarce and bone is plentiful and uniform (an anthropomorphic phantom's ~600-700 HU bone
+    // simulant; noise flattens the small tissue peak until the bone peak is taller). A peak lying
+    // more than TISSUE_SPAN times as far above air as another substantial peak of the upper class
+    // is bone relative to it; soft tissue is then that lower peak. Ratios of differences keep the
+    // linear-map invariance; fat (-100 HU) and brain (40 HU) are 1.16 apart, bone >= 1.5.
+    loop {
+        let p = centre(tissue_bin);
+        let limit = air0 + (p - air0) / TISSUE_SPAN;
+        let end = (((limit - lo) / width).floor().max(0.0) as usize).min(BINS);
+        if end <= t {
+            break;
+        }
+        let q = peak(t..end);
+        if smooth[q] < LOWER_PEAK_SHARE * smooth[tissue_bin] || q == tissue_bin {
+            break;
+        }
+        tissue_bin = q;
+    }
+    let tissue = centre(tissue_bin);
     // Mean shift: the anchors move to the mean of the sample within 5 % of the air-tissue gap,
     // so a symmetric noise peak is centred to sub-bin accuracy (the window scales with the grey
     // values, keeping the linear-map invariance).
@@ -223,6 +247,13 @@ pub fn anchors(volume: ArrayView3<f32>) -> Result<Anchors, NormaliseError> {
         max,
     })
 }
+
+/// A peak this many times as far above air as another substantial peak is bone relative to it
+/// (see [`anchors`]): brain/fat 1.16, bone simulant/tissue 1.6-1.7, cortical bone/tissue >= 2.
+const TISSUE_SPAN: f32 = 1.3;
+
+/// A lower peak counts as substantial at this share of the taller peak's height.
+const LOWER_PEAK_SHARE: f64 = 0.25;
 
 /// Mean of the sorted `values` within `c +- h` (`c` when none).
 fn window_mean(values: &[f32], c: f32, h: f32) -> f32 {
@@ -329,5 +360,54 @@ mod tests {
     fn flat_volume_is_an_error() {
         let z = Array3::<f32>::zeros((2, 3, 3));
         assert!(matches!(anchors(z.view()), Err(NormaliseError::Flat(_))));
+    }
+
+    /// Scarce soft tissue (4 %) at 90 HU beside plentiful uniform bone simulant (7 %) at 700 HU, as
+    /// in an anthropomorphic head phantom, with 120 HU of noise: the bone peak is the taller one,
+    /// and it is still not taken for tissue. Fat (6 %, -100 HU) beside brain (25 %, 40 HU) stays
+    /// brain.
+    #[test]
+    fn tissue_is_not_a_taller_bone_peak_and_not_fat() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut gauss = move || {
+            let mut u = || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+            };
+            let (a, b) = (u(), u());
+            ((-2.0 * a.ln()).sqrt() * (std::f64::consts::TAU * b).cos()) as f32
+        };
+        let n = 200_000;
+        let mut phantom = Array3::<f32>::zeros((1, 1, n));
+        for (x, v) in phantom.iter_mut().enumerate() {
+            let hu = match x % 100 {
+                0..=3 => 90.0,
+                4..=10 => 700.0,
+                _ => -1000.0,
+            };
+            *v = hu + 120.0 * gauss();
+        }
+        for (scale, offset) in [(1.0, 0.0), (0.75, 200.0)] {
+            let a = anchors(phantom.mapv(|v| scale * v + offset).view()).unwrap();
+            let tissue = (a.tissue - offset) / scale;
+            assert!(
+                (tissue - 90.0).abs() < 30.0,
+                "x{scale}+{offset}: tissue {tissue} HU"
+            );
+        }
+        let mut head = Array3::<f32>::zeros((1, 1, n));
+        for (x, v) in head.iter_mut().enumerate() {
+            let hu = match x % 100 {
+                0..=24 => 40.0,
+                25..=30 => -100.0,
+                31..=36 => 1200.0,
+                _ => -1000.0,
+            };
+            *v = hu + 20.0 * gauss();
+        }
+        let a = anchors(head.view()).unwrap();
+        assert!((a.tissue - 40.0).abs() < 5.0, "tissue {}", a.tissue);
     }
 }

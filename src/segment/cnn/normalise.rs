@@ -17,7 +17,9 @@
 //! class's histogram (4096 bins over the 0.1-99.9 percentile range, smoothed over 9 bins), refined by a mean shift.
 //! A tissue peak that lies more than 1.3 times as far above air as another peak holding at least a
 //! quarter of its height is bone, and the lower peak is taken (a phantom's uniform bone simulant
-//! outnumbers its soft tissue once noise flattens the tissue peak).
+//! outnumbers its soft tissue once noise flattens the tissue peak), unless more than 1 % of the
+//! tissue class lies 1.3 times as far again above air (then the taller peak has bone above it: it
+//! is tissue, and the lower peak is something else, e.g. a head-rest cushion).
 
 use ndarray::ArrayView3;
 use serde::{Deserialize, Serialize};
@@ -211,11 +213,18 @@ pub fn anchors(volume: ArrayView3<f32>) -> Result<Anchors, NormaliseError> {
     // simulant; noise flattens the small tissue peak until the bone peak is taller). A peak lying
     // more than TISSUE_SPAN times as far above air as another substantial peak of the upper class
     // is bone relative to it; soft tissue is then that lower peak. Ratios of differences keep the
-    // linear-map invariance; fat (-100 HU) and brain (40 HU) are 1.16 apart, bone >= 1.5.
+    // linear-map invariance; fat (-100 HU) and brain (40 HU) are 1.16 apart, bone >= 1.5. A taller
+    // peak with real mass beyond TISSUE_SPAN times its own height above air (a skull above brain)
+    // is tissue itself, and a lower peak (a head-rest cushion at -300 HU) is not taken.
+    let bin_of = |v: f32| (((v - lo) / width).floor().max(0.0) as usize).min(BINS);
+    let upper_mass: f64 = hist[t..].iter().sum();
     loop {
         let p = centre(tissue_bin);
-        let limit = air0 + (p - air0) / TISSUE_SPAN;
-        let end = (((limit - lo) / width).floor().max(0.0) as usize).min(BINS);
+        let above: f64 = hist[bin_of(air0 + (p - air0) * TISSUE_SPAN)..].iter().sum();
+        if above > MAX_BONE_ABOVE_BONE * upper_mass {
+            break;
+        }
+        let end = bin_of(air0 + (p - air0) / TISSUE_SPAN);
         if end <= t {
             break;
         }
@@ -254,6 +263,11 @@ const TISSUE_SPAN: f32 = 1.3;
 
 /// A lower peak counts as substantial at this share of the taller peak's height.
 const LOWER_PEAK_SHARE: f64 = 0.25;
+
+/// A peak is taken for bone only when less than this share of the upper class lies beyond
+/// [`TISSUE_SPAN`] times its height above air (nothing is much denser than bone in a head; a skull
+/// is much denser than brain).
+const MAX_BONE_ABOVE_BONE: f64 = 0.01;
 
 /// Mean of the sorted `values` within `c +- h` (`c` when none).
 fn window_mean(values: &[f32], c: f32, h: f32) -> f32 {
@@ -365,7 +379,7 @@ mod tests {
     /// Scarce soft tissue (4 %) at 90 HU beside plentiful uniform bone simulant (7 %) at 700 HU, as
     /// in an anthropomorphic head phantom, with 120 HU of noise: the bone peak is the taller one,
     /// and it is still not taken for tissue. Fat (6 %, -100 HU) beside brain (25 %, 40 HU) stays
-    /// brain.
+    /// brain, and so does brain above a head-rest cushion (-300 HU) under a skull.
     #[test]
     fn tissue_is_not_a_taller_bone_peak_and_not_fat() {
         let mut state = 0x2545_f491_4f6c_dd1du64;
@@ -409,5 +423,22 @@ mod tests {
         }
         let a = anchors(head.view()).unwrap();
         assert!((a.tissue - 40.0).abs() < 5.0, "tissue {}", a.tissue);
+        // A head-rest cushion at -300 HU (10 %) below brain (19 %) with a skull above: brain.
+        let mut rest = Array3::<f32>::zeros((1, 1, n));
+        for (x, v) in rest.iter_mut().enumerate() {
+            let (hu, sd) = match x % 100 {
+                0..=18 => (40.0, 20.0),
+                19..=28 => (-300.0, 30.0),
+                29..=35 => (1200.0, 150.0),
+                _ => (-1000.0, 20.0),
+            };
+            *v = hu + sd * gauss();
+        }
+        let a = anchors(rest.view()).unwrap();
+        assert!(
+            (a.tissue - 40.0).abs() < 5.0,
+            "cushion: tissue {}",
+            a.tissue
+        );
     }
 }

@@ -410,6 +410,16 @@ fn main() -> ExitCode {
             folds,
         } => {
             if folds.folds.is_some() {
+                // --folds scores the models it trains (CNN) beside the threshold: a --model or
+                // --segmenter given with it would be silently ignored.
+                if model.is_some() || matches!(segmenter, EvalSegmenterArg::Cnn) {
+                    eprintln!(
+                        "osteon evaluate: --folds scores the models it trains in --work beside \
+                         the threshold; --segmenter cnn / --model do not apply (reuse a trained \
+                         model with --reuse, or score one model without --folds)"
+                    );
+                    return ExitCode::from(2);
+                }
                 return osteon::train::cli::run_folds(&manifest, &folds, threshold, &csv);
             }
             if let Some(flag) = folds.fold_only_flag() {

@@ -89,6 +89,19 @@ fn train_only_then_reuse_scores_every_scan_without_training_again() {
     assert_eq!(stdout.matches("trained in").count(), 4, "{stdout}");
     assert!(!csv.exists(), "--train-only scores nothing");
 
+    // Without --reuse the models in --work are not replaced.
+    let o = run(&["--train-only"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("fold-01.safetensors exists: pass --reuse"),
+        "{}",
+        text(&o.stderr)
+    );
+    // --model with --folds would be ignored: refused.
+    let o = run(&["--segmenter", "cnn", "--model", "x.safetensors"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("--model do not apply"));
+
     // A truncated weights file is not reused: that fold trains again, the others are reused.
     let fold2 = work.join("fold-02.safetensors");
     let bytes = std::fs::read(&fold2).unwrap();

@@ -274,6 +274,16 @@ fn train_models(o: &FoldOptions) -> Result<Trained, TrainError> {
         .iter()
         .chain(std::iter::once(&plan.last))
         .collect();
+    // Without --reuse an earlier model (hours of training) is never replaced unasked.
+    if !o.reuse {
+        if let Some(p) = model_paths.iter().find(|p| p.exists()) {
+            return Err(TrainError::Settings(format!(
+                "{} exists: pass --reuse to keep the models trained by these settings (the others \
+                 train again), or remove it or choose another --work",
+                p.display()
+            )));
+        }
+    }
     let todo: Vec<bool> = model_paths
         .iter()
         .zip(&fold_list)

@@ -67,6 +67,14 @@ pub struct TrainArgs {
     /// tissue x 0.4..1 for half the tiles, as low-density bone and thick slices; 0 = off).
     #[arg(long, default_value_t = 0.6)]
     pub bone_contrast: f32,
+    /// Largest simulated slice thickness in augmentation, mm (10: a quarter of the tiles average
+    /// the thin slices of a 2..10 mm slab, the partial volume of thick-slice CT; 0 = off).
+    #[arg(long, default_value_t = 10.0)]
+    pub slab_mm: f32,
+    /// Largest edge-enhancement weight in augmentation (0.6: a fifth of the tiles get
+    /// x + a (x - blur(x)), a in 0..0.6, the overshoot of sharp kernels; 0 = off).
+    #[arg(long, default_value_t = 0.6)]
+    pub sharpen: f32,
     /// Initial learning rate.
     #[arg(long, default_value_t = 0.005)]
     pub lr: f64,
@@ -121,6 +129,8 @@ pub fn options(args: &TrainArgs) -> Result<super::fit::TrainOptions, String> {
             bone_fraction: args.bone_fraction,
             noise_hu: args.noise_hu,
             bone_contrast: args.bone_contrast,
+            slab_mm: args.slab_mm,
+            sharpen: args.sharpen,
             ..SampleSettings::default()
         },
         lr: args.lr,

@@ -306,6 +306,18 @@ pub fn check_options(o: &TrainOptions) -> Result<(), TrainError> {
             o.sample.bone_contrast
         )));
     }
+    if !(o.sample.slab_mm.is_finite() && (0.0..=50.0).contains(&o.sample.slab_mm)) {
+        return Err(TrainError::Settings(format!(
+            "--slab-mm {} must be in [0, 50] mm (0 turns the thick-slice augmentation off)",
+            o.sample.slab_mm
+        )));
+    }
+    if !(o.sample.sharpen.is_finite() && (0.0..=2.0).contains(&o.sample.sharpen)) {
+        return Err(TrainError::Settings(format!(
+            "--sharpen {} must be in [0, 2] (0 turns the edge-enhancement augmentation off)",
+            o.sample.sharpen
+        )));
+    }
     if !(0.0..=1.0).contains(&o.sample.bone_fraction) {
         return Err(TrainError::Settings(format!(
             "bone fraction {} outside [0, 1]",

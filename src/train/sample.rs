@@ -34,6 +34,9 @@ pub struct ScanData {
     pub bone_rects: Vec<Option<Roi>>,
     /// The normalisation fitted to the scan (its anchors, padding value and clip range).
     pub norm: Normaliser,
+    /// Position of each slice along the slice normal, mm (`dot(IPP, normal)`, PS3.3 C.7.6.2.1.1);
+    /// empty when unknown, which turns the thick-slice augmentation off for this scan.
+    pub slice_mm: Vec<f64>,
 }
 
 impl ScanData {
@@ -54,7 +57,17 @@ impl ScanData {
             label,
             bone_rects,
             norm,
+            slice_mm: Vec::new(),
         }
+    }
+
+    /// The same scan with its slice positions along the normal (mm, one per `k`); a list of
+    /// another length is ignored (the thick-slice augmentation stays off).
+    pub fn with_slice_positions(mut self, slice_mm: Vec<f64>) -> ScanData {
+        if slice_mm.len() == self.image.dim().0 && slice_mm.iter().all(|z| z.is_finite()) {
+            self.slice_mm = slice_mm;
+        }
+        self
     }
 }
 
@@ -83,6 +96,19 @@ pub struct SampleSettings {
     /// existed read back as 0).
     #[serde(default)]
     pub bone_contrast: f32,
+    /// Largest simulated slice thickness, mm: for 25 % of tiles the input slice is replaced by
+    /// the mean of the slices whose centres lie within a slab of thickness drawn in
+    /// `[2, slab_mm]` around it. CT values are linear in attenuation, so the mean of thin slices
+    /// is the partial-volume image of a thick-slice reconstruction (box profile); the target stays
+    /// the central slice's label, as in the reference labels of thick-slice scans (voxel centres).
+    /// Needs the scan's slice positions. 0 = off (models trained before this setting read back as 0).
+    #[serde(default)]
+    pub slab_mm: f32,
+    /// Largest edge-enhancement weight `a`: for 20 % of tiles `x + a (x - G_s x)` with `a` in
+    /// `[0, sharpen]` and `s` in `[1, 2.5]` voxels, the unsharp-mask model of sharp (bone, H70)
+    /// reconstruction kernels and their edge overshoot. 0 = off (older models read back as 0).
+    #[serde(default)]
+    pub sharpen: f32,
 }
 
 impl Default for SampleSettings {
@@ -96,6 +122,8 @@ impl Default for SampleSettings {
             shift: 0.05,
             blur: 1.2,
             bone_contrast: 0.6,
+            slab_mm: 10.0,
+            sharpen: 0.6,
         }
     }
 }
@@ -168,6 +196,8 @@ pub fn draw_tile<S: std::borrow::Borrow<ScanData>>(
         ci as isize - (t / 2) as isize,
     );
     let side = t + 2 * HALF;
+    let slab = slab_slices(sc, k, set, rng);
+    let weight = 1.0 / slab.len() as f32;
     let mut input = vec![sc.norm.pad_value(); side * side];
     for r in 0..side {
         let j = oj + r as isize - HALF as isize;
@@ -177,7 +207,11 @@ pub fn draw_tile<S: std::borrow::Borrow<ScanData>>(
         for c in 0..side {
             let i = oi + c as isize - HALF as isize;
             if i >= 0 && (i as usize) < cols {
-                input[r * side + c] = sc.image[[k, j as usize, i as usize]];
+                input[r * side + c] = slab
+                    .iter()
+                    .map(|&q| sc.image[[q, j as usize, i as usize]])
+                    .sum::<f32>()
+                    * weight;
             }
         }
     }
@@ -221,8 +255,28 @@ pub fn draw_tile<S: std::borrow::Borrow<ScanData>>(
     })
 }
 
-/// Bone contrast, gain/offset error, blur, noise, then the normalisation's clip (see
-/// [`SampleSettings`]).
+/// The slices whose mean is the tile's input: `[k]`, or for a quarter of the tiles (when
+/// `slab_mm > 0` and the slice positions are known) every slice whose centre lies within half a
+/// slab of thickness drawn in `[2, slab_mm]` mm of slice `k`'s.
+fn slab_slices(sc: &ScanData, k: usize, set: &SampleSettings, rng: &mut Rng) -> Vec<usize> {
+    if set.slab_mm <= 0.0 || sc.slice_mm.len() != sc.image.dim().0 || rng.unit() >= 0.25 {
+        return vec![k];
+    }
+    let lo = 2.0f32.min(set.slab_mm);
+    let half = 0.5 * f64::from(lo + (set.slab_mm - lo) * rng.unit());
+    let z = sc.slice_mm[k];
+    let slab: Vec<usize> = (0..sc.slice_mm.len())
+        .filter(|&q| (sc.slice_mm[q] - z).abs() <= half + 1e-6)
+        .collect();
+    if slab.is_empty() {
+        vec![k]
+    } else {
+        slab
+    }
+}
+
+/// Bone contrast, gain/offset error, blur or edge enhancement, noise, then the normalisation's
+/// clip (see [`SampleSettings`]).
 fn augment(x: &mut [f32], side: usize, sc: &ScanData, set: &SampleSettings, rng: &mut Rng) {
     if set.bone_contrast > 0.0 && rng.unit() < 0.5 {
         let c = 1.0 - set.bone_contrast * rng.unit();
@@ -235,8 +289,18 @@ fn augment(x: &mut [f32], side: usize, sc: &ScanData, set: &SampleSettings, rng:
     for v in x.iter_mut() {
         *v = *v * gain + shift;
     }
-    if rng.unit() < 0.3 && set.blur > 0.0 {
-        blur(x, side, 0.4 + (set.blur - 0.4).max(0.0) * rng.unit());
+    let kernel = rng.unit();
+    if kernel < 0.3 {
+        if set.blur > 0.0 {
+            blur(x, side, 0.4 + (set.blur - 0.4).max(0.0) * rng.unit());
+        }
+    } else if kernel < 0.5 && set.sharpen > 0.0 {
+        let a = set.sharpen * rng.unit();
+        let mut smooth = x.to_vec();
+        blur(&mut smooth, side, 1.0 + 1.5 * rng.unit());
+        for (v, g) in x.iter_mut().zip(&smooth) {
+            *v += a * (*v - g);
+        }
     }
     if rng.unit() < 0.5 && set.noise_hu > 0.0 {
         let sd = set.noise_hu * rng.unit() * sc.norm.units_per_hu();
@@ -327,6 +391,7 @@ mod tests {
             shift: 0.0,
             blur: 0.0,
             bone_contrast: 0.0,
+            sharpen: 0.0,
             ..SampleSettings::default()
         };
         let mut rng = Rng::new(7);
@@ -359,6 +424,7 @@ mod tests {
             shift: 0.0,
             blur: 0.0,
             bone_contrast: 0.6,
+            sharpen: 0.0,
             ..SampleSettings::default()
         };
         let mut rng = Rng::new(11);
@@ -380,6 +446,94 @@ mod tests {
             (70..=130).contains(&dimmed),
             "{dimmed} of {n} tiles dimmed, about half expected"
         );
+    }
+
+    #[test]
+    fn thick_slice_tiles_average_the_slices_of_a_slab_around_the_centre() {
+        // 12 slices 1 mm apart, slice q filled with the value q; bone in slices 3..=8, so that
+        // every slab (at most 3 slices either side) lies inside the scan.
+        let label = Array3::from_shape_fn((12, 80, 80), |(q, j, i)| {
+            u8::from((3..9).contains(&q) && (30..40).contains(&j) && (20..60).contains(&i))
+        });
+        let image = Array3::from_shape_fn((12, 80, 80), |(q, _, _)| q as f32);
+        let hu = label.mapv(|v| if v == 1 { 1000.0f32 } else { -1000.0 });
+        let norm = Normaliser::fit(Default::default(), hu.view()).unwrap();
+        let sc = ScanData::new("z".into(), image, label, norm.identity(), 8);
+        let set = SampleSettings {
+            slab_mm: 6.0,
+            ..SampleSettings::default()
+        };
+        let mut rng = Rng::new(5);
+        assert_eq!(slab_slices(&sc, 6, &set, &mut rng), vec![6], "positions unknown: off");
+        let sc = sc.with_slice_positions((0..12).map(|q| 30.0 - 1.0 * q as f64).collect());
+        let (mut thick, n) = (0, 400);
+        for _ in 0..n {
+            let slab = slab_slices(&sc, 6, &set, &mut rng);
+            // Contiguous around 6, at most 3 mm either side (slab <= 6 mm), at least 1 mm.
+            assert!(slab.contains(&6) && slab.windows(2).all(|w| w[1] == w[0] + 1));
+            assert!(slab.len() == 1 || (3..=7).contains(&slab.len()), "{slab:?}");
+            assert_eq!(slab.len() % 2, 1, "symmetric: {slab:?}");
+            thick += usize::from(slab.len() > 1);
+        }
+        assert!((70..=130).contains(&thick), "{thick} of {n} thick, a quarter expected");
+        // The tile's input is the mean of the slab (no noise, gain, kernel or contrast change).
+        let quiet = SampleSettings {
+            noise_hu: 0.0,
+            gain: 0.0,
+            shift: 0.0,
+            blur: 0.0,
+            bone_contrast: 0.0,
+            sharpen: 0.0,
+            slab_mm: 6.0,
+            ..SampleSettings::default()
+        };
+        let mut values = std::collections::BTreeSet::new();
+        for _ in 0..100 {
+            let t = draw_tile(&[&sc], &quiet, &mut rng).unwrap();
+            let centre = t.input[(quiet.tile / 2 + 16) * (quiet.tile + 32) + quiet.tile / 2 + 16];
+            values.insert((centre * 1000.0).round() as i64);
+        }
+        // Single slices give their index; a slab centred on slice q also averages to q.
+        assert!(values.iter().all(|v| v % 1000 == 0), "{values:?}");
+    }
+
+    #[test]
+    fn edge_enhancement_overshoots_a_step_in_a_fifth_of_the_tiles() {
+        let sc = scan();
+        let set = SampleSettings {
+            noise_hu: 0.0,
+            gain: 0.0,
+            shift: 0.0,
+            blur: 0.0,
+            bone_contrast: 0.0,
+            sharpen: 0.6,
+            ..SampleSettings::default()
+        };
+        let side = 16;
+        let step: Vec<f32> = (0..side * side)
+            .map(|n| if n % side < side / 2 { 1.0 } else { 2.0 })
+            .collect();
+        let mut rng = Rng::new(3);
+        let (mut sharp, n) = (0, 500);
+        for _ in 0..n {
+            let mut x = step.clone();
+            augment(&mut x, side, &sc, &set, &mut rng);
+            let top = x.iter().cloned().fold(f32::MIN, f32::max);
+            let bottom = x.iter().cloned().fold(f32::MAX, f32::min);
+            // Overshoot on the bright side mirrors the undershoot on the dark side; far from the
+            // edge the values are kept.
+            assert!((top - 2.0 - (1.0 - bottom)).abs() < 1e-4, "{top} {bottom}");
+            assert!(top <= 2.0 + 0.6 * 0.5 + 1e-4, "overshoot {top} beyond a/2");
+            assert_eq!(x[0], 1.0);
+            sharp += usize::from(top > 2.0 + 1e-3);
+        }
+        assert!((70..=130).contains(&sharp), "{sharp} of {n} sharpened, a fifth expected");
+        let mut x = step.clone();
+        let off = SampleSettings { sharpen: 0.0, ..set };
+        for _ in 0..50 {
+            augment(&mut x, side, &sc, &off, &mut rng);
+        }
+        assert_eq!(x, step, "sharpen 0 leaves the tile as it is");
     }
 
     #[test]

@@ -464,7 +464,11 @@ mod tests {
             ..SampleSettings::default()
         };
         let mut rng = Rng::new(5);
-        assert_eq!(slab_slices(&sc, 6, &set, &mut rng), vec![6], "positions unknown: off");
+        assert_eq!(
+            slab_slices(&sc, 6, &set, &mut rng),
+            vec![6],
+            "positions unknown: off"
+        );
         let sc = sc.with_slice_positions((0..12).map(|q| 30.0 - 1.0 * q as f64).collect());
         let (mut thick, n) = (0, 400);
         for _ in 0..n {
@@ -475,7 +479,10 @@ mod tests {
             assert_eq!(slab.len() % 2, 1, "symmetric: {slab:?}");
             thick += usize::from(slab.len() > 1);
         }
-        assert!((70..=130).contains(&thick), "{thick} of {n} thick, a quarter expected");
+        assert!(
+            (70..=130).contains(&thick),
+            "{thick} of {n} thick, a quarter expected"
+        );
         // The tile's input is the mean of the slab (no noise, gain, kernel or contrast change).
         let quiet = SampleSettings {
             noise_hu: 0.0,
@@ -527,9 +534,15 @@ mod tests {
             assert_eq!(x[0], 1.0);
             sharp += usize::from(top > 2.0 + 1e-3);
         }
-        assert!((70..=130).contains(&sharp), "{sharp} of {n} sharpened, a fifth expected");
+        assert!(
+            (70..=130).contains(&sharp),
+            "{sharp} of {n} sharpened, a fifth expected"
+        );
         let mut x = step.clone();
-        let off = SampleSettings { sharpen: 0.0, ..set };
+        let off = SampleSettings {
+            sharpen: 0.0,
+            ..set
+        };
         for _ in 0..50 {
             augment(&mut x, side, &sc, &off, &mut rng);
         }

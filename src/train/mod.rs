@@ -1,6 +1,7 @@
 //! Training the CNN patch classifier (`osteon train --manifest m.toml --out models/x.safetensors`).
 //!
-//! * [`sample`]: balanced sampling of tiles inside the per-slice bone region, augmentation.
+//! * [`sample`]: balanced sampling of tiles inside the per-slice bone region.
+//! * `augment`: augmentation of the tiles (thick-slice slabs, contrast, kernels, noise).
 //! * [`data`]: loading the scans of a manifest (CT, label, normalisation, SHA-256 provenance).
 //! * [`plan`]: which model holds out which scans (leave-2-out folds, hold-out).
 //! * `fit` (feature `torch`): the optimisation loop, checkpoints, threshold calibration, saving.
@@ -15,6 +16,7 @@
 //! constants are Keras' (rho 0.9, epsilon 1e-7). The patches are evaluated densely on tiles
 //! ([`sample`]), which is the same objective at a fraction of the cost on a CPU.
 
+mod augment;
 pub mod cli;
 pub mod data;
 pub mod plan;

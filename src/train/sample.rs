@@ -19,6 +19,8 @@ use crate::segment::cnn::arch::HALF;
 use crate::segment::cnn::normalise::Normaliser;
 use crate::segment::cnn::roi::{bone_roi, Roi};
 
+use super::augment::{augment, slab_slices};
+
 /// Target value of voxels that do not enter the loss.
 pub const IGNORE: i64 = -100;
 
@@ -255,98 +257,6 @@ pub fn draw_tile<S: std::borrow::Borrow<ScanData>>(
     })
 }
 
-/// The slices whose mean is the tile's input: `[k]`, or for a quarter of the tiles (when
-/// `slab_mm > 0` and the slice positions are known) every slice whose centre lies within half a
-/// slab of thickness drawn in `[2, slab_mm]` mm of slice `k`'s.
-fn slab_slices(sc: &ScanData, k: usize, set: &SampleSettings, rng: &mut Rng) -> Vec<usize> {
-    if set.slab_mm <= 0.0 || sc.slice_mm.len() != sc.image.dim().0 || rng.unit() >= 0.25 {
-        return vec![k];
-    }
-    let lo = 2.0f32.min(set.slab_mm);
-    let half = 0.5 * f64::from(lo + (set.slab_mm - lo) * rng.unit());
-    let z = sc.slice_mm[k];
-    let slab: Vec<usize> = (0..sc.slice_mm.len())
-        .filter(|&q| (sc.slice_mm[q] - z).abs() <= half + 1e-6)
-        .collect();
-    if slab.is_empty() {
-        vec![k]
-    } else {
-        slab
-    }
-}
-
-/// Bone contrast, gain/offset error, blur or edge enhancement, noise, then the normalisation's
-/// clip (see [`SampleSettings`]).
-fn augment(x: &mut [f32], side: usize, sc: &ScanData, set: &SampleSettings, rng: &mut Rng) {
-    if set.bone_contrast > 0.0 && rng.unit() < 0.5 {
-        let c = 1.0 - set.bone_contrast * rng.unit();
-        for v in x.iter_mut().filter(|v| **v > 1.0) {
-            *v = 1.0 + (*v - 1.0) * c;
-        }
-    }
-    let gain = 1.0 + set.gain * (2.0 * rng.unit() - 1.0);
-    let shift = set.shift * (2.0 * rng.unit() - 1.0);
-    for v in x.iter_mut() {
-        *v = *v * gain + shift;
-    }
-    let kernel = rng.unit();
-    if kernel < 0.3 {
-        if set.blur > 0.0 {
-            blur(x, side, 0.4 + (set.blur - 0.4).max(0.0) * rng.unit());
-        }
-    } else if kernel < 0.5 && set.sharpen > 0.0 {
-        let a = set.sharpen * rng.unit();
-        let mut smooth = x.to_vec();
-        blur(&mut smooth, side, 1.0 + 1.5 * rng.unit());
-        for (v, g) in x.iter_mut().zip(&smooth) {
-            *v += a * (*v - g);
-        }
-    }
-    if rng.unit() < 0.5 && set.noise_hu > 0.0 {
-        let sd = set.noise_hu * rng.unit() * sc.norm.units_per_hu();
-        for v in x.iter_mut() {
-            *v += sd * rng.normal();
-        }
-    }
-    for v in x.iter_mut() {
-        *v = v.clamp(sc.norm.lo, sc.norm.hi);
-    }
-}
-
-/// Separable Gaussian blur of a `side x side` image (edges clamped).
-fn blur(x: &mut [f32], side: usize, sigma: f32) {
-    let r = (2.5 * sigma).ceil() as isize;
-    let w: Vec<f32> = (-r..=r)
-        .map(|d| (-(d * d) as f32 / (2.0 * sigma * sigma)).exp())
-        .collect();
-    let sum: f32 = w.iter().sum();
-    let mut tmp = vec![0f32; x.len()];
-    for pass in 0..2 {
-        for a in 0..side {
-            for b in 0..side {
-                let mut acc = 0.0;
-                for (n, wt) in w.iter().enumerate() {
-                    let o = (b as isize + n as isize - r).clamp(0, side as isize - 1) as usize;
-                    acc += wt
-                        * if pass == 0 {
-                            x[a * side + o]
-                        } else {
-                            x[o * side + a]
-                        };
-                }
-                if pass == 0 {
-                    tmp[a * side + b] = acc / sum;
-                } else {
-                    x[b * side + a] = acc / sum;
-                }
-            }
-        }
-        if pass == 0 {
-            x.copy_from_slice(&tmp);
-        }
-    }
-}
-
 /// One of the 8 flips/rotations of a square `side x side` image.
 fn dihedral<T: Copy>(x: &[T], side: usize, d: usize) -> Vec<T> {
     let mut out = Vec::with_capacity(x.len());
@@ -366,11 +276,12 @@ fn dihedral<T: Copy>(x: &[T], side: usize, d: usize) -> Vec<T> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use ndarray::Array3;
 
-    fn scan() -> ScanData {
+    /// Two 80x80 slices: air-free "tissue" (1) with a bone bar (2) in slice 1.
+    pub(crate) fn scan() -> ScanData {
         let label = Array3::from_shape_fn((2, 80, 80), |(k, j, i)| {
             u8::from(k == 1 && (30..40).contains(&j) && (20..60).contains(&i))
         });
@@ -413,140 +324,6 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn bone_contrast_dims_bone_towards_tissue_in_half_the_tiles() {
-        let sc = scan();
-        let set = SampleSettings {
-            noise_hu: 0.0,
-            gain: 0.0,
-            shift: 0.0,
-            blur: 0.0,
-            bone_contrast: 0.6,
-            sharpen: 0.0,
-            ..SampleSettings::default()
-        };
-        let mut rng = Rng::new(11);
-        let (mut dimmed, n) = (0, 200);
-        for _ in 0..n {
-            // Air 0, tissue 1, bone 2 (the scan's normalised anchors).
-            let mut x = vec![0.0f32, 1.0, 2.0, 2.0];
-            augment(&mut x, 2, &sc, &set, &mut rng);
-            assert_eq!(&x[..2], &[0.0, 1.0], "air and tissue are not changed");
-            assert_eq!(x[2], x[3], "one factor per tile");
-            assert!(
-                (1.4..=2.0).contains(&x[2]),
-                "bone {} outside 1 + [0.4, 1]",
-                x[2]
-            );
-            dimmed += usize::from(x[2] < 2.0);
-        }
-        assert!(
-            (70..=130).contains(&dimmed),
-            "{dimmed} of {n} tiles dimmed, about half expected"
-        );
-    }
-
-    #[test]
-    fn thick_slice_tiles_average_the_slices_of_a_slab_around_the_centre() {
-        // 12 slices 1 mm apart, slice q filled with the value q; bone in slices 3..=8, so that
-        // every slab (at most 3 slices either side) lies inside the scan.
-        let label = Array3::from_shape_fn((12, 80, 80), |(q, j, i)| {
-            u8::from((3..9).contains(&q) && (30..40).contains(&j) && (20..60).contains(&i))
-        });
-        let image = Array3::from_shape_fn((12, 80, 80), |(q, _, _)| q as f32);
-        let hu = label.mapv(|v| if v == 1 { 1000.0f32 } else { -1000.0 });
-        let norm = Normaliser::fit(Default::default(), hu.view()).unwrap();
-        let sc = ScanData::new("z".into(), image, label, norm.identity(), 8);
-        let set = SampleSettings {
-            slab_mm: 6.0,
-            ..SampleSettings::default()
-        };
-        let mut rng = Rng::new(5);
-        assert_eq!(
-            slab_slices(&sc, 6, &set, &mut rng),
-            vec![6],
-            "positions unknown: off"
-        );
-        let sc = sc.with_slice_positions((0..12).map(|q| 30.0 - 1.0 * q as f64).collect());
-        let (mut thick, n) = (0, 400);
-        for _ in 0..n {
-            let slab = slab_slices(&sc, 6, &set, &mut rng);
-            // Contiguous around 6, at most 3 mm either side (slab <= 6 mm), at least 1 mm.
-            assert!(slab.contains(&6) && slab.windows(2).all(|w| w[1] == w[0] + 1));
-            assert!(slab.len() == 1 || (3..=7).contains(&slab.len()), "{slab:?}");
-            assert_eq!(slab.len() % 2, 1, "symmetric: {slab:?}");
-            thick += usize::from(slab.len() > 1);
-        }
-        assert!(
-            (70..=130).contains(&thick),
-            "{thick} of {n} thick, a quarter expected"
-        );
-        // The tile's input is the mean of the slab (no noise, gain, kernel or contrast change).
-        let quiet = SampleSettings {
-            noise_hu: 0.0,
-            gain: 0.0,
-            shift: 0.0,
-            blur: 0.0,
-            bone_contrast: 0.0,
-            sharpen: 0.0,
-            slab_mm: 6.0,
-            ..SampleSettings::default()
-        };
-        let mut values = std::collections::BTreeSet::new();
-        for _ in 0..100 {
-            let t = draw_tile(&[&sc], &quiet, &mut rng).unwrap();
-            let centre = t.input[(quiet.tile / 2 + 16) * (quiet.tile + 32) + quiet.tile / 2 + 16];
-            values.insert((centre * 1000.0).round() as i64);
-        }
-        // Single slices give their index; a slab centred on slice q also averages to q.
-        assert!(values.iter().all(|v| v % 1000 == 0), "{values:?}");
-    }
-
-    #[test]
-    fn edge_enhancement_overshoots_a_step_in_a_fifth_of_the_tiles() {
-        let sc = scan();
-        let set = SampleSettings {
-            noise_hu: 0.0,
-            gain: 0.0,
-            shift: 0.0,
-            blur: 0.0,
-            bone_contrast: 0.0,
-            sharpen: 0.6,
-            ..SampleSettings::default()
-        };
-        let side = 16;
-        let step: Vec<f32> = (0..side * side)
-            .map(|n| if n % side < side / 2 { 1.0 } else { 2.0 })
-            .collect();
-        let mut rng = Rng::new(3);
-        let (mut sharp, n) = (0, 500);
-        for _ in 0..n {
-            let mut x = step.clone();
-            augment(&mut x, side, &sc, &set, &mut rng);
-            let top = x.iter().cloned().fold(f32::MIN, f32::max);
-            let bottom = x.iter().cloned().fold(f32::MAX, f32::min);
-            // Overshoot on the bright side mirrors the undershoot on the dark side; far from the
-            // edge the values are kept.
-            assert!((top - 2.0 - (1.0 - bottom)).abs() < 1e-4, "{top} {bottom}");
-            assert!(top <= 2.0 + 0.6 * 0.5 + 1e-4, "overshoot {top} beyond a/2");
-            assert_eq!(x[0], 1.0);
-            sharp += usize::from(top > 2.0 + 1e-3);
-        }
-        assert!(
-            (70..=130).contains(&sharp),
-            "{sharp} of {n} sharpened, a fifth expected"
-        );
-        let mut x = step.clone();
-        let off = SampleSettings {
-            sharpen: 0.0,
-            ..set
-        };
-        for _ in 0..50 {
-            augment(&mut x, side, &sc, &off, &mut rng);
-        }
-        assert_eq!(x, step, "sharpen 0 leaves the tile as it is");
     }
 
     #[test]

@@ -28,6 +28,41 @@ pub(super) fn slab_slices(
     }
 }
 
+/// The in-plane scale factor of a tile (source pixels per tile pixel): 1, or for half the tiles
+/// (when `zoom > 1`) a factor drawn log-uniformly in `[1/zoom, zoom]`.
+pub(super) fn zoom_factor(set: &SampleSettings, rng: &mut Rng) -> f64 {
+    if set.zoom <= 1.0 || rng.unit() >= 0.5 {
+        return 1.0;
+    }
+    let l = f64::from(set.zoom).ln();
+    (l * (2.0 * f64::from(rng.unit()) - 1.0)).exp()
+}
+
+/// Bilinear interpolation at row `y`, column `x` (voxel units) of a `rows x cols` plane read
+/// through `get(j, i)`; `None` outside `[0, rows - 1] x [0, cols - 1]`.
+pub(super) fn bilinear(
+    rows: usize,
+    cols: usize,
+    y: f64,
+    x: f64,
+    get: impl Fn(usize, usize) -> f32,
+) -> Option<f32> {
+    if rows == 0
+        || cols == 0
+        || !(y >= 0.0 && x >= 0.0)
+        || y > (rows - 1) as f64
+        || x > (cols - 1) as f64
+    {
+        return None;
+    }
+    let (j0, i0) = (y.floor() as usize, x.floor() as usize);
+    let (j1, i1) = ((j0 + 1).min(rows - 1), (i0 + 1).min(cols - 1));
+    let (fy, fx) = ((y - j0 as f64) as f32, (x - i0 as f64) as f32);
+    let top = get(j0, i0) * (1.0 - fx) + get(j0, i1) * fx;
+    let bottom = get(j1, i0) * (1.0 - fx) + get(j1, i1) * fx;
+    Some(top * (1.0 - fy) + bottom * fy)
+}
+
 /// Bone contrast, gain/offset error, blur or edge enhancement, noise, then the normalisation's
 /// clip (see [`SampleSettings`]).
 pub(super) fn augment(
@@ -190,6 +225,7 @@ mod tests {
             bone_contrast: 0.0,
             sharpen: 0.0,
             slab_mm: 6.0,
+            zoom: 0.0,
             ..SampleSettings::default()
         };
         let mut values = std::collections::BTreeSet::new();

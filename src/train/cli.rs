@@ -75,6 +75,10 @@ pub struct TrainArgs {
     /// x + a (x - blur(x)), a in 0..0.6, the overshoot of sharp kernels; 0 = off).
     #[arg(long, default_value_t = 0.6)]
     pub sharpen: f32,
+    /// Largest in-plane scale factor in augmentation (1.4: half the tiles resampled by a factor
+    /// in 1/1.4..1.4, for pixel spacings other than the training scans'; 1 = off).
+    #[arg(long, default_value_t = 1.4)]
+    pub zoom: f32,
     /// Initial learning rate.
     #[arg(long, default_value_t = 0.005)]
     pub lr: f64,
@@ -131,6 +135,7 @@ pub fn options(args: &TrainArgs) -> Result<super::fit::TrainOptions, String> {
             bone_contrast: args.bone_contrast,
             slab_mm: args.slab_mm,
             sharpen: args.sharpen,
+            zoom: args.zoom,
             ..SampleSettings::default()
         },
         lr: args.lr,

@@ -318,6 +318,12 @@ pub fn check_options(o: &TrainOptions) -> Result<(), TrainError> {
             o.sample.sharpen
         )));
     }
+    if !(o.sample.zoom.is_finite() && (0.0..=3.0).contains(&o.sample.zoom)) {
+        return Err(TrainError::Settings(format!(
+            "--zoom {} must be in [0, 3] (1 or less turns the scale augmentation off)",
+            o.sample.zoom
+        )));
+    }
     if !(0.0..=1.0).contains(&o.sample.bone_fraction) {
         return Err(TrainError::Settings(format!(
             "bone fraction {} outside [0, 1]",

@@ -19,7 +19,7 @@ use crate::segment::cnn::arch::HALF;
 use crate::segment::cnn::normalise::Normaliser;
 use crate::segment::cnn::roi::{bone_roi, Roi};
 
-use super::augment::{augment, slab_slices};
+use super::augment::{augment, bilinear, slab_slices, zoom_factor};
 
 /// Target value of voxels that do not enter the loss.
 pub const IGNORE: i64 = -100;
@@ -111,6 +111,12 @@ pub struct SampleSettings {
     /// reconstruction kernels and their edge overshoot. 0 = off (older models read back as 0).
     #[serde(default)]
     pub sharpen: f32,
+    /// Largest in-plane scale factor: for half the tiles the tile's pixel pitch is the scan's
+    /// times a factor drawn log-uniformly in `[1/zoom, zoom]` (bilinear resampling of the image,
+    /// label = bilinear label >= 0.5), so that one model serves pixel spacings from about 0.3 to
+    /// 0.7 mm (head FOVs of 160-360 mm at 512 x 512). <= 1 = off (older models read back as 0).
+    #[serde(default)]
+    pub zoom: f32,
 }
 
 impl Default for SampleSettings {
@@ -126,6 +132,7 @@ impl Default for SampleSettings {
             bone_contrast: 0.6,
             slab_mm: 10.0,
             sharpen: 0.6,
+            zoom: 1.4,
         }
     }
 }
@@ -199,41 +206,80 @@ pub fn draw_tile<S: std::borrow::Borrow<ScanData>>(
     );
     let side = t + 2 * HALF;
     let slab = slab_slices(sc, k, set, rng);
+    let f = zoom_factor(set, rng);
     let weight = 1.0 / slab.len() as f32;
     let mut input = vec![sc.norm.pad_value(); side * side];
-    for r in 0..side {
-        let j = oj + r as isize - HALF as isize;
-        if j < 0 || j as usize >= rows {
-            continue;
-        }
-        for c in 0..side {
-            let i = oi + c as isize - HALF as isize;
-            if i >= 0 && (i as usize) < cols {
-                input[r * side + c] = slab
-                    .iter()
-                    .map(|&q| sc.image[[q, j as usize, i as usize]])
-                    .sum::<f32>()
-                    * weight;
-            }
-        }
-    }
-    // Candidates inside the bone rectangle, by class.
     let (mut bone, mut back) = (Vec::new(), Vec::new());
-    for r in 0..t {
-        let j = oj + r as isize;
-        for c in 0..t {
-            let i = oi + c as isize;
-            if j < rect.j0 as isize
-                || j >= rect.j1 as isize
-                || i < rect.i0 as isize
-                || i >= rect.i1 as isize
-            {
+    let in_rect = |j: isize, i: isize| {
+        j >= rect.j0 as isize
+            && j < rect.j1 as isize
+            && i >= rect.i0 as isize
+            && i < rect.i1 as isize
+    };
+    if f == 1.0 {
+        for r in 0..side {
+            let j = oj + r as isize - HALF as isize;
+            if j < 0 || j as usize >= rows {
                 continue;
             }
-            if sc.label[[k, j as usize, i as usize]] != 0 {
-                bone.push(r * t + c);
-            } else {
-                back.push(r * t + c);
+            for c in 0..side {
+                let i = oi + c as isize - HALF as isize;
+                if i >= 0 && (i as usize) < cols {
+                    input[r * side + c] = slab
+                        .iter()
+                        .map(|&q| sc.image[[q, j as usize, i as usize]])
+                        .sum::<f32>()
+                        * weight;
+                }
+            }
+        }
+        // Candidates inside the bone rectangle, by class.
+        for r in 0..t {
+            let j = oj + r as isize;
+            for c in 0..t {
+                let i = oi + c as isize;
+                if !in_rect(j, i) {
+                    continue;
+                }
+                if sc.label[[k, j as usize, i as usize]] != 0 {
+                    bone.push(r * t + c);
+                } else {
+                    back.push(r * t + c);
+                }
+            }
+        }
+    } else {
+        // Zoomed: tile pixel (r, c) lies at (cj, ci) + ((r, c) - t/2) * f on the slice (input
+        // pixels offset by HALF), interpolated bilinearly; the target is the bilinear label >= 0.5.
+        let centre = (t / 2) as f64;
+        let at = |r: usize, c: usize, off: f64| {
+            (
+                cj as f64 + (r as f64 - off - centre) * f,
+                ci as f64 + (c as f64 - off - centre) * f,
+            )
+        };
+        for r in 0..side {
+            for c in 0..side {
+                let (y, x) = at(r, c, HALF as f64);
+                let v = bilinear(rows, cols, y, x, |j, i| {
+                    slab.iter().map(|&q| sc.image[[q, j, i]]).sum::<f32>() * weight
+                });
+                if let Some(v) = v {
+                    input[r * side + c] = v;
+                }
+            }
+        }
+        for r in 0..t {
+            for c in 0..t {
+                let (y, x) = at(r, c, 0.0);
+                if !in_rect(y.round() as isize, x.round() as isize) {
+                    continue;
+                }
+                match bilinear(rows, cols, y, x, |j, i| f32::from(sc.label[[k, j, i]])) {
+                    Some(l) if l >= 0.5 => bone.push(r * t + c),
+                    Some(_) => back.push(r * t + c),
+                    None => {}
+                }
             }
         }
     }
@@ -303,6 +349,7 @@ pub(crate) mod tests {
             blur: 0.0,
             bone_contrast: 0.0,
             sharpen: 0.0,
+            zoom: 0.0,
             ..SampleSettings::default()
         };
         let mut rng = Rng::new(7);
@@ -324,6 +371,82 @@ pub(crate) mod tests {
                 }
             }
         }
+    }
+
+    /// Settings with every augmentation off but zoom.
+    fn zoom_only(zoom: f32) -> SampleSettings {
+        SampleSettings {
+            noise_hu: 0.0,
+            gain: 0.0,
+            shift: 0.0,
+            blur: 0.0,
+            bone_contrast: 0.0,
+            sharpen: 0.0,
+            slab_mm: 0.0,
+            zoom,
+            ..SampleSettings::default()
+        }
+    }
+
+    #[test]
+    fn zoom_rescales_half_the_tiles_log_uniformly_within_its_range() {
+        // A ramp of 0.01 per column and 0.001 per row: the tile's gradient gives its scale.
+        let label = Array3::from_shape_fn((1, 200, 200), |(_, j, i)| {
+            u8::from((90..110).contains(&j) && (60..140).contains(&i))
+        });
+        let image = Array3::from_shape_fn((1, 200, 200), |(_, j, i)| {
+            0.01 * i as f32 + 0.001 * j as f32
+        });
+        let hu = label.mapv(|v| if v == 1 { 1000.0f32 } else { -1000.0 });
+        let norm = Normaliser::fit(Default::default(), hu.view()).unwrap();
+        let sc = [ScanData::new("r".into(), image, label, norm.identity(), 8)];
+        let set = zoom_only(1.4);
+        let side = set.tile + 32;
+        let mut rng = Rng::new(9);
+        let (mut plain, mut small, mut large, n) = (0, 0, 0, 300);
+        for _ in 0..n {
+            let t = draw_tile(&sc, &set, &mut rng).unwrap();
+            let m = side / 2;
+            let dx = (t.input[m * side + m + 1] - t.input[m * side + m]).abs();
+            let dy = (t.input[(m + 1) * side + m] - t.input[m * side + m]).abs();
+            let f = dx.max(dy) / 0.01;
+            assert!((1.0 / 1.4 - 1e-3..=1.4 + 1e-3).contains(&f), "scale {f}");
+            assert!((dx.min(dy) / dx.max(dy) - 0.1).abs() < 1e-2, "isotropic");
+            plain += usize::from((f - 1.0).abs() < 1e-3);
+            small += usize::from(f < 0.85);
+            large += usize::from(f > 1.15);
+        }
+        assert!(
+            (120..=180).contains(&plain),
+            "{plain} of {n} unscaled, half expected"
+        );
+        // log-uniform in [1/1.4, 1.4]: P(f < 0.85) = P(f > 1.15) ~ 0.26 of the scaled half.
+        assert!(small > 20 && large > 20, "{small} shrunk, {large} enlarged");
+    }
+
+    #[test]
+    fn zoomed_targets_match_the_interpolated_image() {
+        // Image = 1 + label, so the bilinear image is 1 + the bilinear label: a drawn voxel is
+        // bone exactly where its interpolated input value is >= 1.5.
+        let sc = [scan()];
+        let set = zoom_only(1.4);
+        let side = set.tile + 32;
+        let mut rng = Rng::new(21);
+        let mut checked = 0;
+        for _ in 0..100 {
+            let t = draw_tile(&sc, &set, &mut rng).unwrap();
+            for r in 0..set.tile {
+                for c in 0..set.tile {
+                    let v = t.target[r * set.tile + c];
+                    if v != IGNORE {
+                        let x = t.input[(r + 16) * side + c + 16];
+                        assert_eq!(v == 1, x >= 1.5, "target {v}, input {x}");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 3000, "{checked}");
     }
 
     #[test]

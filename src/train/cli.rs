@@ -327,6 +327,7 @@ pub fn check_report_targets(
 }
 
 /// `osteon train`'s defaults for `manifest` and `out`, through the same argument parser.
+#[cfg(feature = "torch")]
 fn default_train_args(manifest: &std::path::Path, out: &std::path::Path) -> Option<TrainArgs> {
     use clap::Parser;
     #[derive(clap::Parser)]

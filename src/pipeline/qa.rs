@@ -27,6 +27,10 @@
 //!   (the baseline is not run again).
 //! * **mean model confidence**: [`crate::segment::Segmenter::mean_confidence`]; `None` for the
 //!   threshold segmenter.
+//! * **grey-value anchors** of the CNN's normalisation (air, soft tissue;
+//!   [`crate::segment::Segmenter::grey_anchors`]): near -1000 / 20-40 HU on calibrated CT. A
+//!   scanner whose anchors drift, or a series whose air anchor sits far above -1000 HU (a masked
+//!   background: all air one constant value), is visible per scanner before its results are.
 
 use ndarray::Axis;
 use rayon::prelude::*;
@@ -73,6 +77,13 @@ pub struct ImageQa {
     /// DSC of the mask with the threshold baseline on the same volume; 1.0 by definition when
     /// the segmenter is the threshold baseline; `None` when the baseline failed.
     pub dsc_threshold_baseline: Option<f64>,
+    /// Air anchor of the CNN's grey-value normalisation ([`Segmenter::grey_anchors`]), in the
+    /// scan's grey values (HU when calibrated); `None` for the threshold segmenter.
+    #[serde(default)]
+    pub air_anchor_hu: Option<f64>,
+    /// Soft-tissue anchor of the same normalisation.
+    #[serde(default)]
+    pub tissue_anchor_hu: Option<f64>,
 }
 
 /// The image figures of `ct` (HU `[k, j, i]`) segmented by `segmenter` into `mask` (same shape).
@@ -101,6 +112,8 @@ pub fn image_qa(ct: &CtVolume, mask: &Mask, segmenter: &dyn Segmenter) -> ImageQ
         air_voxels: n,
         mean_confidence: segmenter.mean_confidence(),
         dsc_threshold_baseline: dsc,
+        air_anchor_hu: segmenter.grey_anchors().map(|a| a[0]),
+        tissue_anchor_hu: segmenter.grey_anchors().map(|a| a[1]),
     }
 }
 
@@ -317,6 +330,13 @@ pub struct QaRecord {
     pub dsc_threshold_baseline: Option<f64>,
     /// Noise in air, robust SD, HU.
     pub noise_air_hu: Option<f64>,
+    /// Air anchor of the CNN's normalisation, grey values (HU when calibrated); `None`: the
+    /// threshold segmenter, or a row written before this column existed.
+    #[serde(default)]
+    pub air_anchor_hu: Option<f64>,
+    /// Soft-tissue anchor of the CNN's normalisation.
+    #[serde(default)]
+    pub tissue_anchor_hu: Option<f64>,
 }
 
 impl QaRecord {
@@ -375,6 +395,8 @@ impl QaRecord {
             mean_confidence: qa.mean_confidence,
             dsc_threshold_baseline: qa.dsc_threshold_baseline,
             noise_air_hu: qa.noise_air_hu,
+            air_anchor_hu: qa.air_anchor_hu,
+            tissue_anchor_hu: qa.tissue_anchor_hu,
         }
     }
 
@@ -398,7 +420,8 @@ impl QaRecord {
             components = self.components, triangles = self.triangles, model = %self.model,
             model_version = %self.model_version, mean_confidence = self.mean_confidence,
             dsc_threshold_baseline = self.dsc_threshold_baseline,
-            noise_air_hu = self.noise_air_hu, "qa");
+            noise_air_hu = self.noise_air_hu, air_anchor_hu = self.air_anchor_hu,
+            tissue_anchor_hu = self.tissue_anchor_hu, "qa");
     }
 }
 

@@ -55,4 +55,11 @@ pub trait Segmenter: Send + Sync {
     fn mean_confidence(&self) -> Option<f64> {
         None
     }
+    /// Grey-value anchors `[air, soft tissue]` of the last result's normalisation, in the scan's
+    /// own grey values (HU on calibrated CT: near -1000 and 20-40); a per-scanner QA figure that
+    /// shows an uncalibrated scanner, a masked background or a wrong anchor. `None` for
+    /// segmenters on fixed HU (the threshold baseline) and before any result.
+    fn grey_anchors(&self) -> Option<[f64; 2]> {
+        None
+    }
 }

@@ -32,7 +32,7 @@ pub enum QaError {
 }
 
 /// Columns of the `qa` table and their SQL types, in [`QaRecord`] field order.
-pub const COLUMNS: [(&str, &str); 41] = [
+pub const COLUMNS: [(&str, &str); 43] = [
     ("job_id", "INTEGER PRIMARY KEY"),
     ("version", "INTEGER NOT NULL"),
     ("study_uid", "TEXT NOT NULL"),
@@ -72,6 +72,8 @@ pub const COLUMNS: [(&str, &str); 41] = [
     ("mean_confidence", "REAL"),
     ("dsc_threshold_baseline", "REAL"),
     ("noise_air_hu", "REAL"),
+    ("air_anchor_hu", "REAL"),
+    ("tissue_anchor_hu", "REAL"),
     ("scanner", "TEXT NOT NULL"),
     ("recorded_ms", "INTEGER NOT NULL"),
 ];
@@ -104,6 +106,23 @@ impl QaStore {
             columns.join(", ")
         ))
         .map_err(err)?;
+        // A table made by an older Osteon lacks the columns added since: they are added (always
+        // nullable ones, so the old rows read back as `None`).
+        let have: Vec<String> = {
+            let mut stmt = conn.prepare("PRAGMA table_info(qa)").map_err(err)?;
+            let names = stmt
+                .query_map([], |row| row.get::<_, String>(1))
+                .map_err(err)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(err)?;
+            names
+        };
+        for (name, kind) in COLUMNS {
+            if !have.iter().any(|h| h == name) {
+                conn.execute_batch(&format!("ALTER TABLE qa ADD COLUMN {name} {kind}"))
+                    .map_err(err)?;
+            }
+        }
         Ok(QaStore {
             db,
             conn: Mutex::new(conn),

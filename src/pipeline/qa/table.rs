@@ -74,7 +74,7 @@ impl Spread {
 pub type Figure = (&'static str, fn(&QaRecord) -> Option<f64>);
 
 /// The figures of the per-scanner table, in print order.
-pub const FIGURES: [Figure; 22] = [
+pub const FIGURES: [Figure; 24] = [
     ("KVP (kV)", |r| r.kvp),
     ("tube current (mA)", |r| r.tube_current_ma),
     ("exposure (mAs)", |r| r.exposure_mas),
@@ -99,6 +99,8 @@ pub const FIGURES: [Figure; 22] = [
     ("mean confidence", |r| r.mean_confidence),
     ("DSC vs threshold", |r| r.dsc_threshold_baseline),
     ("noise in air (HU)", |r| r.noise_air_hu),
+    ("CNN air anchor (HU)", |r| r.air_anchor_hu),
+    ("CNN tissue anchor (HU)", |r| r.tissue_anchor_hu),
 ];
 
 /// Records grouped by [`scanner_key`], keys sorted.

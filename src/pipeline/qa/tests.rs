@@ -93,6 +93,9 @@ impl Segmenter for High {
     fn mean_confidence(&self) -> Option<f64> {
         Some(0.75)
     }
+    fn grey_anchors(&self) -> Option<[f64; 2]> {
+        Some([-1001.5, 37.25])
+    }
 }
 
 #[test]
@@ -103,6 +106,7 @@ fn image_qa_runs_the_baseline_for_other_segmenters_only() {
     let q = image_qa(&ct, &mask, &t);
     assert_eq!(q.dsc_threshold_baseline, Some(1.0));
     assert_eq!(q.mean_confidence, None);
+    assert_eq!((q.air_anchor_hu, q.tissue_anchor_hu), (None, None));
     assert!((q.noise_air_hu.unwrap() - 5.0).abs() < 0.4, "{q:?}");
 
     // Half the mask: DSC = 2 * (n / 2) / (n + n / 2) = 2/3.
@@ -110,6 +114,10 @@ fn image_qa_runs_the_baseline_for_other_segmenters_only() {
     half.slice_mut(ndarray::s![..6, .., ..]).fill(0);
     let q = image_qa(&ct, &half, &High);
     assert_eq!(q.mean_confidence, Some(0.75));
+    assert_eq!(
+        (q.air_anchor_hu, q.tissue_anchor_hu),
+        (Some(-1001.5), Some(37.25))
+    );
     let dsc = q.dsc_threshold_baseline.unwrap();
     assert!((dsc - 2.0 / 3.0).abs() < 1e-9, "{dsc}");
 }
@@ -165,6 +173,38 @@ fn store_round_trips_and_records_the_export() {
     for f in fields {
         assert!(store::COLUMNS.iter().any(|(n, _)| n == f), "{f}");
     }
+}
+
+#[test]
+fn a_table_of_an_older_osteon_gains_the_new_columns_and_keeps_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    // The qa table as the release before the anchor columns made it, with one row.
+    let old: Vec<String> = store::COLUMNS
+        .iter()
+        .filter(|(n, _)| !n.ends_with("_anchor_hu"))
+        .map(|(n, t)| format!("{n} {t}"))
+        .collect();
+    {
+        let conn =
+            rusqlite::Connection::open(dir.path().join(crate::pipeline::queue::DB_FILE)).unwrap();
+        conn.execute_batch(&format!("CREATE TABLE qa ({});", old.join(", ")))
+            .unwrap();
+    }
+    let store = QaStore::open(dir.path()).unwrap();
+    let a = record(1, "Philips", 140, 612.5);
+    store.record(&a).unwrap();
+    drop(store);
+    // Reopened (the columns exist now: no second ALTER), a CNN row with anchors beside it.
+    let store = QaStore::open(dir.path()).unwrap();
+    let b = QaRecord {
+        air_anchor_hu: Some(-999.5),
+        tissue_anchor_hu: Some(31.0),
+        ..record(2, "GE MEDICAL SYSTEMS", 28, 480.0)
+    };
+    store.record(&b).unwrap();
+    let got = store.list().unwrap();
+    assert_eq!(got, vec![a, b]);
+    assert_eq!(got[0].air_anchor_hu, None);
 }
 
 #[test]

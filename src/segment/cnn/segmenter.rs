@@ -34,6 +34,8 @@ pub struct CnnSegmenter {
     options: DenseOptions,
     /// Mean confidence of the last segmentation ([`Segmenter::mean_confidence`]).
     last_confidence: Mutex<Option<f64>>,
+    /// Normalisation anchors of the last segmentation ([`Segmenter::grey_anchors`]).
+    last_anchors: Mutex<Option<[f64; 2]>>,
 }
 
 /// Uses every CPU thread for libtorch's intra-op parallelism (once per process is enough; repeated
@@ -88,6 +90,7 @@ pub fn load_with(model_path: &Path, options: DenseOptions) -> Result<CnnSegmente
         weights_sha256,
         options,
         last_confidence: Mutex::new(None),
+        last_anchors: Mutex::new(None),
     })
 }
 
@@ -186,13 +189,21 @@ impl CnnSegmenter {
     /// [`CnnError::Normalise`] for a flat volume, [`CnnError::Torch`] when libtorch fails (its
     /// panics are caught).
     pub fn probabilities(&self, hu: ArrayView3<f32>) -> Result<Array3<f32>, CnnError> {
+        self.probabilities_and_normaliser(hu).map(|(p, _)| p)
+    }
+
+    /// [`Self::probabilities`] and the normalisation fitted to `hu`.
+    fn probabilities_and_normaliser(
+        &self,
+        hu: ArrayView3<f32>,
+    ) -> Result<(Array3<f32>, Normaliser), CnnError> {
         let norm = Normaliser::fit(self.meta.normalisation, hu)?;
         let guard = self
             .inner
             .lock()
             .map_err(|_| CnnError::Torch("model mutex poisoned".into()))?;
         let run = std::panic::AssertUnwindSafe(|| {
-            dense_probabilities(&guard.net, &norm, hu, &self.options)
+            dense_probabilities(&guard.net, &norm, hu, &self.options).map(|p| (p, norm))
         });
         std::panic::catch_unwind(run).unwrap_or_else(|p| {
             let msg = p
@@ -238,9 +249,12 @@ impl Segmenter for CnnSegmenter {
     }
 
     fn segment(&self, ct: &CtVolume) -> Result<Mask, SegmentError> {
-        let p = self
-            .probabilities(ct.hu.view())
+        let (p, norm) = self
+            .probabilities_and_normaliser(ct.hu.view())
             .map_err(|e| SegmentError::Runtime(e.to_string()))?;
+        if let Ok(mut a) = self.last_anchors.lock() {
+            *a = Some([f64::from(norm.anchors.air), f64::from(norm.anchors.tissue)]);
+        }
         let t = self.meta.threshold;
         // Confidence: probability of the chosen class, over the voxels the network scored (inside
         // the head's box; voxels outside it are exactly 0).
@@ -265,5 +279,9 @@ impl Segmenter for CnnSegmenter {
 
     fn mean_confidence(&self) -> Option<f64> {
         self.last_confidence.lock().ok().and_then(|c| *c)
+    }
+
+    fn grey_anchors(&self) -> Option<[f64; 2]> {
+        self.last_anchors.lock().ok().and_then(|a| *a)
     }
 }

@@ -50,6 +50,13 @@ pub fn variants_table(rows: &[VariantRow]) -> String {
         out.push('\n');
     }
     for (v, n) in names.iter().enumerate().skip(1) {
+        if drops[v][0].is_empty() && drops[v][1].is_empty() {
+            let _ = writeln!(
+                out,
+                "{n}: no scan scored on both the clean and the degraded copy"
+            );
+            continue;
+        }
         let mean = |x: &Vec<f64>| x.iter().sum::<f64>() / x.len().max(1) as f64;
         let worst = drops[v][0].iter().copied().fold(f64::NAN, f64::max);
         let _ = writeln!(
@@ -61,4 +68,46 @@ pub fn variants_table(rows: &[VariantRow]) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str, dsc: Vec<[Option<f64>; 2]>, error: Option<&str>) -> VariantRow {
+        VariantRow {
+            name: name.into(),
+            scanner: "s".into(),
+            dsc,
+            names: vec!["clean".into(), "noise".into()],
+            error: error.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn drops_are_summarised_and_an_unscored_variant_says_so() {
+        let t = variants_table(&[
+            row(
+                "a",
+                vec![[Some(0.9), Some(0.8)], [Some(0.88), Some(0.5)]],
+                None,
+            ),
+            row(
+                "b",
+                vec![[Some(0.9), Some(0.8)], [Some(0.86), Some(0.7)]],
+                None,
+            ),
+        ]);
+        assert!(t.contains("0.880|0.500 (+0.020|+0.300)"), "{t}");
+        assert!(
+            t.contains("noise: mean DSC drop CNN +0.0300, threshold +0.2000; largest CNN drop +0.0400 (2 scans)"),
+            "{t}"
+        );
+        let t = variants_table(&[row("c", vec![], Some("unreadable"))]);
+        assert!(
+            t.contains("c                              FAILED: unreadable"),
+            "{t}"
+        );
+        assert!(!t.contains("NaN"), "{t}");
+    }
 }

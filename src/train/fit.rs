@@ -267,9 +267,11 @@ pub fn check_options(o: &TrainOptions) -> Result<(), TrainError> {
     }
     if o.sample.per_tile > o.sample.tile * o.sample.tile {
         return Err(TrainError::Settings(format!(
-            "patches per tile {} above the tile's {} voxels",
+            "--patches-per-tile {} is more than the {} voxels of a {t}x{t} tile (--tile-size {t}): \
+             raise --tile-size or lower --patches-per-tile",
             o.sample.per_tile,
-            o.sample.tile * o.sample.tile
+            o.sample.tile * o.sample.tile,
+            t = o.sample.tile
         )));
     }
     if !(o.lr.is_finite() && o.lr > 0.0 && o.lr <= 1.0) {

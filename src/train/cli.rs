@@ -67,17 +67,19 @@ pub struct TrainArgs {
     /// tissue x 0.4..1 for half the tiles, as low-density bone and thick slices; 0 = off).
     #[arg(long, default_value_t = 0.6)]
     pub bone_contrast: f32,
-    /// Largest simulated slice thickness in augmentation, mm (10: a quarter of the tiles average
-    /// the thin slices of a 2..10 mm slab, the partial volume of thick-slice CT; 0 = off).
-    #[arg(long, default_value_t = 10.0)]
+    /// Largest simulated slice thickness in augmentation, mm (e.g. 10: a quarter of the tiles
+    /// average the thin slices of a 2..10 mm slab, the partial volume of thick-slice CT; 0 = off,
+    /// the default: see models/MODEL.md, experiment cpu-2).
+    #[arg(long, default_value_t = 0.0)]
     pub slab_mm: f32,
-    /// Largest edge-enhancement weight in augmentation (0.6: a fifth of the tiles get
-    /// x + a (x - blur(x)), a in 0..0.6, the overshoot of sharp kernels; 0 = off).
-    #[arg(long, default_value_t = 0.6)]
+    /// Largest edge-enhancement weight in augmentation (e.g. 0.6: a fifth of the tiles get
+    /// x + a (x - blur(x)), a in 0..0.6, the overshoot of sharp kernels; 0 = off, the default).
+    #[arg(long, default_value_t = 0.0)]
     pub sharpen: f32,
-    /// Largest in-plane scale factor in augmentation (1.4: half the tiles resampled by a factor
-    /// in 1/1.4..1.4, for pixel spacings other than the training scans'; 1 = off).
-    #[arg(long, default_value_t = 1.4)]
+    /// Largest in-plane scale factor in augmentation (e.g. 1.4: half the tiles resampled by a
+    /// factor in 1/1.4..1.4, for other pixel spacings; 1 or less = off; default 0, as models
+    /// trained before the setting existed read back).
+    #[arg(long, default_value_t = 0.0)]
     pub zoom: f32,
     /// Initial learning rate.
     #[arg(long, default_value_t = 0.005)]

@@ -145,20 +145,16 @@ fn blur(x: &mut [f32], side: usize, sigma: f32) {
 mod tests {
     use super::*;
     use crate::segment::cnn::normalise::Normaliser;
-    use crate::train::sample::{draw_tile, tests::scan};
+    use crate::train::sample::draw_tile;
+    use crate::train::sample::tests::{quiet, scan};
     use ndarray::Array3;
 
     #[test]
     fn bone_contrast_dims_bone_towards_tissue_in_half_the_tiles() {
         let sc = scan();
         let set = SampleSettings {
-            noise_hu: 0.0,
-            gain: 0.0,
-            shift: 0.0,
-            blur: 0.0,
             bone_contrast: 0.6,
-            sharpen: 0.0,
-            ..SampleSettings::default()
+            ..quiet()
         };
         let mut rng = Rng::new(11);
         let (mut dimmed, n) = (0, 200);
@@ -218,15 +214,8 @@ mod tests {
         );
         // The tile's input is the mean of the slab (no noise, gain, kernel or contrast change).
         let quiet = SampleSettings {
-            noise_hu: 0.0,
-            gain: 0.0,
-            shift: 0.0,
-            blur: 0.0,
-            bone_contrast: 0.0,
-            sharpen: 0.0,
             slab_mm: 6.0,
-            zoom: 0.0,
-            ..SampleSettings::default()
+            ..quiet()
         };
         let mut values = std::collections::BTreeSet::new();
         for _ in 0..100 {
@@ -242,13 +231,8 @@ mod tests {
     fn edge_enhancement_overshoots_a_step_in_a_fifth_of_the_tiles() {
         let sc = scan();
         let set = SampleSettings {
-            noise_hu: 0.0,
-            gain: 0.0,
-            shift: 0.0,
-            blur: 0.0,
-            bone_contrast: 0.0,
             sharpen: 0.6,
-            ..SampleSettings::default()
+            ..quiet()
         };
         let side = 16;
         let step: Vec<f32> = (0..side * side)

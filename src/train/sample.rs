@@ -345,16 +345,7 @@ pub(crate) mod tests {
     fn tiles_are_balanced_and_targets_match_the_label() {
         let sc = [scan()];
         assert!(sc[0].bone_rects[0].is_none());
-        let set = SampleSettings {
-            noise_hu: 0.0,
-            gain: 0.0,
-            shift: 0.0,
-            blur: 0.0,
-            bone_contrast: 0.0,
-            sharpen: 0.0,
-            zoom: 0.0,
-            ..SampleSettings::default()
-        };
+        let set = quiet();
         let mut rng = Rng::new(7);
         for _ in 0..20 {
             let t = draw_tile(&sc, &set, &mut rng).unwrap();
@@ -376,8 +367,8 @@ pub(crate) mod tests {
         }
     }
 
-    /// Settings with every augmentation off but zoom.
-    fn zoom_only(zoom: f32) -> SampleSettings {
+    /// The default sampling with every augmentation off (tests turn one on at a time).
+    pub(crate) fn quiet() -> SampleSettings {
         SampleSettings {
             noise_hu: 0.0,
             gain: 0.0,
@@ -386,9 +377,14 @@ pub(crate) mod tests {
             bone_contrast: 0.0,
             sharpen: 0.0,
             slab_mm: 0.0,
-            zoom,
+            zoom: 0.0,
             ..SampleSettings::default()
         }
+    }
+
+    /// Settings with every augmentation off but zoom.
+    fn zoom_only(zoom: f32) -> SampleSettings {
+        SampleSettings { zoom, ..quiet() }
     }
 
     #[test]

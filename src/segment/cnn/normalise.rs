@@ -19,7 +19,10 @@
 //! quarter of its height is bone, and the lower peak is taken (a phantom's uniform bone simulant
 //! outnumbers its soft tissue once noise flattens the tissue peak), unless more than 1 % of the
 //! tissue class lies 1.3 times as far again above air (then the taller peak has bone above it: it
-//! is tissue, and the lower peak is something else, e.g. a head-rest cushion).
+//! is tissue, and the lower peak is something else, e.g. a head-rest cushion). A masked background
+//! (all air one exact value at calibrated air, -1100..-900 HU, with no other air left above
+//! -500 HU) anchors air on that value: the one rule that reads units, since the histogram of a
+//! masked head is that of padding beside air in other units.
 
 use ndarray::ArrayView3;
 use serde::{Deserialize, Serialize};
@@ -192,7 +195,7 @@ pub fn anchors(volume: ArrayView3<f32>) -> Result<Anchors, NormaliseError> {
             hist[b] += 1.0;
         }
     }
-    let t = otsu(&hist);
+    let mut t = otsu(&hist);
     let smooth = smooth(&hist, 4);
     let peak = |r: std::ops::Range<usize>| {
         r.clone()
@@ -200,11 +203,23 @@ pub fn anchors(volume: ArrayView3<f32>) -> Result<Anchors, NormaliseError> {
             .unwrap_or(r.start)
     };
     let centre = |b: usize| lo + (b as f32 + 0.5) * width;
+    let bin_of = |v: f32| (((v - lo) / width).floor().max(0.0) as usize).min(BINS);
     let low_mass: f64 = hist[..t].iter().sum();
-    let air = if spike && low_mass < 0.01 * rest.len() as f64 {
+    // A masked background (every air voxel one exact value: a de-identification or
+    // skull-stripping tool's mask, or a scanner that writes PixelPaddingValue over all air) leaves
+    // the body alone beside the spike, and Otsu splits it into tissue | bone. The histogram alone
+    // cannot tell this from padding beside real air; calibrated units break the tie: the spike
+    // lies at calibrated air and no air is left in the rest (its lower class sits above -500 HU).
+    // Then the spike is air and tissue is the tallest peak above half-way to the lower class.
+    let low_peak = centre(peak(0..t));
+    let masked = spike && MASKED_AIR_HU.contains(&min) && low_peak > NO_AIR_ABOVE_HU;
+    if masked {
+        t = bin_of(0.5 * (min + low_peak)).min(BINS - 1);
+    }
+    let air = if masked || (spike && low_mass < 0.01 * rest.len() as f64) {
         min
     } else {
-        centre(peak(0..t))
+        low_peak
     };
     let air0 = air;
     let mut tissue_bin = peak(t..BINS);
@@ -216,7 +231,6 @@ pub fn anchors(volume: ArrayView3<f32>) -> Result<Anchors, NormaliseError> {
     // linear-map invariance; fat (-100 HU) and brain (40 HU) are 1.16 apart, bone >= 1.5. A taller
     // peak with real mass beyond TISSUE_SPAN times its own height above air (a skull above brain)
     // is tissue itself, and a lower peak (a head-rest cushion at -300 HU) is not taken.
-    let bin_of = |v: f32| (((v - lo) / width).floor().max(0.0) as usize).min(BINS);
     let upper_mass: f64 = hist[t..].iter().sum();
     loop {
         let p = centre(tissue_bin);
@@ -241,7 +255,10 @@ pub fn anchors(volume: ArrayView3<f32>) -> Result<Anchors, NormaliseError> {
     let (mut air, mut tissue) = (air, tissue);
     for _ in 0..3 {
         let h = 0.05 * (tissue - air).abs();
-        air = window_mean(rest, air, h);
+        // A mask's air is exact: the rest, which the mean shift reads, excludes it.
+        if !masked {
+            air = window_mean(rest, air, h);
+        }
         tissue = window_mean(rest, tissue, h);
     }
     if tissue <= air {
@@ -256,6 +273,12 @@ pub fn anchors(volume: ArrayView3<f32>) -> Result<Anchors, NormaliseError> {
         max,
     })
 }
+
+/// Exact grey values that count as calibrated air for a masked background (HU).
+const MASKED_AIR_HU: std::ops::RangeInclusive<f32> = -1100.0..=-900.0;
+
+/// A lower class whose peak lies above this (HU) holds no calibrated air.
+const NO_AIR_ABOVE_HU: f32 = -500.0;
 
 /// A peak this many times as far above air as another substantial peak is bone relative to it
 /// (see [`anchors`]): brain/fat 1.16, bone simulant/tissue 1.6-1.7, cortical bone/tissue >= 2.
@@ -350,6 +373,33 @@ mod tests {
                 "pad {pad}: tissue {}",
                 a.tissue
             );
+        }
+    }
+
+    #[test]
+    fn a_masked_background_anchors_air_on_the_mask_value() {
+        // Every air voxel (inside the field of view too) set to one value, as a masking tool
+        // does; a few sinus-like air voxels inside the head keep their noise.
+        for mask in [-1024.0f32, -1000.0] {
+            let mut v = head(mask, 1.0, 0.0);
+            for x in v.iter_mut() {
+                if *x < -500.0 {
+                    *x = mask;
+                }
+            }
+            v[[0, 47, 47]] = -990.0;
+            let a = anchors(v.view()).unwrap();
+            assert!((a.air - mask).abs() < 12.0, "mask {mask}: air {}", a.air);
+            assert!(
+                (a.tissue - 40.0).abs() < 6.0,
+                "mask {mask}: tissue {}",
+                a.tissue
+            );
+        }
+        // Padding outside the field of view beside real air is not a mask, at any value.
+        for pad in [-1024.0, -2000.0, -3024.0] {
+            let a = anchors(head(pad, 1.0, 0.0).view()).unwrap();
+            assert!((a.air + 1000.0).abs() < 6.0, "pad {pad}: air {}", a.air);
         }
     }
 

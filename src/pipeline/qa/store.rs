@@ -99,30 +99,14 @@ impl QaStore {
             source,
         };
         let conn = crate::pipeline::queue::open_database(&db).map_err(err)?;
-        let columns: Vec<String> = COLUMNS.iter().map(|(n, t)| format!("{n} {t}")).collect();
-        conn.execute_batch(&format!(
-            "CREATE TABLE IF NOT EXISTS qa ({});\n\
-             CREATE INDEX IF NOT EXISTS qa_scanner ON qa (scanner);",
-            columns.join(", ")
-        ))
-        .map_err(err)?;
-        // A table made by an older Osteon lacks the columns added since: they are added (always
-        // nullable ones, so the old rows read back as `None`).
-        let have: Vec<String> = {
-            let mut stmt = conn.prepare("PRAGMA table_info(qa)").map_err(err)?;
-            let names = stmt
-                .query_map([], |row| row.get::<_, String>(1))
-                .map_err(err)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(err)?;
-            names
-        };
-        for (name, kind) in COLUMNS {
-            if !have.iter().any(|h| h == name) {
-                conn.execute_batch(&format!("ALTER TABLE qa ADD COLUMN {name} {kind}"))
-                    .map_err(err)?;
-            }
+        // Schema in one write transaction: nodes and `osteon qa` opening an older table at once
+        // add its missing columns one after the other, and a failure leaves the table as it was.
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
+        if let Err(e) = migrate(&conn) {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(err(e));
         }
+        conn.execute_batch("COMMIT").map_err(err)?;
         Ok(QaStore {
             db,
             conn: Mutex::new(conn),
@@ -229,6 +213,26 @@ impl QaStore {
             Ok(out)
         })
     }
+}
+
+/// Creates the `qa` table, adds the columns a table made by an older Osteon lacks (always
+/// nullable ones, so the old rows read back as `None`), then the scanner index.
+fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
+    let columns: Vec<String> = COLUMNS.iter().map(|(n, t)| format!("{n} {t}")).collect();
+    conn.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS qa ({});",
+        columns.join(", ")
+    ))?;
+    let have: Vec<String> = conn
+        .prepare("PRAGMA table_info(qa)")?
+        .query_map([], |row| row.get::<_, String>(1))?
+        .collect::<Result<Vec<_>, _>>()?;
+    for (name, kind) in COLUMNS {
+        if !have.iter().any(|h| h == name) {
+            conn.execute_batch(&format!("ALTER TABLE qa ADD COLUMN {name} {kind}"))?;
+        }
+    }
+    conn.execute_batch("CREATE INDEX IF NOT EXISTS qa_scanner ON qa (scanner);")
 }
 
 fn sql_value(v: &Value) -> SqlValue {

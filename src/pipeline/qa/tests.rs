@@ -208,6 +208,56 @@ fn a_table_of_an_older_osteon_gains_the_new_columns_and_keeps_its_rows() {
 }
 
 #[test]
+fn concurrent_first_opens_of_an_older_table_all_succeed_and_a_failed_migration_changes_nothing() {
+    // An older table (nullable columns here) with one row.
+    let old_table = |dir: &std::path::Path, keep: &dyn Fn(&str) -> bool| {
+        let cols: Vec<String> = store::COLUMNS
+            .iter()
+            .filter(|(n, _)| keep(n))
+            .map(|(n, t)| format!("{n} {}", t.replace(" NOT NULL", "")))
+            .collect();
+        let conn = rusqlite::Connection::open(dir.join(crate::pipeline::queue::DB_FILE)).unwrap();
+        conn.execute_batch(&format!(
+            "CREATE TABLE qa ({}); INSERT INTO qa (job_id) VALUES (1);",
+            cols.join(", ")
+        ))
+        .unwrap();
+    };
+    let dir = tempfile::tempdir().unwrap();
+    old_table(dir.path(), &|n| !n.ends_with("_anchor_hu"));
+    let opened: Vec<_> = (0..4)
+        .map(|_| {
+            let d = dir.path().to_owned();
+            std::thread::spawn(move || QaStore::open(&d).map(|_| ()).map_err(|e| e.to_string()))
+        })
+        .collect();
+    for t in opened {
+        assert_eq!(t.join().unwrap(), Ok(()));
+    }
+    // A table with rows that lacks a NOT NULL column cannot be migrated: the error names the
+    // database and the table keeps its columns (no anchor column half-added).
+    let dir = tempfile::tempdir().unwrap();
+    old_table(dir.path(), &|n| {
+        !n.ends_with("_anchor_hu") && n != "recorded_ms"
+    });
+    let e = QaStore::open(dir.path()).err().unwrap().to_string();
+    assert!(
+        e.contains("osteon.db: qa table") && e.contains("NOT NULL"),
+        "{e}"
+    );
+    let conn =
+        rusqlite::Connection::open(dir.path().join(crate::pipeline::queue::DB_FILE)).unwrap();
+    let n: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('qa') WHERE name LIKE '%_anchor_hu'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 0);
+}
+
+#[test]
 fn table_groups_by_scanner_and_csv_quotes() {
     let rs = vec![
         record(1, "Philips", 140, 600.0),

@@ -424,9 +424,21 @@ fn osteon_train_writes_weights_metadata_and_a_resumable_checkpoint() {
         assert!(e.contains(what), "{what}: {e}");
         assert!(!b.out.exists());
     };
-    refused(&|b| b.lr = f64::NAN, "learning rate NaN outside (0, 1]");
-    refused(&|b| b.lr = 1e30, "learning rate");
-    refused(&|b| b.decay = -1.0, "decay -1 must be finite");
+    refused(&|b| b.lr = f64::NAN, "--lr NaN outside (0, 1]");
+    refused(&|b| b.lr = 1e30, "--lr");
+    refused(&|b| b.decay = -1.0, "--decay -1 must be finite");
+    refused(
+        &|b| b.sample.noise_hu = 1e9,
+        "--noise-hu 1000000000 must be in [0, 1000] HU",
+    );
+    refused(
+        &|b| b.sample.bone_fraction = 1.5,
+        "--bone-fraction 1.5 outside [0, 1]",
+    );
+    refused(
+        &|b| b.sample.zoom = f32::NAN,
+        "--zoom NaN must be in [0, 3]",
+    );
     refused(&|b| b.steps = 0, "--steps must be >= 1");
     // An output folder that cannot exist (its parent is a file) is refused before training.
     refused(

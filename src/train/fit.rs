@@ -276,13 +276,13 @@ pub fn check_options(o: &TrainOptions) -> Result<(), TrainError> {
     }
     if !(o.lr.is_finite() && o.lr > 0.0 && o.lr <= 1.0) {
         return Err(TrainError::Settings(format!(
-            "learning rate {} outside (0, 1]",
+            "--lr {} outside (0, 1]",
             o.lr
         )));
     }
     if !(o.decay.is_finite() && o.decay >= 0.0) {
         return Err(TrainError::Settings(format!(
-            "decay {} must be finite and >= 0",
+            "--decay {} must be finite and >= 0",
             o.decay
         )));
     }
@@ -296,9 +296,9 @@ pub fn check_options(o: &TrainOptions) -> Result<(), TrainError> {
             )));
         }
     }
-    if !(o.sample.noise_hu.is_finite() && o.sample.noise_hu >= 0.0) {
+    if !(o.sample.noise_hu.is_finite() && (0.0..=1000.0).contains(&o.sample.noise_hu)) {
         return Err(TrainError::Settings(format!(
-            "--noise-hu {} must be finite and >= 0 (0 turns noise augmentation off)",
+            "--noise-hu {} must be in [0, 1000] HU (0 turns noise augmentation off)",
             o.sample.noise_hu
         )));
     }
@@ -328,7 +328,7 @@ pub fn check_options(o: &TrainOptions) -> Result<(), TrainError> {
     }
     if !(0.0..=1.0).contains(&o.sample.bone_fraction) {
         return Err(TrainError::Settings(format!(
-            "bone fraction {} outside [0, 1]",
+            "--bone-fraction {} outside [0, 1]",
             o.sample.bone_fraction
         )));
     }

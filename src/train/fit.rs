@@ -296,35 +296,58 @@ pub fn check_options(o: &TrainOptions) -> Result<(), TrainError> {
             )));
         }
     }
-    if !(o.sample.noise_hu.is_finite() && (0.0..=1000.0).contains(&o.sample.noise_hu)) {
-        return Err(TrainError::Settings(format!(
-            "--noise-hu {} must be in [0, 1000] HU (0 turns noise augmentation off)",
-            o.sample.noise_hu
-        )));
-    }
-    if !(0.0..1.0).contains(&o.sample.bone_contrast) {
-        return Err(TrainError::Settings(format!(
-            "--bone-contrast {} must be in [0, 1) (0 turns the bone-contrast augmentation off)",
-            o.sample.bone_contrast
-        )));
-    }
-    if !(o.sample.slab_mm.is_finite() && (0.0..=50.0).contains(&o.sample.slab_mm)) {
-        return Err(TrainError::Settings(format!(
-            "--slab-mm {} must be in [0, 50] mm (0 turns the thick-slice augmentation off)",
-            o.sample.slab_mm
-        )));
-    }
-    if !(o.sample.sharpen.is_finite() && (0.0..=2.0).contains(&o.sample.sharpen)) {
-        return Err(TrainError::Settings(format!(
-            "--sharpen {} must be in [0, 2] (0 turns the edge-enhancement augmentation off)",
-            o.sample.sharpen
-        )));
-    }
-    if !(o.sample.zoom.is_finite() && (0.0..=3.0).contains(&o.sample.zoom)) {
-        return Err(TrainError::Settings(format!(
-            "--zoom {} must be in [0, 3] (1 or less turns the scale augmentation off)",
-            o.sample.zoom
-        )));
+    // Augmentation settings: (flag, value, lower, upper, upper bound open, unit, what turns it off).
+    let sm = &o.sample;
+    let augmentation = [
+        (
+            "--noise-hu",
+            sm.noise_hu,
+            1000.0,
+            false,
+            " HU",
+            "0 turns noise augmentation off",
+        ),
+        (
+            "--bone-contrast",
+            sm.bone_contrast,
+            1.0,
+            true,
+            "",
+            "0 turns the bone-contrast augmentation off",
+        ),
+        (
+            "--slab-mm",
+            sm.slab_mm,
+            50.0,
+            false,
+            " mm",
+            "0 turns the thick-slice augmentation off",
+        ),
+        (
+            "--sharpen",
+            sm.sharpen,
+            2.0,
+            false,
+            "",
+            "0 turns the edge-enhancement augmentation off",
+        ),
+        (
+            "--zoom",
+            sm.zoom,
+            3.0,
+            false,
+            "",
+            "1 or less turns the scale augmentation off",
+        ),
+    ];
+    for (flag, v, hi, open, unit, off) in augmentation {
+        let inside = v.is_finite() && v >= 0.0 && if open { v < hi } else { v <= hi };
+        if !inside {
+            let close = if open { ')' } else { ']' };
+            return Err(TrainError::Settings(format!(
+                "{flag} {v} must be in [0, {hi}{close}{unit} ({off})"
+            )));
+        }
     }
     if !(0.0..=1.0).contains(&o.sample.bone_fraction) {
         return Err(TrainError::Settings(format!(

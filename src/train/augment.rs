@@ -2,6 +2,7 @@
 //! edge enhancement, noise (the settings are [`SampleSettings`]).
 
 use super::sample::{Rng, SampleSettings, ScanData};
+use crate::segment::cnn::resample::gaussian_blur;
 
 /// The slices whose mean is the tile's input: `[k]`, or for a quarter of the tiles (when
 /// `slab_mm > 0` and the slice positions are known) every slice whose centre lies within half a
@@ -107,38 +108,9 @@ pub(super) fn augment(
     }
 }
 
-/// Separable Gaussian blur of a `side x side` image (edges clamped).
+/// Separable Gaussian blur of a `side x side` tile (edges clamped).
 fn blur(x: &mut [f32], side: usize, sigma: f32) {
-    let r = (2.5 * sigma).ceil() as isize;
-    let w: Vec<f32> = (-r..=r)
-        .map(|d| (-(d * d) as f32 / (2.0 * sigma * sigma)).exp())
-        .collect();
-    let sum: f32 = w.iter().sum();
-    let mut tmp = vec![0f32; x.len()];
-    for pass in 0..2 {
-        for a in 0..side {
-            for b in 0..side {
-                let mut acc = 0.0;
-                for (n, wt) in w.iter().enumerate() {
-                    let o = (b as isize + n as isize - r).clamp(0, side as isize - 1) as usize;
-                    acc += wt
-                        * if pass == 0 {
-                            x[a * side + o]
-                        } else {
-                            x[o * side + a]
-                        };
-                }
-                if pass == 0 {
-                    tmp[a * side + b] = acc / sum;
-                } else {
-                    x[b * side + a] = acc / sum;
-                }
-            }
-        }
-        if pass == 0 {
-            x.copy_from_slice(&tmp);
-        }
-    }
+    gaussian_blur(x, side, side, [sigma, sigma]);
 }
 
 #[cfg(test)]

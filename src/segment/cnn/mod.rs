@@ -3,6 +3,7 @@
 //! * [`arch`]: the architecture as data (filters, kernels, receptive field = 33x33, cost).
 //! * [`normalise`]: grey-value normalisation (paper eq. 1, and the scanner-robust default).
 //! * [`meta`]: the model's JSON metadata.
+//! * [`resample`]: in-plane resampling to a model's working pixel spacing.
 //! * [`roi`]: per-slice regions of interest (head box for inference, bone box for training).
 //! * `net` (feature `torch`): the network in tch.
 //! * `infer` (feature `torch`): exact dense inference over slices and per-patch classification.
@@ -44,6 +45,7 @@
 pub mod arch;
 pub mod meta;
 pub mod normalise;
+pub mod resample;
 pub mod roi;
 
 #[cfg(feature = "torch")]

@@ -138,6 +138,7 @@ fn write_model(
         architecture: arch.clone(),
         normalisation: Normalisation::default(),
         threshold,
+        working_pixel_mm: None,
         training: serde_json::Value::Null,
     }
     .write(&meta_path(&w))
@@ -339,6 +340,7 @@ fn fit_on_cuda_saves_a_model_that_the_cpu_reads_back_identically() {
         resume: false,
         bone_margin: 8,
         device: osteon::train::fit::DeviceChoice::Cuda,
+        working_pixel_mm: None,
     };
     let report = osteon::train::fit::fit(
         &o,
@@ -415,6 +417,7 @@ fn osteon_train_writes_weights_metadata_and_a_resumable_checkpoint() {
         resume: false,
         bone_margin: 8,
         device: osteon::train::fit::DeviceChoice::Cpu,
+        working_pixel_mm: None,
     };
     // Unusable settings are refused before any work, naming the setting.
     let refused = |change: &dyn Fn(&mut osteon::train::fit::TrainOptions), what: &str| {

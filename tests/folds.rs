@@ -117,6 +117,29 @@ fn train_only_then_reuse_scores_every_scan_without_training_again() {
     assert_eq!(text(&o.stdout).matches("(reused)").count(), 3);
     assert_eq!(text(&o.stdout).matches("trained in").count(), 1);
 
+    // A model trained before the augmentation and working-spacing settings existed has no such
+    // keys in its JSON; they read back as off, so it is still reused.
+    let fold1 = work.join("fold-01.json");
+    let mut meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&fold1).unwrap()).unwrap();
+    let opts = &mut meta["training"]["options"];
+    for key in ["slab_mm", "sharpen", "zoom"] {
+        assert!(
+            opts["sample"]
+                .as_object_mut()
+                .unwrap()
+                .remove(key)
+                .is_some(),
+            "{key}"
+        );
+    }
+    assert!(opts
+        .as_object_mut()
+        .unwrap()
+        .remove("working_pixel_mm")
+        .is_some());
+    std::fs::write(&fold1, serde_json::to_string_pretty(&meta).unwrap()).unwrap();
+
     let o = run(&["--reuse"]);
     assert!(o.status.success(), "--reuse: {}", text(&o.stderr));
     let stderr = text(&o.stderr);

@@ -81,6 +81,11 @@ pub struct TrainArgs {
     /// trained before the setting existed read back).
     #[arg(long, default_value_t = 0.0)]
     pub zoom: f32,
+    /// Working pixel spacing, mm: scans whose PixelSpacing differs by more than 10 % are
+    /// resampled to it for training, and the model does the same at inference, so the 33x33
+    /// receptive field covers the same millimetres on every scan (default: each scan's own).
+    #[arg(long)]
+    pub working_pixel_mm: Option<f64>,
     /// Initial learning rate.
     #[arg(long, default_value_t = 0.005)]
     pub lr: f64,
@@ -155,6 +160,7 @@ pub fn options(args: &TrainArgs) -> Result<super::fit::TrainOptions, String> {
             DeviceArg::Cpu => DeviceChoice::Cpu,
             DeviceArg::Cuda => DeviceChoice::Cuda,
         },
+        working_pixel_mm: args.working_pixel_mm,
     })
 }
 

@@ -11,6 +11,7 @@ use super::sample::ScanData;
 use super::TrainError;
 use crate::eval::manifest::{ScanEntry, Split};
 use crate::segment::cnn::normalise::{Normalisation, Normaliser};
+use crate::segment::cnn::resample::InPlaneGrid;
 
 /// Provenance of one scan: the SHA-256 of its source files.
 #[derive(Clone, Debug, Serialize)]
@@ -104,6 +105,10 @@ pub fn sha256_series(root: &Path) -> Result<(usize, String), TrainError> {
 }
 
 /// Loads one manifest entry: CT (HU), label on its grid, normalised image; the provenance record.
+/// With `working_mm` ([`TrainOptions::working_pixel_mm`](super::fit::TrainOptions)), a scan whose
+/// PixelSpacing differs from it by more than 10 % is resampled in-plane to it
+/// ([`InPlaneGrid`]): the image linearly (normalisation fitted on the native grey values), the
+/// label as the interpolated label >= 0.5; the record keeps the native shape.
 ///
 /// # Errors
 /// [`TrainError::Scan`] naming the scan (CT or label failed, shapes differ, flat volume),
@@ -112,6 +117,7 @@ pub fn load_scan(
     entry: &ScanEntry,
     mode: Normalisation,
     margin: usize,
+    working_mm: Option<f64>,
 ) -> Result<(ScanData, ScanRecord), TrainError> {
     let fail = |message: String| TrainError::Scan {
         scan: entry.name.clone(),
@@ -131,7 +137,20 @@ pub fn load_scan(
         )));
     }
     let norm = Normaliser::fit(mode, ct.hu.view()).map_err(|e| fail(e.to_string()))?;
-    let image: Array3<f32> = ct.hu.mapv(|v| norm.apply(v));
+    let grid = working_mm.and_then(|w| {
+        let (_, rows, cols) = ct.hu.dim();
+        InPlaneGrid::new(rows, cols, ct.geometry.pixel_spacing, w)
+    });
+    let (image, work_label): (Array3<f32>, Option<Array3<u8>>) = match grid {
+        None => (ct.hu.mapv(|v| norm.apply(v)), None),
+        Some(g) => (
+            g.to_working(ct.hu.view()).mapv(|v| norm.apply(v)),
+            Some(
+                g.to_working(label.mapv(f32::from).view())
+                    .mapv(|v| u8::from(v >= 0.5)),
+            ),
+        ),
+    };
     let (series_files, series_sha256) = sha256_series(&entry.series)?;
     let label_sha256 = match &entry.label {
         crate::eval::manifest::LabelSpec::Seg { path }
@@ -163,6 +182,7 @@ pub fn load_scan(
         .iter()
         .map(|&p| crate::dicom::geometry::dot(p, normal))
         .collect();
+    let label = work_label.unwrap_or(label);
     let data = ScanData::new(entry.name.clone(), image, label, norm.identity(), margin)
         .with_slice_positions(slice_mm);
     Ok((data, record))

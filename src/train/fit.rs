@@ -58,6 +58,12 @@ pub struct TrainOptions {
     /// Where the network trains (`auto`: CUDA when libtorch sees a GPU, else the CPU).
     #[serde(default)]
     pub device: DeviceChoice,
+    /// Working pixel spacing, mm ([`crate::segment::cnn::resample`]): training and validation
+    /// scans whose PixelSpacing differs from it by more than 10 % are resampled to it (image
+    /// linearly, label as the interpolated label >= 0.5), and the model's JSON carries it so that
+    /// inference does the same; `None` = every scan at its own spacing (models before it existed).
+    #[serde(default)]
+    pub working_pixel_mm: Option<f64>,
 }
 
 /// Device choice of training (`--device`).
@@ -289,6 +295,13 @@ pub fn check_options(o: &TrainOptions) -> Result<(), TrainError> {
     if o.steps == 0 {
         return Err(TrainError::Settings("--steps must be >= 1".into()));
     }
+    if let Some(w) = o.working_pixel_mm {
+        if !(0.1..=5.0).contains(&w) {
+            return Err(TrainError::Settings(format!(
+                "--working-pixel-mm {w} outside [0.1, 5] mm"
+            )));
+        }
+    }
     if let Some(m) = o.minutes {
         if !(m.is_finite() && m > 0.0) {
             return Err(TrainError::Settings(format!(
@@ -390,7 +403,7 @@ pub fn load_scans(
         .par_iter()
         .map(|e| {
             let t = Instant::now();
-            let (d, r) = load_scan(e, o.normalisation, o.bone_margin)?;
+            let (d, r) = load_scan(e, o.normalisation, o.bone_margin, o.working_pixel_mm)?;
             eprintln!(
                 "loaded {} ({:?}, {} bone voxels, air {:.0} tissue {:.0}) in {:.1} s",
                 r.name,
@@ -588,6 +601,7 @@ pub fn fit(
         architecture: arch.clone(),
         normalisation: o.normalisation,
         threshold,
+        working_pixel_mm: o.working_pixel_mm,
         training: serde_json::json!({
             "options": o,
             "device": format!("{device:?}"),

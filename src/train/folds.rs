@@ -144,7 +144,11 @@ fn reusable(
     let meta: serde_json::Value =
         serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", json.display()))?;
     let t = &meta["training"];
-    let opts = &t["options"];
+    // Read back through TrainOptions, so that a setting added since the model was trained takes
+    // its default (off, as when the model runs) instead of counting as a difference.
+    let opts = serde_json::from_value::<TrainOptions>(t["options"].clone())
+        .and_then(serde_json::to_value)
+        .map_err(|e| format!("{}: training options: {e}", json.display()))?;
     let want = serde_json::to_value(o).map_err(|e| e.to_string())?;
     for key in [
         "filters",
@@ -156,6 +160,7 @@ fn reusable(
         "steps",
         "tiles_per_step",
         "minutes",
+        "working_pixel_mm",
     ] {
         if opts[key] != want[key] {
             return Err(format!(

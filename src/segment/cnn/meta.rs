@@ -22,6 +22,11 @@ pub struct ModelMeta {
     pub normalisation: Normalisation,
     /// Decision threshold on the bone probability (calibrated on validation scans).
     pub threshold: f32,
+    /// Working pixel spacing, mm: when set, slices whose PixelSpacing differs from it by more than
+    /// [`super::resample::SPACING_TOLERANCE`] are resampled to it before the network and the
+    /// probabilities back ([`super::resample`]); absent = every slice runs at its own spacing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_pixel_mm: Option<f64>,
     /// How the model was trained (free-form for models made elsewhere).
     #[serde(default)]
     pub training: serde_json::Value,
@@ -59,6 +64,14 @@ impl ModelMeta {
                 path: path.to_owned(),
                 message: format!("threshold {} outside (0, 1)", meta.threshold),
             });
+        }
+        if let Some(w) = meta.working_pixel_mm {
+            if !(0.1..=5.0).contains(&w) {
+                return Err(CnnError::Meta {
+                    path: path.to_owned(),
+                    message: format!("working_pixel_mm {w} outside [0.1, 5] mm"),
+                });
+            }
         }
         if let Normalisation::AirTissue { lo, hi } = meta.normalisation {
             if !(lo.is_finite() && hi.is_finite() && lo < hi) {

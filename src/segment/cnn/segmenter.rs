@@ -12,6 +12,7 @@ use super::infer::{dense_probabilities, DenseOptions};
 use super::meta::{meta_path, ModelMeta};
 use super::net::Net;
 use super::normalise::Normaliser;
+use super::resample::InPlaneGrid;
 use super::CnnError;
 use crate::dicom::series::CtVolume;
 use crate::segment::components::{largest_component, Connectivity};
@@ -183,36 +184,70 @@ impl CnnSegmenter {
         &self.weights
     }
 
-    /// Bone probability `[k, j, i]` of every voxel of `hu` (grey values of one scan).
+    /// Bone probability `[k, j, i]` of every voxel of `hu` (grey values of one scan), each voxel's
+    /// own patch at the scan's native spacing (the model's working spacing is not applied: see
+    /// [`Self::probabilities_at`]).
     ///
     /// # Errors
     /// [`CnnError::Normalise`] for a flat volume, [`CnnError::Torch`] when libtorch fails (its
     /// panics are caught).
     pub fn probabilities(&self, hu: ArrayView3<f32>) -> Result<Array3<f32>, CnnError> {
-        self.probabilities_and_normaliser(hu).map(|(p, _)| p)
+        self.probabilities_and_normaliser(hu, None).map(|(p, _)| p)
     }
 
-    /// [`Self::probabilities`] and the normalisation fitted to `hu`.
+    /// [`Self::probabilities`] of a scan with PixelSpacing `spacing` (`[Δj, Δi]`, mm): when the
+    /// model has a working pixel spacing and the scan's differs from it, the network runs on the
+    /// resampled slices and the probabilities are resampled back ([`super::resample`]).
+    ///
+    /// # Errors
+    /// As [`Self::probabilities`].
+    pub fn probabilities_at(
+        &self,
+        hu: ArrayView3<f32>,
+        spacing: [f64; 2],
+    ) -> Result<Array3<f32>, CnnError> {
+        self.probabilities_and_normaliser(hu, Some(spacing))
+            .map(|(p, _)| p)
+    }
+
+    /// The working grid of a scan with `hu`'s slices and PixelSpacing `spacing`, if it is resampled.
+    pub fn working_grid(&self, hu: ArrayView3<f32>, spacing: [f64; 2]) -> Option<InPlaneGrid> {
+        let (_, rows, cols) = hu.dim();
+        self.meta
+            .working_pixel_mm
+            .and_then(|w| InPlaneGrid::new(rows, cols, spacing, w))
+    }
+
+    /// Probabilities and the normalisation fitted to `hu` (on its native grey values, before any
+    /// resampling).
     fn probabilities_and_normaliser(
         &self,
         hu: ArrayView3<f32>,
+        spacing: Option<[f64; 2]>,
     ) -> Result<(Array3<f32>, Normaliser), CnnError> {
         let norm = Normaliser::fit(self.meta.normalisation, hu)?;
+        let grid = spacing.and_then(|s| self.working_grid(hu, s));
         let guard = self
             .inner
             .lock()
             .map_err(|_| CnnError::Torch("model mutex poisoned".into()))?;
-        let run = std::panic::AssertUnwindSafe(|| {
-            dense_probabilities(&guard.net, &norm, hu, &self.options).map(|p| (p, norm))
+        let run = std::panic::AssertUnwindSafe(|| match grid {
+            None => dense_probabilities(&guard.net, &norm, hu, &self.options),
+            Some(g) => {
+                let work = g.to_working(hu);
+                dense_probabilities(&guard.net, &norm, work.view(), &self.options)
+                    .map(|p| g.to_native(p.view()))
+            }
         });
-        std::panic::catch_unwind(run).unwrap_or_else(|p| {
+        let p = std::panic::catch_unwind(run).unwrap_or_else(|p| {
             let msg = p
                 .downcast_ref::<String>()
                 .cloned()
                 .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "libtorch panicked".into());
             Err(CnnError::Torch(msg))
-        })
+        })?;
+        Ok((p, norm))
     }
 
     /// Number of trainable values of the loaded model.
@@ -231,16 +266,20 @@ impl Segmenter for CnnSegmenter {
         let f = &self.meta.architecture.filters;
         AlgorithmIdentity {
             name: "osteon-cnn".to_owned(),
-            // AlgorithmVersion (LO, <= 64 characters): family, filters, threshold, the first 8 hex
-            // digits of the weights' SHA-256 (which model file), Osteon's version.
+            // AlgorithmVersion (LO, <= 64 characters): family, filters, threshold, working pixel
+            // spacing when set, the first 8 hex digits of the weights' SHA-256 (which model
+            // file), Osteon's version.
             version: format!(
-                "{}-{}x{}x{}x{}-t{:.3}-w{}/{}",
+                "{}-{}x{}x{}x{}-t{:.3}{}-w{}/{}",
                 self.meta.architecture.family,
                 f[0],
                 f[1],
                 f[2],
                 f[3],
                 self.meta.threshold,
+                self.meta
+                    .working_pixel_mm
+                    .map_or(String::new(), |w| format!("-p{w:.3}")),
                 self.weights_sha256.get(..8).unwrap_or(""),
                 env!("CARGO_PKG_VERSION")
             ),
@@ -250,7 +289,7 @@ impl Segmenter for CnnSegmenter {
 
     fn segment(&self, ct: &CtVolume) -> Result<Mask, SegmentError> {
         let (p, norm) = self
-            .probabilities_and_normaliser(ct.hu.view())
+            .probabilities_and_normaliser(ct.hu.view(), Some(ct.geometry.pixel_spacing))
             .map_err(|e| SegmentError::Runtime(e.to_string()))?;
         if let Ok(mut a) = self.last_anchors.lock() {
             *a = Some([f64::from(norm.anchors.air), f64::from(norm.anchors.tissue)]);

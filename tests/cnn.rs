@@ -222,6 +222,66 @@ fn load_reports_missing_files_wrong_architecture_and_shapes() {
     assert!(e.contains("conv1") && e.contains("NaN or infinite"), "{e}");
 }
 
+#[test]
+fn a_working_pixel_spacing_resamples_the_scan_and_maps_probabilities_back() {
+    use osteon::segment::cnn::resample::InPlaneGrid;
+    use osteon::segment::cnn::segmenter::load_with;
+    use osteon::segment::Segmenter;
+    tch::manual_seed(9);
+    let dir = tempfile::tempdir().unwrap();
+    let arch = Architecture::with_filters([4, 8, 8, 8]);
+    let vs = VarStore::new(Device::Cpu);
+    let net = Net::new(&vs.root(), &arch);
+    let w = write_model(dir.path(), &vs, &arch, 0.5);
+    let set_working = |v: serde_json::Value| {
+        let mut meta: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(meta_path(&w)).unwrap()).unwrap();
+        meta["working_pixel_mm"] = v;
+        std::fs::write(meta_path(&w), meta.to_string()).unwrap();
+    };
+    set_working(serde_json::json!(0.5));
+    let opts = DenseOptions {
+        device: Device::Cpu,
+        half: false,
+        ..DenseOptions::default()
+    };
+    let seg = load_with(&w, opts.clone()).unwrap();
+    assert!(
+        seg.identity().version.contains("-t0.500-p0.500-w"),
+        "{}",
+        seg.identity().version
+    );
+
+    let mut hu = Array3::from_elem((2, 60, 64), -1000.0f32);
+    hu.slice_mut(s![.., 8..52, 6..58])
+        .assign(&random_volume((2, 44, 52), 11).mapv(|v| v.max(0.0)));
+    let native = seg.probabilities(hu.view()).unwrap();
+    // 0.48 mm is within 10 % of 0.5 mm: the scan runs at its own spacing, bit for bit.
+    assert_eq!(
+        seg.probabilities_at(hu.view(), [0.48, 0.48]).unwrap(),
+        native
+    );
+    // 0.34 mm pixels: the network runs on the 0.5 mm grid and its output comes back.
+    let spacing = [0.34, 0.34];
+    let g = seg.working_grid(hu.view(), spacing).unwrap();
+    assert_eq!((g.work_rows, g.work_cols), (41, 43));
+    assert_eq!(g, InPlaneGrid::new(60, 64, spacing, 0.5).unwrap());
+    let at = seg.probabilities_at(hu.view(), spacing).unwrap();
+    assert_eq!(at.dim(), hu.dim());
+    let norm = Normaliser::fit(Normalisation::default(), hu.view()).unwrap();
+    let work = dense_probabilities(&net, &norm, g.to_working(hu.view()).view(), &opts).unwrap();
+    let want = g.to_native(work.view());
+    let diff = (&at - &want).mapv(f32::abs).fold(0f32, |m, &d| m.max(d));
+    assert!(diff <= 1e-5, "resampled inference differs by {diff}");
+    let moved = (&at - &native).mapv(f32::abs).fold(0f32, |m, &d| m.max(d));
+    assert!(moved > 1e-3, "resampling changed nothing ({moved})");
+
+    // A working spacing outside [0.1, 5] mm is refused at load, naming the field.
+    set_working(serde_json::json!(50.0));
+    let e = load(&w).err().unwrap().to_string();
+    assert!(e.contains("working_pixel_mm 50 outside [0.1, 5] mm"), "{e}");
+}
+
 /// A small phantom (64x64, 16 slices) as normalised training data.
 fn phantom_scan(seed: u64) -> (ScanData, Array3<f32>) {
     let opts = osteon::phantom::PhantomOptions {
@@ -443,6 +503,16 @@ fn osteon_train_writes_weights_metadata_and_a_resumable_checkpoint() {
         "--zoom NaN must be in [0, 3]",
     );
     refused(&|b| b.steps = 0, "--steps must be >= 1");
+    refused(&|b| b.threads = 0, "--threads must be >= 1");
+    refused(
+        &|b| b.checkpoint_every = 0,
+        "--checkpoint-every must be >= 1",
+    );
+    refused(&|b| b.log_every = 0, "--log-every must be >= 1");
+    refused(
+        &|b| b.working_pixel_mm = Some(0.0),
+        "--working-pixel-mm 0 outside [0.1, 5] mm",
+    );
     // An output folder that cannot exist (its parent is a file) is refused before training.
     refused(
         &|b| b.out = manifest.join("m.safetensors"),

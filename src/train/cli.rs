@@ -183,12 +183,16 @@ pub fn run(args: &TrainArgs) -> ExitCode {
     }
     match train(&o) {
         Ok(r) => {
+            // One progress record (fewer steps than --log-every) has no trend to show.
+            let loss = if r.losses.len() < 2 {
+                format!("loss {:.4} (mean over the run)", r.last_loss)
+            } else {
+                format!("loss {:.4} -> {:.4}", r.first_loss, r.last_loss)
+            };
             println!(
-                "trained {} steps in {:.0} s: loss {:.4} -> {:.4}, threshold {:.3} -> {}",
+                "trained {} steps in {:.0} s: {loss}, threshold {:.3} -> {}",
                 r.steps,
                 r.seconds,
-                r.first_loss,
-                r.last_loss,
                 r.threshold,
                 o.out.display()
             );

@@ -295,6 +295,16 @@ pub fn check_options(o: &TrainOptions) -> Result<(), TrainError> {
     if o.steps == 0 {
         return Err(TrainError::Settings("--steps must be >= 1".into()));
     }
+    // 0 would silently mean 1: one thread, or a checkpoint / progress line after every step.
+    for (flag, v) in [
+        ("--threads", o.threads),
+        ("--checkpoint-every", o.checkpoint_every),
+        ("--log-every", o.log_every),
+    ] {
+        if v == 0 {
+            return Err(TrainError::Settings(format!("{flag} must be >= 1")));
+        }
+    }
     if let Some(w) = o.working_pixel_mm {
         if !(0.1..=5.0).contains(&w) {
             return Err(TrainError::Settings(format!(

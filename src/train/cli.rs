@@ -260,6 +260,9 @@ pub struct FoldArgs {
     /// Training seed.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Working pixel spacing of the fold models, mm (as `osteon train --working-pixel-mm`).
+    #[arg(long)]
+    pub working_pixel_mm: Option<f64>,
     /// Where the folds train.
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
@@ -282,6 +285,7 @@ impl FoldArgs {
             (self.tile_size.is_some(), "--tile-size"),
             (self.minutes_per_fold.is_some(), "--minutes-per-fold"),
             (self.seed.is_some(), "--seed"),
+            (self.working_pixel_mm.is_some(), "--working-pixel-mm"),
             (self.plot.is_some(), "--plot"),
         ]
         .into_iter()
@@ -407,6 +411,7 @@ pub fn run_folds(
     if let Some(s) = args.seed {
         targs.seed = s;
     }
+    targs.working_pixel_mm = args.working_pixel_mm;
     targs.minutes = args.minutes_per_fold;
     targs.device = args.device;
     targs.log_every = 100;

@@ -279,7 +279,10 @@ fn a_working_pixel_spacing_resamples_the_scan_and_maps_probabilities_back() {
     // A working spacing outside [0.1, 5] mm is refused at load, naming the field.
     set_working(serde_json::json!(50.0));
     let e = load(&w).err().unwrap().to_string();
-    assert!(e.contains("working_pixel_mm 50 outside [0.1, 5] mm"), "{e}");
+    assert!(
+        e.contains("working_pixel_mm 50.0 outside [0.1, 5] mm"),
+        "{e}"
+    );
 }
 
 /// A small phantom (64x64, 16 slices) as normalised training data.
@@ -511,7 +514,7 @@ fn osteon_train_writes_weights_metadata_and_a_resumable_checkpoint() {
     refused(&|b| b.log_every = 0, "--log-every must be >= 1");
     refused(
         &|b| b.working_pixel_mm = Some(0.0),
-        "--working-pixel-mm 0 outside [0.1, 5] mm",
+        "--working-pixel-mm 0.0 outside [0.1, 5] mm",
     );
     // An output folder that cannot exist (its parent is a file) is refused before training.
     refused(
@@ -537,6 +540,22 @@ fn osteon_train_writes_weights_metadata_and_a_resumable_checkpoint() {
     o.resume = true;
     o.steps = 9;
     assert_eq!(osteon::train::fit::train(&o).unwrap().steps, 9);
+    // Settings that shape training must match the checkpoint's, named in the refusal.
+    o.steps = 12;
+    o.lr = 0.001;
+    let e = osteon::train::fit::train(&o).unwrap_err().to_string();
+    assert!(
+        e.contains("made with lr 0.005; this run asks for 0.001"),
+        "{e}"
+    );
+    o.lr = 0.005;
+    o.working_pixel_mm = Some(0.5);
+    let e = osteon::train::fit::train(&o).unwrap_err().to_string();
+    assert!(
+        e.contains("made with working_pixel_mm null; this run asks for 0.5"),
+        "{e}"
+    );
+    o.working_pixel_mm = None;
     o.filters = [4, 8, 8, 4];
     let e = osteon::train::fit::train(&o).unwrap_err();
     assert!(e.to_string().contains("checkpoint"), "{e}");

@@ -141,6 +141,9 @@ pub fn load_scan(
         let (_, rows, cols) = ct.hu.dim();
         InPlaneGrid::new(rows, cols, ct.geometry.pixel_spacing, w)
     });
+    if let Some(g) = grid {
+        g.check_size(ct.hu.dim().0).map_err(fail)?;
+    }
     let (image, work_label): (Array3<f32>, Option<Array3<u8>>) = match grid {
         None => (ct.hu.mapv(|v| norm.apply(v)), None),
         Some(g) => (

@@ -105,6 +105,23 @@ struct Checkpoint {
     seed: u64,
     losses: Vec<(usize, f64)>,
     seconds: f64,
+    /// The run's other settings that shape the training (sampling and augmentation, learning
+    /// rate and decay, tiles per step, working pixel spacing), as [`resume_settings`] writes them;
+    /// absent in checkpoints written before they were recorded (then not checked).
+    #[serde(default)]
+    settings: Option<serde_json::Value>,
+}
+
+/// The settings a resumed run must share with its checkpoint, besides filters, normalisation and
+/// seed: changing any of them mid-run would make a model no single recipe describes.
+fn resume_settings(o: &TrainOptions) -> serde_json::Value {
+    serde_json::json!({
+        "sample": o.sample,
+        "lr": o.lr,
+        "decay": o.decay,
+        "tiles_per_step": o.tiles_per_step,
+        "working_pixel_mm": o.working_pixel_mm,
+    })
 }
 
 /// What a run produced.
@@ -308,7 +325,7 @@ pub fn check_options(o: &TrainOptions) -> Result<(), TrainError> {
     if let Some(w) = o.working_pixel_mm {
         if !(0.1..=5.0).contains(&w) {
             return Err(TrainError::Settings(format!(
-                "--working-pixel-mm {w} outside [0.1, 5] mm"
+                "--working-pixel-mm {w:?} outside [0.1, 5] mm"
             )));
         }
     }
@@ -502,6 +519,38 @@ pub fn fit(
                 ),
             });
         }
+        if let Some(had) = &ck.settings {
+            let want = resume_settings(o);
+            // Read back through the current types, so settings added since read as their defaults.
+            let had_sample = serde_json::from_value::<SampleSettings>(had["sample"].clone())
+                .ok()
+                .and_then(|s| serde_json::to_value(s).ok());
+            let had = serde_json::json!({
+                "sample": had_sample,
+                "lr": had["lr"],
+                "decay": had["decay"],
+                "tiles_per_step": had["tiles_per_step"],
+                "working_pixel_mm": had["working_pixel_mm"],
+            });
+            for key in [
+                "sample",
+                "lr",
+                "decay",
+                "tiles_per_step",
+                "working_pixel_mm",
+            ] {
+                if had[key] != want[key] {
+                    return Err(TrainError::Checkpoint {
+                        path: ck_j.clone(),
+                        message: format!(
+                            "made with {key} {}; this run asks for {} (resume with the same \
+                             settings, or train from scratch without --resume)",
+                            had[key], want[key]
+                        ),
+                    });
+                }
+            }
+        }
         load_weights(&mut vs, &ck_w)?;
         (step, losses, seconds) = (ck.step, ck.losses, ck.seconds);
         eprintln!("resumed from {} at step {step}", ck_j.display());
@@ -532,6 +581,7 @@ pub fn fit(
                 seed: o.seed,
                 losses: losses.clone(),
                 seconds: secs,
+                settings: Some(resume_settings(o)),
             };
             let text = serde_json::to_string_pretty(&ck)
                 .map_err(|e| TrainError::Settings(e.to_string()))?;

@@ -69,7 +69,7 @@ impl ModelMeta {
             if !(0.1..=5.0).contains(&w) {
                 return Err(CnnError::Meta {
                     path: path.to_owned(),
-                    message: format!("working_pixel_mm {w} outside [0.1, 5] mm"),
+                    message: format!("working_pixel_mm {w:?} outside [0.1, 5] mm"),
                 });
             }
         }

@@ -227,6 +227,15 @@ impl CnnSegmenter {
     ) -> Result<(Array3<f32>, Normaliser), CnnError> {
         let norm = Normaliser::fit(self.meta.normalisation, hu)?;
         let grid = spacing.and_then(|s| self.working_grid(hu, s));
+        if let Some(g) = grid {
+            g.check_size(hu.dim().0).map_err(CnnError::Input)?;
+            tracing::info!(
+                spacing_mm = ?g.spacing,
+                working_mm = g.working_mm,
+                working_grid = ?[g.work_rows, g.work_cols],
+                "CNN runs on slices resampled to the model's working pixel spacing"
+            );
+        }
         let guard = self
             .inner
             .lock()
@@ -261,27 +270,48 @@ impl CnnSegmenter {
     }
 }
 
+/// AlgorithmVersion (0066,0031), VR LO, at most 64 characters (PS3.5 6.2): family, filters,
+/// threshold, working pixel spacing when set, the first 8 hex digits of the weights' SHA-256
+/// (which model file) and Osteon's version, e.g.
+/// `minnema2018-patch-fcn-16x32x32x32-t0.725-w4abb7da0/0.1.0`. When that is too long (3-digit
+/// filter counts with a working spacing), Osteon's version and then the filters are left out:
+/// the weights' digest still names the model.
+pub fn algorithm_version(
+    family: &str,
+    filters: &[usize],
+    threshold: f32,
+    working_pixel_mm: Option<f64>,
+    weights_sha8: &str,
+) -> String {
+    let filters = filters
+        .iter()
+        .map(|f| f.to_string())
+        .collect::<Vec<_>>()
+        .join("x");
+    let p = working_pixel_mm.map_or(String::new(), |w| format!("-p{w:.3}"));
+    let tail = format!("-t{threshold:.3}{p}-w{weights_sha8}");
+    let version = env!("CARGO_PKG_VERSION");
+    [
+        format!("{family}-{filters}{tail}/{version}"),
+        format!("{family}-{filters}{tail}"),
+        format!("{family}{tail}"),
+    ]
+    .into_iter()
+    .find(|v| v.len() <= 64)
+    .unwrap_or_else(|| format!("{family}{tail}").chars().take(64).collect())
+}
+
 impl Segmenter for CnnSegmenter {
     fn identity(&self) -> AlgorithmIdentity {
         let f = &self.meta.architecture.filters;
         AlgorithmIdentity {
             name: "osteon-cnn".to_owned(),
-            // AlgorithmVersion (LO, <= 64 characters): family, filters, threshold, working pixel
-            // spacing when set, the first 8 hex digits of the weights' SHA-256 (which model
-            // file), Osteon's version.
-            version: format!(
-                "{}-{}x{}x{}x{}-t{:.3}{}-w{}/{}",
-                self.meta.architecture.family,
-                f[0],
-                f[1],
-                f[2],
-                f[3],
+            version: algorithm_version(
+                &self.meta.architecture.family,
+                f,
                 self.meta.threshold,
-                self.meta
-                    .working_pixel_mm
-                    .map_or(String::new(), |w| format!("-p{w:.3}")),
+                self.meta.working_pixel_mm,
                 self.weights_sha256.get(..8).unwrap_or(""),
-                env!("CARGO_PKG_VERSION")
             ),
             skull_specific: false,
         }
@@ -309,8 +339,16 @@ impl Segmenter for CnnSegmenter {
         let raw = p.mapv(|v| u8::from(v >= t));
         let (mask, n) = largest_component(&raw, Connectivity::TwentySix);
         if n == 0 {
+            let grid = self
+                .working_grid(ct.hu.view(), ct.geometry.pixel_spacing)
+                .map_or(String::new(), |g| {
+                    format!(
+                        " (the network ran on {} x {} working slices at {} mm)",
+                        g.work_rows, g.work_cols, g.working_mm
+                    )
+                });
             return Err(SegmentError::NoBone(format!(
-                "no voxel with bone probability >= {t}"
+                "no voxel with bone probability >= {t}{grid}"
             )));
         }
         Ok(mask)
@@ -322,5 +360,51 @@ impl Segmenter for CnnSegmenter {
 
     fn grey_anchors(&self) -> Option<[f64; 2]> {
         self.last_anchors.lock().ok().and_then(|a| *a)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::algorithm_version;
+
+    #[test]
+    fn algorithm_version_fits_the_64_characters_of_lo() {
+        let v = algorithm_version(
+            "minnema2018-patch-fcn",
+            &[16, 32, 32, 32],
+            0.725,
+            None,
+            "4abb7da0",
+        );
+        assert_eq!(
+            v,
+            format!(
+                "minnema2018-patch-fcn-16x32x32x32-t0.725-w4abb7da0/{}",
+                env!("CARGO_PKG_VERSION")
+            )
+        );
+        let v = algorithm_version(
+            "minnema2018-patch-fcn",
+            &[16, 32, 32, 32],
+            0.725,
+            Some(0.488),
+            "4abb7da0",
+        );
+        assert!(v.starts_with("minnema2018-patch-fcn-16x32x32x32-t0.725-p0.488-w4abb7da0/"));
+        // 3-digit filters with a working spacing: 67 characters in full, so the version goes.
+        let v = algorithm_version(
+            "minnema2018-patch-fcn",
+            &[128; 4],
+            0.5,
+            Some(3.0),
+            "b991b94f",
+        );
+        assert_eq!(
+            v,
+            "minnema2018-patch-fcn-128x128x128x128-t0.500-p3.000-wb991b94f"
+        );
+        assert!(v.len() <= 64);
+        let v = algorithm_version(&"f".repeat(60), &[128; 4], 0.5, Some(3.0), "b991b94f");
+        assert_eq!(v.len(), 64);
     }
 }

@@ -54,9 +54,62 @@ impl Components {
 
     /// Mask of the given component, same shape as `like`.
     pub fn mask_of(&self, label: u32, like: &Mask) -> Mask {
+        self.mask_where(|l| l == label, like)
+    }
+
+    /// Per component (indexed by label; `0.0` for those `which` skips or without probes outside
+    /// the mask): the fraction of its probes whose value in `grey` (same shape as `mask`, the mask
+    /// that was labelled) is below `level`. The probes of a voxel `(k, j, i)` are the six points
+    /// `reach = [dk, dj, di]` voxels away along each axis; those inside the mask or off the volume do
+    /// not count. With `level` half-way between air and soft tissue and a reach of a few mm (beyond
+    /// the blurred edge of a thin object) this tells a bone inside the body, surrounded by soft
+    /// tissue, from an object in air such as the table or a head holder.
+    pub fn exterior_fraction_below(
+        &self,
+        mask: &Mask,
+        grey: ndarray::ArrayView3<f32>,
+        level: f32,
+        reach: [usize; 3],
+        which: impl Fn(u32) -> bool,
+    ) -> Vec<f64> {
+        let dims = mask.dim();
+        let (n, [dk, dj, di]) = ([dims.0, dims.1, dims.2], reach.map(|d| d.max(1)));
+        let mut below = vec![0u64; self.count()];
+        let mut total = vec![0u64; self.count()];
+        for (r, &l) in self.runs.iter().zip(&self.label) {
+            if !which(l) {
+                continue;
+            }
+            let (l, k, j) = (l as usize, r.k as usize, r.j as usize);
+            for i in r.start as usize..r.end as usize {
+                let probes = [
+                    k.checked_sub(dk).map(|k| [k, j, i]),
+                    (k + dk < n[0]).then_some([k + dk, j, i]),
+                    j.checked_sub(dj).map(|j| [k, j, i]),
+                    (j + dj < n[1]).then_some([k, j + dj, i]),
+                    i.checked_sub(di).map(|i| [k, j, i]),
+                    (i + di < n[2]).then_some([k, j, i + di]),
+                ];
+                for p in probes.into_iter().flatten() {
+                    if mask[p] == 0 {
+                        total[l] += 1;
+                        below[l] += u64::from(grey[p] < level);
+                    }
+                }
+            }
+        }
+        below
+            .iter()
+            .zip(&total)
+            .map(|(&b, &t)| if t == 0 { 0.0 } else { b as f64 / t as f64 })
+            .collect()
+    }
+
+    /// Mask of every component whose label passes `keep`, same shape as `like`.
+    pub fn mask_where(&self, keep: impl Fn(u32) -> bool, like: &Mask) -> Mask {
         let mut out = Mask::zeros(like.raw_dim());
         for (r, &l) in self.runs.iter().zip(&self.label) {
-            if l == label {
+            if keep(l) {
                 let mut row = out.slice_mut(ndarray::s![r.k as usize, r.j as usize, ..]);
                 for i in r.start..r.end {
                     row[i as usize] = 1;

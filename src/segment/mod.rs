@@ -4,9 +4,13 @@
 //!   the "current practice" of the paper (Minnema et al. 2018, §1) and the comparison point for the CNN.
 //! * [`cnn`]: the CNN patch classifier of the paper, evaluated densely (fully convolutional).
 //! * [`components`]: connected-component labelling shared by the segmenters and the mesher.
+//! * [`bones`]: which pieces the CNN's mask keeps (the skull and separate bones inside the body).
+//! * [`fill`]: the CNN's marrow fill (bone-enclosed holes of bone-like mean grey value become bone).
 
+pub mod bones;
 pub mod cnn;
 pub mod components;
+pub mod fill;
 pub mod threshold;
 
 use ndarray::Array3;

@@ -15,7 +15,8 @@ use super::normalise::Normaliser;
 use super::resample::InPlaneGrid;
 use super::CnnError;
 use crate::dicom::series::CtVolume;
-use crate::segment::components::{largest_component, Connectivity};
+use crate::segment::bones::{keep_bones, min_voxels};
+use crate::segment::fill::{self, fill_marrow, MarrowGate};
 use crate::segment::{AlgorithmIdentity, Mask, SegmentError, Segmenter};
 
 /// The network and its variables (tch tensors are `Send` but not `Sync`, hence the mutex).
@@ -24,8 +25,9 @@ struct Loaded {
     net: Net,
 }
 
-/// The CNN segmenter: mask = bone probability >= the model's threshold, then the largest
-/// 26-connected component.
+/// The CNN segmenter: mask = bone probability >= the model's threshold, then the marrow fill
+/// ([`crate::segment::fill`], gate from the scan's normalisation anchors), then the skull and the
+/// separate bones inside the body ([`crate::segment::bones`]).
 pub struct CnnSegmenter {
     inner: Mutex<Loaded>,
     meta: ModelMeta,
@@ -336,9 +338,43 @@ impl Segmenter for CnnSegmenter {
         if let Ok(mut c) = self.last_confidence.lock() {
             *c = (n > 0).then(|| sum / n as f64);
         }
-        let raw = p.mapv(|v| u8::from(v >= t));
-        let (mask, n) = largest_component(&raw, Connectivity::TwentySix);
-        if n == 0 {
+        let mut raw = p.mapv(|v| u8::from(v >= t));
+        let g = &ct.geometry;
+        let gate = MarrowGate::from_anchors(norm.anchors.air, norm.anchors.tissue)
+            .filter(|_| fill::applies_to(g.pixel_spacing, g.nominal_slice_spacing()));
+        if let Some(gate) = gate {
+            let f = fill_marrow(&mut raw, ct.hu.view(), gate);
+            tracing::info!(
+                holes_filled = f.holes_filled,
+                holes_left = f.holes_left,
+                voxels_added = f.voxels_added,
+                gate = ?[gate.lo, gate.hi],
+                "marrow fill"
+            );
+        } else {
+            tracing::info!(
+                pixel_spacing_mm = ?g.pixel_spacing,
+                slice_spacing_mm = g.nominal_slice_spacing(),
+                max_voxel_mm = fill::MAX_VOXEL_MM,
+                "marrow fill skipped (not a thin-slice series, or no grey-value anchors)"
+            );
+        }
+        let voxel_ml = g.pixel_spacing[0] * g.pixel_spacing[1] * g.nominal_slice_spacing() / 1000.0;
+        let air_level = 0.5 * (norm.anchors.air + norm.anchors.tissue);
+        let spacing = [
+            g.nominal_slice_spacing(),
+            g.pixel_spacing[0],
+            g.pixel_spacing[1],
+        ];
+        let (mask, kept) = keep_bones(&raw, ct.hu.view(), air_level, spacing, min_voxels(voxel_ml));
+        tracing::info!(
+            pieces = kept.found,
+            kept = kept.kept,
+            in_air = kept.in_air,
+            dropped_voxels = kept.dropped_voxels,
+            "bone pieces"
+        );
+        if kept.found == 0 {
             let grid = self
                 .working_grid(ct.hu.view(), ct.geometry.pixel_spacing)
                 .map_or(String::new(), |g| {

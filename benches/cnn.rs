@@ -4,15 +4,16 @@
 //! Per architecture: one slice by dense inference (the fully convolutional network over the head's
 //! box) vs per-patch classification of the same voxels (the paper's method, 128 patches per
 //! forward pass, timed on 2048 patches and scaled to the box), their ratio (target >= 100x), and
-//! the whole series (normalise, dense inference, threshold, largest component; target <= 180 s on
+//! the whole series (normalise, dense inference, threshold, marrow fill, separate bones as the
+//! CNN segmenter does them; target <= 180 s on
 //! the 2-core CPU, peak RSS <= 4 GB; <= 5 s on a GPU).
 //!
 //! Environment: `OSTEON_CNN_MODEL=path.safetensors` benchmarks a trained model (else random weights
 //! of each `OSTEON_CNN_FILTERS` entry, default `16,32,32,32;24,48,48,48;64,128,128,128`);
 //! `OSTEON_CNN_EVAL=manifest.toml` (with `OSTEON_CNN_MODEL`) instead scores the model and the
 //! 226 HU threshold baseline on the manifest's `test` scans (DSC inside the label's bounding box,
-//! largest component), plus, with `OSTEON_CNN_VARIANTS=1`, a cone-beam-like (0.75 x HU + 200) and a
-//! low-dose (+120 HU SD noise) variant of each.
+//! each segmenter's own post-processing), plus, with `OSTEON_CNN_VARIANTS=1`, a cone-beam-like
+//! (0.75 x HU + 200) and a low-dose (+120 HU SD noise) variant of each.
 //! `OSTEON_CNN_SERIES=all` runs the whole series for every entry (default: the first only; `none`:
 //! no whole series).
 #[cfg(feature = "torch")]
@@ -26,13 +27,14 @@ mod bench {
 
     use ndarray::s;
     use osteon::dicom::series::{load_volume, scan};
+    use osteon::segment::bones::{keep_bones, min_voxels};
     use osteon::segment::cnn::arch::{Architecture, DEFAULT_FILTERS};
     use osteon::segment::cnn::infer::{
         dense_probabilities, patch_probabilities, slice_roi, DenseOptions,
     };
     use osteon::segment::cnn::net::Net;
     use osteon::segment::cnn::normalise::{Normalisation, Normaliser};
-    use osteon::segment::components::{largest_component, Connectivity};
+    use osteon::segment::fill::{self, fill_marrow, MarrowGate};
     use osteon::train::sample::Rng;
     use tch::nn::VarStore;
     use tch::Device;
@@ -241,9 +243,24 @@ mod bench {
                 let t = Instant::now();
                 let norm = Normaliser::fit(norm_mode, ct.hu.view()).expect("normalise");
                 let p = dense_probabilities(&net, &norm, ct.hu.view(), &opts).expect("dense");
-                let raw = p.mapv(|v| u8::from(v >= threshold));
+                let mut raw = p.mapv(|v| u8::from(v >= threshold));
                 drop(p);
-                let (_mask, _) = largest_component(&raw, Connectivity::TwentySix);
+                let g = &ct.geometry;
+                let dz = g.nominal_slice_spacing();
+                let a = &norm.anchors;
+                if let Some(gate) = MarrowGate::from_anchors(a.air, a.tissue)
+                    .filter(|_| fill::applies_to(g.pixel_spacing, dz))
+                {
+                    fill_marrow(&mut raw, ct.hu.view(), gate);
+                }
+                let [py, px] = g.pixel_spacing;
+                let (_mask, _) = keep_bones(
+                    &raw,
+                    ct.hu.view(),
+                    0.5 * (a.air + a.tissue),
+                    [dz, py, px],
+                    min_voxels(py * px * dz / 1000.0),
+                );
                 (
                     format!("{:.1}", t.elapsed().as_secs_f64()),
                     format!("{:.0}", peak_rss_mib()),

@@ -27,7 +27,7 @@ mod bench {
 
     use ndarray::s;
     use osteon::dicom::series::{load_volume, scan};
-    use osteon::segment::bones::{keep_bones, min_voxels};
+    use osteon::segment::bones::{keep_bones, min_voxels, PieceRules};
     use osteon::segment::cnn::arch::{Architecture, DEFAULT_FILTERS};
     use osteon::segment::cnn::infer::{
         dense_probabilities, patch_probabilities, slice_roi, DenseOptions,
@@ -248,19 +248,21 @@ mod bench {
                 let g = &ct.geometry;
                 let dz = g.nominal_slice_spacing();
                 let a = &norm.anchors;
-                if let Some(gate) = MarrowGate::from_anchors(a.air, a.tissue)
-                    .filter(|_| fill::applies_to(g.pixel_spacing, dz))
-                {
+                if let Some(gate) = MarrowGate::from_anchors(a.air, a.tissue).filter(|_| {
+                    let gap = g.slice_spacings().into_iter().fold(dz, f64::max);
+                    fill::applies_to(g.pixel_spacing, gap)
+                }) {
                     fill_marrow(&mut raw, ct.hu.view(), gate);
                 }
                 let [py, px] = g.pixel_spacing;
-                let (_mask, _) = keep_bones(
-                    &raw,
-                    ct.hu.view(),
-                    0.5 * (a.air + a.tissue),
-                    [dz, py, px],
-                    min_voxels(py * px * dz / 1000.0),
-                );
+                let rules = PieceRules {
+                    air_level: 0.5 * (a.air + a.tissue),
+                    metal_level: MarrowGate::from_anchors(a.air, a.tissue)
+                        .map_or(f32::INFINITY, |gate| gate.hi),
+                    spacing_mm: [dz, py, px],
+                    min_voxels: min_voxels(py * px * dz / 1000.0),
+                };
+                let (_mask, _) = keep_bones(&raw, ct.hu.view(), rules);
                 (
                     format!("{:.1}", t.elapsed().as_secs_f64()),
                     format!("{:.0}", peak_rss_mib()),

@@ -7,7 +7,7 @@ use osteon::phantom::anatomy::{Head, Material};
 use osteon::phantom::render::render;
 use osteon::phantom::voxelize::voxelize;
 use osteon::phantom::{grid, scanner, PhantomOptions};
-use osteon::segment::bones::{keep_bones, min_voxels};
+use osteon::segment::bones::{keep_bones, min_voxels, PieceRules};
 use osteon::segment::components::{label, Connectivity};
 use osteon::segment::fill::{self, fill_marrow, MarrowGate};
 use osteon::segment::Mask;
@@ -16,13 +16,15 @@ fn count(m: &Mask) -> usize {
     m.iter().filter(|&&v| v != 0).count()
 }
 
-/// A whole head at `matrix` pixels and `slices` slices: the label, the rendered CT (scanner noise
-/// and blur), the material at each voxel centre and the voxel volume (mL).
+/// A whole head of scanner `profile` at `matrix` pixels and `slices` slices (`None`: the
+/// profile's): the label, the rendered CT (scanner noise and blur), the material at each voxel
+/// centre, the voxel volume (mL) and the `[slice, row, column]` spacing (mm).
 fn head(
+    profile: &str,
     seed: u64,
     craniotomy: bool,
     matrix: usize,
-    slices: usize,
+    slices: Option<usize>,
 ) -> (
     Mask,
     ndarray::Array3<f32>,
@@ -30,9 +32,9 @@ fn head(
     f64,
     [f64; 3],
 ) {
-    let profile = scanner::profile("philips-ingenuity-ub").expect("profile");
+    let profile = scanner::profile(profile).expect("profile");
     let options = PhantomOptions {
-        slices: Some(slices),
+        slices,
         matrix: Some(matrix),
         supersample: 1,
         ..PhantomOptions::default()
@@ -42,9 +44,6 @@ fn head(
     let vox = voxelize(&head, &g, 1);
     let hu = render(vox.hu, &vox.material, &g, &head, profile, seed);
     let voxel_ml = g.pixel_spacing[0] * g.pixel_spacing[1] * g.nominal_slice_spacing() / 1000.0;
-    if slices >= 150 {
-        assert!(fill::applies_to(g.pixel_spacing, g.nominal_slice_spacing()));
-    }
     let spacing = [
         g.nominal_slice_spacing(),
         g.pixel_spacing[0],
@@ -56,7 +55,8 @@ fn head(
 #[test]
 fn separate_bones_are_kept_and_the_table_and_holder_are_not() {
     // 1.2 mm pixels, about 2 mm slices.
-    let (bone, hu, material, voxel_ml, spacing) = head(1002, false, 192, 100);
+    let (bone, hu, material, voxel_ml, spacing) =
+        head("philips-ingenuity-ub", 1002, false, 192, Some(100));
     let min = min_voxels(voxel_ml);
     let pieces = label(&bone, Connectivity::TwentySix);
     let separate = pieces.sizes.iter().filter(|&&s| s >= min).count();
@@ -78,7 +78,13 @@ fn separate_bones_are_kept_and_the_table_and_holder_are_not() {
         "table and holder in the field: {objects} voxels"
     );
     // Air at -1000 HU, soft tissue at 40 HU: half-way.
-    let (kept, stats) = keep_bones(&mask, hu.view(), -480.0, spacing, min);
+    let rules = PieceRules {
+        air_level: -480.0,
+        metal_level: 2500.0,
+        spacing_mm: spacing,
+        min_voxels: min,
+    };
+    let (kept, stats) = keep_bones(&mask, hu.view(), rules);
     assert!(stats.in_air >= 1, "{stats:?}");
     assert_eq!(stats.kept, separate, "{stats:?}");
     let table_kept = kept
@@ -98,8 +104,10 @@ fn separate_bones_are_kept_and_the_table_and_holder_are_not() {
 
 #[test]
 fn marrow_cut_from_the_mask_comes_back_and_the_craniotomy_stays_open() {
-    // A thin-slice series (0.9 mm pixels, about 1 mm slices), the kind the fill runs on.
-    let (bone, hu, material, _, _) = head(1003, true, 256, 200);
+    // A sharp-kernel series of sub-millimetre voxels (0.54 mm pixels, 0.6 mm slices), the kind the
+    // fill runs on.
+    let (bone, hu, material, _, spacing) = head("siemens-definition-h70h", 1003, true, 320, None);
+    assert!(fill::applies_to([spacing[1], spacing[2]], spacing[0]));
     let cancellous = Material::CancellousBone as u8;
     let mut mask = bone.clone();
     let mut cut = 0usize;

@@ -10,7 +10,8 @@
 //! when it is at least [`MIN_SEPARATE_BONE_ML`] and less than [`MAX_AIR_FRACTION`] of its face
 //! neighbours are air.
 
-use ndarray::ArrayView3;
+use ndarray::{ArrayView3, Axis};
+use rayon::prelude::*;
 
 use super::components::{label, Connectivity};
 use super::Mask;
@@ -31,6 +32,25 @@ pub const MAX_AIR_FRACTION: f64 = 0.5;
 /// -370 to +90 HU at its face neighbours on the low-dose phantom, air at 3 mm).
 pub const PROBE_MM: f64 = 3.0;
 
+/// Largest fraction of a separate piece's voxels that may lie in the cranial cavity (in an axial
+/// slice, inside a closed ring of the largest piece): a calcified lesion, a calcified vessel wall or
+/// a metal clip inside the skull is not a bone.
+pub const MAX_INTRACRANIAL_FRACTION: f64 = 0.5;
+
+/// The scan-specific levels [`keep_bones`] judges a separate piece by.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PieceRules {
+    /// Grey value half-way between the scan's air and soft-tissue modes: below it is air.
+    pub air_level: f32,
+    /// Grey value above any bone (2500 HU on calibrated CT, as the marrow fill's upper gate): a
+    /// piece whose median is above it is metal.
+    pub metal_level: f32,
+    /// `[slice, row, column]` spacing (mm), for the [`PROBE_MM`] reach.
+    pub spacing_mm: [f64; 3],
+    /// Voxels of [`MIN_SEPARATE_BONE_ML`].
+    pub min_voxels: u64,
+}
+
 /// What [`keep_bones`] kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Kept {
@@ -40,25 +60,24 @@ pub struct Kept {
     pub kept: usize,
     /// Pieces of at least the minimum size dropped because they lie in air.
     pub in_air: usize,
+    /// Pieces of at least the minimum size dropped because they lie in the cranial cavity.
+    pub intracranial: usize,
+    /// Pieces of at least the minimum size dropped because their median grey value is metal.
+    pub metal: usize,
     /// Voxels in the pieces dropped.
     pub dropped_voxels: u64,
 }
 
 /// The largest 26-connected piece of `mask` (`[k, j, i]`, 1 = bone) and every other piece of at
-/// least `min_voxels` voxels whose surroundings [`PROBE_MM`] away (`spacing_mm` = `[slice, row,
-/// column]` spacing in mm) are less than [`MAX_AIR_FRACTION`] below `air_level` in `grey` (same
-/// shape, the scan's grey values; half-way between its air and soft-tissue modes). An empty mask
+/// least `rules.min_voxels` voxels that is a bone inside the body: its surroundings [`PROBE_MM`]
+/// away are less than [`MAX_AIR_FRACTION`] below `rules.air_level` in `grey` (same shape, the
+/// scan's grey values), at most [`MAX_INTRACRANIAL_FRACTION`] of it lies inside a closed axial ring
+/// of the largest piece, and its median grey value is at most `rules.metal_level`. An empty mask
 /// gives an empty mask.
 ///
 /// # Panics
 /// When `grey` and `mask` differ in shape (a caller bug).
-pub fn keep_bones(
-    mask: &Mask,
-    grey: ArrayView3<f32>,
-    air_level: f32,
-    spacing_mm: [f64; 3],
-    min_voxels: u64,
-) -> (Mask, Kept) {
+pub fn keep_bones(mask: &Mask, grey: ArrayView3<f32>, rules: PieceRules) -> (Mask, Kept) {
     assert_eq!(
         mask.dim(),
         grey.dim(),
@@ -66,32 +85,119 @@ pub fn keep_bones(
     );
     let comps = label(mask, Connectivity::TwentySix);
     let largest = comps.largest();
-    let big = |l: u32| Some(l) != largest && comps.sizes[l as usize] >= min_voxels;
-    let reach = spacing_mm.map(|s| {
+    let big = |l: u32| Some(l) != largest && comps.sizes[l as usize] >= rules.min_voxels;
+    let reach = rules.spacing_mm.map(|s| {
         if s.is_finite() && s > 0.0 {
             (PROBE_MM / s).ceil().clamp(1.0, 64.0) as usize
         } else {
             1
         }
     });
-    let air = comps.exterior_fraction_below(mask, grey, air_level, reach, big);
-    let keep = |l: u32| Some(l) == largest || (big(l) && air[l as usize] < MAX_AIR_FRACTION);
+    let air = comps.exterior_fraction_below(mask, grey, rules.air_level, reach, big);
     let n = comps.count() as u32;
-    let kept = (0..n).filter(|&l| keep(l)).count();
-    let in_air = (0..n).filter(|&l| big(l) && !keep(l)).count();
+    let candidates: Vec<u32> = (0..n).filter(|&l| big(l)).collect();
+    let cavity = match largest {
+        Some(l) if !candidates.is_empty() => Some(cranial_cavity(&comps.mask_of(l, mask))),
+        _ => None,
+    };
+    #[derive(Clone, Copy, PartialEq)]
+    enum Verdict {
+        Keep,
+        Drop,
+        InAir,
+        Intracranial,
+        Metal,
+    }
+    let mut verdict = vec![Verdict::Drop; n as usize];
+    if let Some(l) = largest {
+        verdict[l as usize] = Verdict::Keep;
+    }
+    for &l in &candidates {
+        verdict[l as usize] = if air[l as usize] >= MAX_AIR_FRACTION {
+            Verdict::InAir
+        } else {
+            let size = comps.sizes[l as usize] as f64;
+            let inside = cavity
+                .as_ref()
+                .map_or(0, |c| comps.voxels(l).filter(|&v| c[v] != 0).count())
+                as f64;
+            let mut values: Vec<f32> = comps.voxels(l).map(|v| grey[v]).collect();
+            let mid = values.len() / 2;
+            let median = *values.select_nth_unstable_by(mid, f32::total_cmp).1;
+            if inside / size > MAX_INTRACRANIAL_FRACTION {
+                Verdict::Intracranial
+            } else if median > rules.metal_level {
+                Verdict::Metal
+            } else {
+                Verdict::Keep
+            }
+        };
+    }
+    let count = |v: Verdict| verdict.iter().filter(|&&x| x == v).count();
     let dropped_voxels = (0..n)
-        .filter(|&l| !keep(l))
+        .filter(|&l| verdict[l as usize] != Verdict::Keep)
         .map(|l| comps.sizes[l as usize])
         .sum();
     (
-        comps.mask_where(keep, mask),
+        comps.mask_where(|l| verdict[l as usize] == Verdict::Keep, mask),
         Kept {
             found: comps.count(),
-            kept,
-            in_air,
+            kept: count(Verdict::Keep),
+            in_air: count(Verdict::InAir),
+            intracranial: count(Verdict::Intracranial),
+            metal: count(Verdict::Metal),
             dropped_voxels,
         },
     )
+}
+
+/// The cranial cavity as seen slice by slice: in each axial slice of `skull` (`[k, j, i]`, 1 =
+/// the largest piece), the pixels neither in it nor 4-connected to the slice's border through
+/// pixels outside it (1 = cavity).
+fn cranial_cavity(skull: &Mask) -> Mask {
+    let mut out = Mask::zeros(skull.raw_dim());
+    out.axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .zip(skull.axis_iter(Axis(0)).into_par_iter())
+        .for_each(|(mut o, s)| {
+            let (rows, cols) = s.dim();
+            // 0 = not reached, 1 = skull, 2 = reached from the border.
+            let mut state: Vec<u8> = s.iter().map(|&v| u8::from(v != 0)).collect();
+            let mut stack: Vec<usize> = Vec::new();
+            let push = |x: usize, state: &mut Vec<u8>, stack: &mut Vec<usize>| {
+                if state[x] == 0 {
+                    state[x] = 2;
+                    stack.push(x);
+                }
+            };
+            for v in 0..cols {
+                push(v, &mut state, &mut stack);
+                push((rows - 1) * cols + v, &mut state, &mut stack);
+            }
+            for u in 0..rows {
+                push(u * cols, &mut state, &mut stack);
+                push(u * cols + cols - 1, &mut state, &mut stack);
+            }
+            while let Some(x) = stack.pop() {
+                let (u, v) = (x / cols, x % cols);
+                if u > 0 {
+                    push(x - cols, &mut state, &mut stack);
+                }
+                if u + 1 < rows {
+                    push(x + cols, &mut state, &mut stack);
+                }
+                if v > 0 {
+                    push(x - 1, &mut state, &mut stack);
+                }
+                if v + 1 < cols {
+                    push(x + 1, &mut state, &mut stack);
+                }
+            }
+            for (o, &st) in o.iter_mut().zip(&state) {
+                *o = u8::from(st == 0);
+            }
+        });
+    out
 }
 
 /// Voxels of [`MIN_SEPARATE_BONE_ML`] for voxels of `voxel_ml` mL (at least 1).
@@ -110,8 +216,18 @@ mod tests {
     use super::*;
     use ndarray::{s, Array3};
 
-    /// Soft tissue (40 HU) in `[0..8, 0..12, 0..8]`, air (-1000 HU) beyond; a 27-voxel skull, a
-    /// 12-voxel bone in the tissue, a 12-voxel slab in the air and a 1-voxel speck in the tissue.
+    fn rules(min_voxels: u64) -> PieceRules {
+        PieceRules {
+            air_level: -480.0,
+            metal_level: 2500.0,
+            spacing_mm: [1.0; 3],
+            min_voxels,
+        }
+    }
+
+    /// Soft tissue (40 HU) in `[0..8, 0..12, 0..8]`, air (-1000 HU) beyond; bone at 1000 HU: a
+    /// 27-voxel skull, a 12-voxel bone in the tissue, a 12-voxel slab in the air and a 1-voxel
+    /// speck in the tissue.
     fn scene() -> (Mask, Array3<f32>) {
         let mut g = Array3::from_elem((8, 16, 12), -1000f32);
         g.slice_mut(s![.., 0..12, 0..8]).fill(40.0);
@@ -120,40 +236,73 @@ mod tests {
         m.slice_mut(s![5..7, 6..9, 3..5]).fill(1);
         m.slice_mut(s![2..4, 13..16, 9..11]).fill(1);
         m[[6, 1, 6]] = 1;
+        g.zip_mut_with(&m, |v, &b| {
+            if b != 0 {
+                *v = 1000.0
+            }
+        });
         (m, g)
     }
 
     #[test]
     fn a_separate_bone_in_tissue_is_kept_and_specks_and_objects_in_air_are_not() {
         let (m, g) = scene();
-        let (out, kept) = keep_bones(&m, g.view(), -480.0, [1.0; 3], 10);
+        let (out, kept) = keep_bones(&m, g.view(), rules(10));
         assert_eq!(
             kept,
             Kept {
                 found: 4,
                 kept: 2,
                 in_air: 1,
+                intracranial: 0,
+                metal: 0,
                 dropped_voxels: 13
             }
         );
         assert_eq!(out.iter().filter(|&&v| v == 1).count(), 39);
         assert_eq!((out[[5, 6, 3]], out[[2, 13, 9]], out[[6, 1, 6]]), (1, 0, 0));
+        // The same bone read as metal is dropped.
+        let mut g = g;
+        g.slice_mut(s![5..7, 6..9, 3..5]).fill(8000.0);
+        let (out, kept) = keep_bones(&m, g.view(), rules(10));
+        assert_eq!((kept.kept, kept.metal), (1, 1));
+        assert_eq!(out[[5, 6, 3]], 0);
+    }
+
+    #[test]
+    fn a_piece_inside_the_skull_ring_is_not_a_bone() {
+        // A skull: in slices 0..6 the walls of a 14 x 14 box (rows and columns 1..15), all in
+        // soft tissue; a 3 x 3 x 3 calcification inside, a 12-voxel bone outside the box.
+        let mut g = Array3::from_elem((6, 20, 20), 40f32);
+        let mut m = Mask::zeros((6, 20, 20));
+        for k in 0..6 {
+            m.slice_mut(s![k, 1..15, 1..15]).fill(1);
+            m.slice_mut(s![k, 2..14, 2..14]).fill(0);
+        }
+        m.slice_mut(s![2..5, 6..9, 6..9]).fill(1);
+        m.slice_mut(s![1..3, 17..19, 5..8]).fill(1);
+        g.zip_mut_with(&m, |v, &b| {
+            if b != 0 {
+                *v = 1200.0
+            }
+        });
+        let (out, kept) = keep_bones(&m, g.view(), rules(10));
+        assert_eq!(
+            (kept.found, kept.kept, kept.intracranial, kept.in_air),
+            (3, 2, 1, 0)
+        );
+        assert_eq!((out[[3, 7, 7]], out[[1, 17, 5]], out[[0, 1, 1]]), (0, 1, 1));
     }
 
     #[test]
     fn the_largest_piece_is_kept_whatever_its_size_or_surroundings() {
         let (m, mut g) = scene();
         g.fill(-1000.0);
-        let (out, kept) = keep_bones(&m, g.view(), -480.0, [1.0; 3], 1000);
+        let (out, kept) = keep_bones(&m, g.view(), rules(1000));
         assert_eq!((kept.found, kept.kept, kept.in_air), (4, 1, 0));
         assert_eq!(out.iter().filter(|&&v| v == 1).count(), 27);
-        let (out, kept) = keep_bones(
-            &Mask::zeros((2, 2, 2)),
-            Array3::zeros((2, 2, 2)).view(),
-            0.0,
-            [1.0; 3],
-            1,
-        );
+        let zeros = Array3::zeros((2, 2, 2));
+        let (out, kept) = keep_bones(&Mask::zeros((2, 2, 2)), zeros.view(), rules(1));
         assert_eq!((kept.found, kept.kept), (0, 0));
         assert!(out.iter().all(|&v| v == 0));
     }

@@ -105,6 +105,17 @@ impl Components {
             .collect()
     }
 
+    /// The voxels `[k, j, i]` of component `label`, run by run.
+    pub fn voxels(&self, label: u32) -> impl Iterator<Item = [usize; 3]> + '_ {
+        self.runs
+            .iter()
+            .zip(&self.label)
+            .filter(move |(_, &l)| l == label)
+            .flat_map(|(r, _)| {
+                (r.start as usize..r.end as usize).map(move |i| [r.k as usize, r.j as usize, i])
+            })
+    }
+
     /// Mask of every component whose label passes `keep`, same shape as `like`.
     pub fn mask_where(&self, keep: impl Fn(u32) -> bool, like: &Mask) -> Mask {
         let mut out = Mask::zeros(like.raw_dim());

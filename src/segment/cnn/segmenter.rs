@@ -15,7 +15,7 @@ use super::normalise::Normaliser;
 use super::resample::InPlaneGrid;
 use super::CnnError;
 use crate::dicom::series::CtVolume;
-use crate::segment::bones::{keep_bones, min_voxels};
+use crate::segment::bones::{keep_bones, min_voxels, PieceRules};
 use crate::segment::fill::{self, fill_marrow, MarrowGate};
 use crate::segment::{AlgorithmIdentity, Mask, SegmentError, Segmenter};
 
@@ -340,8 +340,12 @@ impl Segmenter for CnnSegmenter {
         }
         let mut raw = p.mapv(|v| u8::from(v >= t));
         let g = &ct.geometry;
+        let max_gap = g
+            .slice_spacings()
+            .into_iter()
+            .fold(g.nominal_slice_spacing(), f64::max);
         let gate = MarrowGate::from_anchors(norm.anchors.air, norm.anchors.tissue)
-            .filter(|_| fill::applies_to(g.pixel_spacing, g.nominal_slice_spacing()));
+            .filter(|_| fill::applies_to(g.pixel_spacing, max_gap));
         if let Some(gate) = gate {
             let f = fill_marrow(&mut raw, ct.hu.view(), gate);
             tracing::info!(
@@ -354,9 +358,9 @@ impl Segmenter for CnnSegmenter {
         } else {
             tracing::info!(
                 pixel_spacing_mm = ?g.pixel_spacing,
-                slice_spacing_mm = g.nominal_slice_spacing(),
+                largest_slice_gap_mm = max_gap,
                 max_voxel_mm = fill::MAX_VOXEL_MM,
-                "marrow fill skipped (not a thin-slice series, or no grey-value anchors)"
+                "marrow fill skipped (voxels coarser than its limit, or no grey-value anchors)"
             );
         }
         let voxel_ml = g.pixel_spacing[0] * g.pixel_spacing[1] * g.nominal_slice_spacing() / 1000.0;
@@ -366,13 +370,24 @@ impl Segmenter for CnnSegmenter {
             g.pixel_spacing[0],
             g.pixel_spacing[1],
         ];
-        let (mask, kept) = keep_bones(&raw, ct.hu.view(), air_level, spacing, min_voxels(voxel_ml));
+        let metal_level = MarrowGate::from_anchors(norm.anchors.air, norm.anchors.tissue)
+            .map_or(f32::INFINITY, |gate| gate.hi);
+        let rules = PieceRules {
+            air_level,
+            metal_level,
+            spacing_mm: spacing,
+            min_voxels: min_voxels(voxel_ml),
+        };
+        let (mask, kept) = keep_bones(&raw, ct.hu.view(), rules);
         tracing::info!(
             pieces = kept.found,
             kept = kept.kept,
             in_air = kept.in_air,
+            intracranial = kept.intracranial,
+            metal = kept.metal,
             dropped_voxels = kept.dropped_voxels,
-            "bone pieces"
+            "bone pieces (the largest and separate bones inside the body; dropped: specks, pieces \
+             in air, inside the skull or of metal)"
         );
         if kept.found == 0 {
             let grid = self

@@ -16,6 +16,14 @@ fn count(m: &Mask) -> usize {
     m.iter().filter(|&&v| v != 0).count()
 }
 
+/// Voxels of `mask` that are set and whose material (`Material as u8`, same shape) passes `which`.
+fn set_where(mask: &Mask, material: &ndarray::Array3<u8>, which: impl Fn(u8) -> bool) -> usize {
+    mask.iter()
+        .zip(material.iter())
+        .filter(|(&m, &mat)| m != 0 && which(mat))
+        .count()
+}
+
 /// A whole head of scanner `profile` at `matrix` pixels and `slices` slices (`None`: the
 /// profile's): the label, the rendered CT (scanner noise and blur), the material at each voxel
 /// centre, the voxel volume (mL) and the `[slice, row, column]` spacing (mm).
@@ -87,11 +95,7 @@ fn separate_bones_are_kept_and_the_table_and_holder_are_not() {
     let (kept, stats) = keep_bones(&mask, hu.view(), rules);
     assert!(stats.in_air >= 1, "{stats:?}");
     assert_eq!(stats.kept, separate, "{stats:?}");
-    let table_kept = kept
-        .iter()
-        .zip(material.iter())
-        .filter(|(&k, m)| k != 0 && in_air.contains(m))
-        .count();
+    let table_kept = set_where(&kept, &material, |mat| in_air.contains(&mat));
     assert_eq!(table_kept, 0);
     let bone_kept = kept
         .iter()
@@ -119,11 +123,7 @@ fn marrow_cut_from_the_mask_comes_back_and_the_craniotomy_stays_open() {
     }
     assert!(cut > 1000, "the head has diploe: {cut} voxels");
     let stats = fill_marrow(&mut mask, hu.view(), MarrowGate::hu());
-    let back = mask
-        .iter()
-        .zip(material.iter())
-        .filter(|(&m, &mat)| m != 0 && mat == cancellous)
-        .count();
+    let back = set_where(&mask, &material, |mat| mat == cancellous);
     // Most of the cut diploe is enclosed by the tables in some plane and comes back; what is
     // added beyond the label is little (partial-volume rims, canals).
     assert!(
@@ -142,11 +142,7 @@ fn marrow_cut_from_the_mask_comes_back_and_the_craniotomy_stays_open() {
     // The craniotomy stays open: of the scar filling the defect, almost nothing becomes bone.
     let scar = Material::Scar as u8;
     let scar_all = material.iter().filter(|&&m| m == scar).count();
-    let scar_filled = mask
-        .iter()
-        .zip(material.iter())
-        .filter(|(&m, &mat)| m != 0 && mat == scar)
-        .count();
+    let scar_filled = set_where(&mask, &material, |mat| mat == scar);
     assert!(
         scar_all > 1000,
         "the head has a craniotomy: {scar_all} scar voxels"

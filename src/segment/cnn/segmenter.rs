@@ -228,6 +228,11 @@ impl CnnSegmenter {
         spacing: Option<[f64; 2]>,
     ) -> Result<(Array3<f32>, Normaliser), CnnError> {
         let norm = Normaliser::fit(self.meta.normalisation, hu)?;
+        tracing::info!(
+            air = norm.anchors.air,
+            tissue = norm.anchors.tissue,
+            "grey-value anchors of the CNN's normalisation (air -> 0, soft tissue -> 1)"
+        );
         let grid = spacing.and_then(|s| self.working_grid(hu, s));
         if let Some(g) = grid {
             g.check_size(hu.dim().0).map_err(CnnError::Input)?;

@@ -34,11 +34,20 @@ pub enum Variant {
 }
 
 impl Variant {
-    /// The two variants of the issue: 120 HU of added noise, and 0.75 × HU + 200.
-    pub const STANDARD: [Variant; 2] = [
+    /// The variants of the issue: added noise at both ends and the middle of the low-dose range
+    /// (90, 120 and 150 HU; 120 HU first, as before the ends were added), and 0.75 × HU + 200.
+    pub const STANDARD: [Variant; 4] = [
         Variant::LowDose {
             sd_hu: 120.0,
             seed: 3,
+        },
+        Variant::LowDose {
+            sd_hu: 90.0,
+            seed: 4,
+        },
+        Variant::LowDose {
+            sd_hu: 150.0,
+            seed: 5,
         },
         Variant::LinearShift {
             scale: 0.75,
@@ -100,14 +109,29 @@ mod tests {
         let sd = (a.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
         assert!((mean - 40.0).abs() < 3.0, "mean {mean}");
         assert!((sd - 120.0).abs() < 3.0, "sd {sd}");
+        // The ends of the low-dose range.
+        for (v, want) in [(1, 90.0), (2, 150.0)] {
+            let mut c = flat(40.0);
+            Variant::STANDARD[v].apply(&mut c);
+            let sd = (c.iter().map(|&x| (x as f64 - 40.0).powi(2)).sum::<f64>() / n).sqrt();
+            assert!((sd - want).abs() < 3.0, "variant {v}: sd {sd}");
+        }
     }
 
     #[test]
     fn linear_shift_maps_bone_threshold_below_soft_tissue_contrast() {
         let mut ct = flat(226.0);
-        Variant::STANDARD[1].apply(&mut ct);
+        Variant::STANDARD[3].apply(&mut ct);
         assert!(ct.iter().all(|&v| (v - 369.5).abs() < 1e-3));
-        assert_eq!(Variant::STANDARD[1].name(), "x0.75+200");
-        assert_eq!(Variant::STANDARD[0].name(), "low-dose+120HU");
+        let names: Vec<String> = Variant::STANDARD.iter().map(Variant::name).collect();
+        assert_eq!(
+            names,
+            [
+                "low-dose+120HU",
+                "low-dose+90HU",
+                "low-dose+150HU",
+                "x0.75+200"
+            ]
+        );
     }
 }

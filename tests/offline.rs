@@ -461,3 +461,60 @@ fn cli_refuses_unusable_options_as_usage_errors() {
         assert!(!tmp.path().join("seg.dcm").exists());
     }
 }
+
+/// report.json says what the CNN's post-processing did (issue 4; session 9's fill and pieces), so
+/// a reader can tell a filled or dropped region from the network's own output: on the real GE
+/// head (0.49 mm pixels, 1.25-7 mm slices) the marrow fill is skipped with its reason, and the
+/// mandible is kept beside the skull (2 pieces). The threshold baseline has no post-processing.
+#[cfg(feature = "torch")]
+#[test]
+fn report_records_the_cnn_post_processing() {
+    let series = common::shared_data().join("ct/ge-hispeed-dual-head-tilt");
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/osteon-cnn-cpu-3.safetensors");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let report = |segmenter: &str| -> serde_json::Value {
+        let out = tmp.path().join(segmenter);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_osteon"));
+        cmd.args(["segment", "--segmenter", segmenter]);
+        if segmenter == "cnn" {
+            cmd.arg("--model").arg(&model);
+        }
+        let run = cmd
+            .arg("--out")
+            .arg(&out)
+            .arg(&series)
+            .output()
+            .expect("run osteon");
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let text = std::fs::read_to_string(out.join("report.json")).expect("report.json");
+        serde_json::from_str(&text).expect("report.json is JSON")
+    };
+    let cnn = report("cnn");
+    let post = &cnn["segmentation"]["post_processing"];
+    assert!(post["marrow_fill"].is_null(), "{post}");
+    let why = post["marrow_fill_skipped"].as_str().expect("a reason");
+    assert!(
+        why.starts_with(
+            "voxels coarser than 0.7 mm (pixels 0.488 x 0.488 mm, largest slice gap 6.9"
+        ),
+        "{why}"
+    );
+    let pieces = &post["pieces"];
+    assert_eq!(pieces["kept"], 2, "skull and mandible: {pieces}");
+    let found = pieces["found"].as_u64().expect("found");
+    assert!(found > 2, "{pieces}");
+    assert!(
+        pieces["dropped_voxels"].as_u64().expect("dropped") > 0,
+        "{pieces}"
+    );
+    let threshold = report("threshold");
+    assert!(
+        threshold["segmentation"]["post_processing"].is_null(),
+        "{}",
+        threshold["segmentation"]
+    );
+}

@@ -68,6 +68,9 @@ pub struct SegmentationReport {
     pub bone_voxels: u64,
     /// Bone volume, mL (per-slice voxel counts × pixel area × slab thickness, exact for variable spacing).
     pub bone_volume_ml: f64,
+    /// What the segmenter did after classifying (marrow fill, pieces kept and dropped); `null` for
+    /// the threshold baseline.
+    pub post_processing: Option<crate::segment::PostProcessing>,
 }
 
 /// Files written for one series.

@@ -87,6 +87,7 @@ pub fn process_volume(
             source,
         })?;
     let segment_ms = ms(t);
+    let post_processing = segmenter.post_processing();
     // The HU voxels move to a volume of their own for the image QA; `ct` keeps the geometry
     // and the source references, all the later stages need.
     let qa_ct = CtVolume {
@@ -139,6 +140,7 @@ pub fn process_volume(
             algorithm: identity,
             bone_voxels,
             bone_volume_ml: ct.geometry.volume_ml(&per_slice),
+            post_processing,
         },
         mesh: mesh_stats,
         outputs: Outputs {

@@ -60,7 +60,7 @@ pub struct PieceRules {
 }
 
 /// What [`keep_bones`] kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Kept {
     /// Pieces (26-connected components) found.
     pub found: usize,

@@ -81,7 +81,7 @@ impl MarrowGate {
 }
 
 /// What [`fill_marrow`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct FillStats {
     /// Holes (summed over the three orientations) whose mean passed the gate.
     pub holes_filled: usize,

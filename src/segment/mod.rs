@@ -33,6 +33,20 @@ pub struct AlgorithmIdentity {
     pub skull_specific: bool,
 }
 
+/// What the CNN segmenter did to its thresholded mask before returning it (recorded in
+/// `report.json` under `segmentation.post_processing`), so a reader of one result can tell a
+/// filled or dropped region from the network's own output.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct PostProcessing {
+    /// The marrow fill ([`fill::fill_marrow`]); `None` when it did not run.
+    pub marrow_fill: Option<fill::FillStats>,
+    /// Why the marrow fill did not run (voxels coarser than [`fill::MAX_VOXEL_MM`], or no
+    /// grey-value anchors); `None` when it ran.
+    pub marrow_fill_skipped: Option<String>,
+    /// The pieces of the mask found, kept and dropped ([`bones::keep_bones`]).
+    pub pieces: bones::Kept,
+}
+
 /// Errors of a segmenter.
 #[derive(Debug, thiserror::Error)]
 pub enum SegmentError {
@@ -64,6 +78,12 @@ pub trait Segmenter: Send + Sync {
     /// shows an uncalibrated scanner, a masked background or a wrong anchor. `None` for
     /// segmenters on fixed HU (the threshold baseline) and before any result.
     fn grey_anchors(&self) -> Option<[f64; 2]> {
+        None
+    }
+    /// What the last result's post-processing did ([`PostProcessing`]); `None` for segmenters
+    /// without one (the threshold baseline keeps the paper's largest component) and before any
+    /// result.
+    fn post_processing(&self) -> Option<PostProcessing> {
         None
     }
 }

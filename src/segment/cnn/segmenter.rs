@@ -17,7 +17,7 @@ use super::CnnError;
 use crate::dicom::series::CtVolume;
 use crate::segment::bones::{keep_bones, min_voxels, PieceRules};
 use crate::segment::fill::{self, fill_marrow, MarrowGate};
-use crate::segment::{AlgorithmIdentity, Mask, SegmentError, Segmenter};
+use crate::segment::{AlgorithmIdentity, Mask, PostProcessing, SegmentError, Segmenter};
 
 /// The network and its variables (tch tensors are `Send` but not `Sync`, hence the mutex).
 struct Loaded {
@@ -37,6 +37,8 @@ pub struct CnnSegmenter {
     options: DenseOptions,
     /// Mean confidence of the last segmentation ([`Segmenter::mean_confidence`]).
     last_confidence: Mutex<Option<f64>>,
+    /// Post-processing of the last segmentation ([`Segmenter::post_processing`]).
+    last_post: Mutex<Option<PostProcessing>>,
     /// Normalisation anchors of the last segmentation ([`Segmenter::grey_anchors`]).
     last_anchors: Mutex<Option<[f64; 2]>>,
 }
@@ -93,6 +95,7 @@ pub fn load_with(model_path: &Path, options: DenseOptions) -> Result<CnnSegmente
         weights_sha256,
         options,
         last_confidence: Mutex::new(None),
+        last_post: Mutex::new(None),
         last_anchors: Mutex::new(None),
     })
 }
@@ -351,8 +354,10 @@ impl Segmenter for CnnSegmenter {
             .fold(g.nominal_slice_spacing(), f64::max);
         let gate = MarrowGate::from_anchors(norm.anchors.air, norm.anchors.tissue)
             .filter(|_| fill::applies_to(g.pixel_spacing, max_gap));
+        let mut post = PostProcessing::default();
         if let Some(gate) = gate {
             let f = fill_marrow(&mut raw, ct.hu.view(), gate);
+            post.marrow_fill = Some(f);
             tracing::info!(
                 holes_filled = f.holes_filled,
                 holes_left = f.holes_left,
@@ -361,6 +366,20 @@ impl Segmenter for CnnSegmenter {
                 "marrow fill"
             );
         } else {
+            post.marrow_fill_skipped = Some(
+                if MarrowGate::from_anchors(norm.anchors.air, norm.anchors.tissue).is_none() {
+                    "no grey-value anchors".to_owned()
+                } else {
+                    format!(
+                        "voxels coarser than {} mm (pixels {:.3} x {:.3} mm, largest slice gap \
+                         {:.3} mm)",
+                        fill::MAX_VOXEL_MM,
+                        g.pixel_spacing[0],
+                        g.pixel_spacing[1],
+                        max_gap
+                    )
+                },
+            );
             tracing::info!(
                 pixel_spacing_mm = ?g.pixel_spacing,
                 largest_slice_gap_mm = max_gap,
@@ -384,6 +403,10 @@ impl Segmenter for CnnSegmenter {
             min_voxels: min_voxels(voxel_ml),
         };
         let (mask, kept) = keep_bones(&raw, ct.hu.view(), rules);
+        post.pieces = kept;
+        if let Ok(mut p) = self.last_post.lock() {
+            *p = Some(post);
+        }
         tracing::info!(
             pieces = kept.found,
             kept = kept.kept,
@@ -416,6 +439,10 @@ impl Segmenter for CnnSegmenter {
 
     fn grey_anchors(&self) -> Option<[f64; 2]> {
         self.last_anchors.lock().ok().and_then(|a| *a)
+    }
+
+    fn post_processing(&self) -> Option<PostProcessing> {
+        self.last_post.lock().ok().and_then(|p| p.clone())
     }
 }
 

@@ -243,6 +243,8 @@ fn with_valid_values(reason: String) -> String {
         "valid: \"rerun\" or \"report\""
     } else if reason.contains("AeCase") {
         "valid: \"exact\" or \"ignore-case\""
+    } else if reason.contains("PostMode") {
+        "valid: \"bones\", \"largest\" or \"raw\""
     } else {
         return reason;
     };
@@ -621,6 +623,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.ends_with("(valid: \"rerun\" or \"report\")"), "{e}");
+        std::fs::write(&f, "[[route]]\nname = \"r\"\npost_processing = \"fill\"\n").unwrap();
+        let e = Config::load_with_env(Some(&f), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("fill") && e.ends_with("(valid: \"bones\", \"largest\" or \"raw\")"),
+            "{e}"
+        );
     }
 
     #[test]

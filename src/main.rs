@@ -59,6 +59,11 @@ enum Command {
         #[arg(long, default_value_t = osteon::mesh::MeshOptions::default().max_triangles.unwrap_or(0),
               value_parser = triangle_budget)]
         max_triangles: usize,
+        /// Post-processing of the CNN's mask: `bones` (marrow fill on voxels of 0.7 mm or less,
+        /// then the skull and every separate bone inside the body), `largest` (the largest
+        /// 26-connected component, as the paper), `raw` (the network's thresholded output).
+        #[arg(long, value_enum, default_value_t = osteon::segment::PostMode::Bones)]
+        post_processing: osteon::segment::PostMode,
     },
     /// Generate a synthetic head CT (DICOM series) with its exact bone label (DICOM SEG + STL) from a
     /// virtual scanner profile; see docs/phantom.md.
@@ -111,6 +116,10 @@ enum Command {
         /// CSV file with one row per scan.
         #[arg(long, default_value = "evaluation.csv")]
         csv: PathBuf,
+        /// Post-processing of the CNN's mask (as `osteon segment --post-processing`; without
+        /// --folds).
+        #[arg(long, value_enum, default_value_t = osteon::segment::PostMode::Bones)]
+        post_processing: osteon::segment::PostMode,
         #[command(flatten)]
         folds: osteon::train::cli::FoldArgs,
     },
@@ -270,6 +279,7 @@ fn main() -> ExitCode {
             threshold,
             smooth_iterations,
             max_triangles,
+            post_processing,
         } => {
             let options = OfflineOptions {
                 segmenter: match segmenter {
@@ -285,6 +295,7 @@ fn main() -> ExitCode {
                     ..Default::default()
                 },
                 progress: true,
+                post_processing,
             };
             match offline::run(&inputs, &out, &options) {
                 Ok(summary) => {
@@ -407,6 +418,7 @@ fn main() -> ExitCode {
             model,
             threshold,
             csv,
+            post_processing,
             folds,
         } => {
             if folds.folds.is_some() {
@@ -435,6 +447,7 @@ fn main() -> ExitCode {
                 model,
                 mesh: osteon::mesh::MeshOptions::default(),
                 progress: false,
+                post_processing,
             };
             let segmenter = match offline::segmenter_for(&options) {
                 Ok(s) => s,

@@ -21,6 +21,7 @@ fn options() -> OfflineOptions {
         model: None,
         mesh: MeshOptions::default(),
         progress: false,
+        post_processing: osteon::segment::PostMode::default(),
     }
 }
 
@@ -465,17 +466,25 @@ fn cli_refuses_unusable_options_as_usage_errors() {
 /// report.json says what the CNN's post-processing did (issue 4; session 9's fill and pieces), so
 /// a reader can tell a filled or dropped region from the network's own output: on the real GE
 /// head (0.49 mm pixels, 1.25-7 mm slices) the marrow fill is skipped with its reason, and the
-/// mandible is kept beside the skull (2 pieces). The threshold baseline has no post-processing.
+/// mandible is kept beside the skull (2 pieces). `--post-processing largest` keeps one piece and
+/// `raw` all, and the voxel counts of the three add up exactly. The threshold baseline has no
+/// post-processing.
 #[cfg(feature = "torch")]
 #[test]
 fn report_records_the_cnn_post_processing() {
     let series = common::shared_data().join("ct/ge-hispeed-dual-head-tilt");
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/osteon-cnn-cpu-3.safetensors");
     let tmp = tempfile::tempdir().expect("tmp");
-    let report = |segmenter: &str| -> serde_json::Value {
-        let out = tmp.path().join(segmenter);
+    let report = |segmenter: &str, post: &str| -> serde_json::Value {
+        let out = tmp.path().join(format!("{segmenter}-{post}"));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_osteon"));
-        cmd.args(["segment", "--segmenter", segmenter]);
+        cmd.args([
+            "segment",
+            "--segmenter",
+            segmenter,
+            "--post-processing",
+            post,
+        ]);
         if segmenter == "cnn" {
             cmd.arg("--model").arg(&model);
         }
@@ -493,8 +502,9 @@ fn report_records_the_cnn_post_processing() {
         let text = std::fs::read_to_string(out.join("report.json")).expect("report.json");
         serde_json::from_str(&text).expect("report.json is JSON")
     };
-    let cnn = report("cnn");
+    let cnn = report("cnn", "bones");
     let post = &cnn["segmentation"]["post_processing"];
+    assert_eq!(post["mode"], "bones");
     assert!(post["marrow_fill"].is_null(), "{post}");
     let why = post["marrow_fill_skipped"].as_str().expect("a reason");
     assert!(
@@ -507,11 +517,29 @@ fn report_records_the_cnn_post_processing() {
     assert_eq!(pieces["kept"], 2, "skull and mandible: {pieces}");
     let found = pieces["found"].as_u64().expect("found");
     assert!(found > 2, "{pieces}");
+    let dropped = pieces["dropped_voxels"].as_u64().expect("dropped");
+    assert!(dropped > 0, "{pieces}");
+    let voxels = |r: &serde_json::Value| r["segmentation"]["bone_voxels"].as_u64().expect("voxels");
+    let raw = report("cnn", "raw");
+    let raw_post = &raw["segmentation"]["post_processing"];
+    assert_eq!(raw_post["mode"], "raw");
+    assert_eq!(raw_post["pieces"]["found"], found, "{raw_post}");
+    assert_eq!(raw_post["pieces"]["kept"], found, "{raw_post}");
+    // No fill ran, so the bones mode's mask is the raw one less the pieces it dropped.
+    assert_eq!(voxels(&raw), voxels(&cnn) + dropped);
+    let largest = report("cnn", "largest");
+    let l_post = &largest["segmentation"]["post_processing"];
+    assert_eq!(l_post["mode"], "largest");
+    assert_eq!(l_post["pieces"]["kept"], 1, "{l_post}");
+    let l_dropped = l_post["pieces"]["dropped_voxels"]
+        .as_u64()
+        .expect("dropped");
+    assert_eq!(voxels(&raw), voxels(&largest) + l_dropped);
     assert!(
-        pieces["dropped_voxels"].as_u64().expect("dropped") > 0,
-        "{pieces}"
+        voxels(&largest) < voxels(&cnn),
+        "the mandible is a piece of its own"
     );
-    let threshold = report("threshold");
+    let threshold = report("threshold", "bones");
     assert!(
         threshold["segmentation"]["post_processing"].is_null(),
         "{}",

@@ -126,6 +126,9 @@ pub struct RouteConfig {
     pub smoothing_iterations: u32,
     /// Triangle budget of the mesh (0 = no decimation).
     pub max_triangles: usize,
+    /// Post-processing of the CNN's mask: `bones` (default), `largest` or `raw` (see
+    /// [`crate::segment::PostMode`]).
+    pub post_processing: crate::segment::PostMode,
     /// Names of `[[destination]]` entries receiving the SEG and the Encapsulated STL.
     pub destinations: Vec<String>,
 }
@@ -149,6 +152,7 @@ impl Default for RouteConfig {
             threshold_hu: crate::segment::threshold::DEFAULT_THRESHOLD_HU,
             smoothing_iterations: 10,
             max_triangles: 1_000_000,
+            post_processing: crate::segment::PostMode::Bones,
             destinations: Vec::new(),
         }
     }

@@ -40,6 +40,8 @@ pub struct OfflineOptions {
     pub mesh: MeshOptions,
     /// Show a progress bar on stderr when it is a terminal.
     pub progress: bool,
+    /// Post-processing of the CNN's mask (the threshold baseline keeps its largest component).
+    pub post_processing: crate::segment::PostMode,
 }
 
 /// Errors that stop the whole run (per-series failures are reported in [`Summary`] instead).
@@ -146,19 +148,27 @@ pub fn segmenter_for(options: &OfflineOptions) -> Result<Box<dyn Segmenter>, Off
         SegmenterChoice::Cnn if !model.is_file() => {
             Err(OfflineError::NoCnnModel(model.display().to_string()))
         }
-        SegmenterChoice::Default | SegmenterChoice::Cnn => load_cnn(&model),
+        SegmenterChoice::Default | SegmenterChoice::Cnn => {
+            load_cnn(&model, options.post_processing)
+        }
     }
 }
 
 #[cfg(feature = "torch")]
-fn load_cnn(model: &Path) -> Result<Box<dyn Segmenter>, OfflineError> {
+fn load_cnn(
+    model: &Path,
+    post: crate::segment::PostMode,
+) -> Result<Box<dyn Segmenter>, OfflineError> {
     crate::segment::cnn::load(model)
-        .map(|s| Box::new(s) as Box<dyn Segmenter>)
+        .map(|s| Box::new(s.with_post_processing(post)) as Box<dyn Segmenter>)
         .map_err(|e| OfflineError::CnnModel(e.to_string()))
 }
 
 #[cfg(not(feature = "torch"))]
-fn load_cnn(model: &Path) -> Result<Box<dyn Segmenter>, OfflineError> {
+fn load_cnn(
+    model: &Path,
+    _post: crate::segment::PostMode,
+) -> Result<Box<dyn Segmenter>, OfflineError> {
     Err(OfflineError::CnnModel(format!(
         "{}: this osteon was built without libtorch (feature `torch`)",
         model.display()

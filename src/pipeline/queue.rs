@@ -116,6 +116,9 @@ pub struct PipelineSpec {
     pub smoothing_iterations: u32,
     /// Triangle budget; 0 = no decimation.
     pub max_triangles: usize,
+    /// Post-processing of the CNN's mask (jobs queued before the setting existed: the default).
+    #[serde(default)]
+    pub post_processing: crate::segment::PostMode,
 }
 
 impl PipelineSpec {
@@ -126,6 +129,7 @@ impl PipelineSpec {
             threshold_hu: route.threshold_hu,
             smoothing_iterations: route.smoothing_iterations,
             max_triangles: route.max_triangles,
+            post_processing: route.post_processing,
         }
     }
 }

@@ -62,6 +62,7 @@ async fn serve(config: &Config) -> Result<(), ServeError> {
             model: None,
             mesh: crate::mesh::MeshOptions::default(),
             progress: false,
+            post_processing: crate::segment::PostMode::default(),
         },
     )?);
     // The marching-tetrahedra case table is derived once per process (~0.1 s of CPU): now,

@@ -11,6 +11,7 @@ pub mod bones;
 pub mod cnn;
 pub mod components;
 pub mod fill;
+pub mod post;
 pub mod threshold;
 
 use ndarray::Array3;
@@ -33,17 +34,46 @@ pub struct AlgorithmIdentity {
     pub skull_specific: bool,
 }
 
+/// How the CNN segmenter post-processes its thresholded mask (`--post-processing`, a route's
+/// `post_processing`); [`PostProcessing`] records what was done.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum PostMode {
+    /// Marrow fill ([`fill`]), then the largest piece and every separate bone inside the body
+    /// ([`bones`]): the SEG holds the skull, the mandible and other bones.
+    #[default]
+    Bones,
+    /// The largest 26-connected component only, as the paper's evaluation does before meshing
+    /// (Minnema et al. 2018, metrics) and the threshold baseline does.
+    Largest,
+    /// The thresholded network output as it is (every speck; for inspecting the network).
+    Raw,
+}
+
 /// What the CNN segmenter did to its thresholded mask before returning it (recorded in
 /// `report.json` under `segmentation.post_processing`), so a reader of one result can tell a
 /// filled or dropped region from the network's own output.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct PostProcessing {
+    /// The mode that ran.
+    pub mode: PostMode,
     /// The marrow fill ([`fill::fill_marrow`]); `None` when it did not run.
     pub marrow_fill: Option<fill::FillStats>,
     /// Why the marrow fill did not run (voxels coarser than [`fill::MAX_VOXEL_MM`], or no
     /// grey-value anchors); `None` when it ran.
     pub marrow_fill_skipped: Option<String>,
-    /// The pieces of the mask found, kept and dropped ([`bones::keep_bones`]).
+    /// The pieces of the mask found, kept and dropped ([`bones::keep_bones`]); with
+    /// [`PostMode::Largest`] the one kept is the largest, with [`PostMode::Raw`] all are kept.
     pub pieces: bones::Kept,
 }
 

@@ -165,6 +165,7 @@ fn process(config: &Config, job: &Job) -> Result<(PathBuf, SeriesReport), String
         model: None,
         mesh: mesh.clone(),
         progress: false,
+        post_processing: p.post_processing,
     })
     .map_err(|e| e.to_string())?;
     let out = result_dir(&config.storage.data_dir, job.id);

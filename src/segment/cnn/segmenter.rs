@@ -15,9 +15,8 @@ use super::normalise::Normaliser;
 use super::resample::InPlaneGrid;
 use super::CnnError;
 use crate::dicom::series::CtVolume;
-use crate::segment::bones::{keep_bones, min_voxels, PieceRules};
-use crate::segment::fill::{self, fill_marrow, MarrowGate};
-use crate::segment::{AlgorithmIdentity, Mask, PostProcessing, SegmentError, Segmenter};
+use crate::segment::post::post_process;
+use crate::segment::{AlgorithmIdentity, Mask, PostMode, PostProcessing, SegmentError, Segmenter};
 
 /// The network and its variables (tch tensors are `Send` but not `Sync`, hence the mutex).
 struct Loaded {
@@ -25,9 +24,9 @@ struct Loaded {
     net: Net,
 }
 
-/// The CNN segmenter: mask = bone probability >= the model's threshold, then the marrow fill
-/// ([`crate::segment::fill`], gate from the scan's normalisation anchors), then the skull and the
-/// separate bones inside the body ([`crate::segment::bones`]).
+/// The CNN segmenter: mask = bone probability >= the model's threshold, then its post-processing
+/// ([`crate::segment::post`]; by default the marrow fill, gate from the scan's normalisation
+/// anchors, then the skull and the separate bones inside the body).
 pub struct CnnSegmenter {
     inner: Mutex<Loaded>,
     meta: ModelMeta,
@@ -37,6 +36,8 @@ pub struct CnnSegmenter {
     options: DenseOptions,
     /// Mean confidence of the last segmentation ([`Segmenter::mean_confidence`]).
     last_confidence: Mutex<Option<f64>>,
+    /// How the thresholded mask is post-processed.
+    post_mode: PostMode,
     /// Post-processing of the last segmentation ([`Segmenter::post_processing`]).
     last_post: Mutex<Option<PostProcessing>>,
     /// Normalisation anchors of the last segmentation ([`Segmenter::grey_anchors`]).
@@ -95,6 +96,7 @@ pub fn load_with(model_path: &Path, options: DenseOptions) -> Result<CnnSegmente
         weights_sha256,
         options,
         last_confidence: Mutex::new(None),
+        post_mode: PostMode::default(),
         last_post: Mutex::new(None),
         last_anchors: Mutex::new(None),
     })
@@ -174,6 +176,12 @@ pub fn load_weights(vs: &mut VarStore, path: &Path) -> Result<(), CnnError> {
 }
 
 impl CnnSegmenter {
+    /// The same segmenter with post-processing `mode` ([`PostMode::Bones`] when not set).
+    pub fn with_post_processing(mut self, mode: PostMode) -> Self {
+        self.post_mode = mode;
+        self
+    }
+
     /// The model's metadata.
     pub fn meta(&self) -> &ModelMeta {
         &self.meta
@@ -346,77 +354,18 @@ impl Segmenter for CnnSegmenter {
         if let Ok(mut c) = self.last_confidence.lock() {
             *c = (n > 0).then(|| sum / n as f64);
         }
-        let mut raw = p.mapv(|v| u8::from(v >= t));
-        let g = &ct.geometry;
-        let max_gap = g
-            .slice_spacings()
-            .into_iter()
-            .fold(g.nominal_slice_spacing(), f64::max);
-        let gate = MarrowGate::from_anchors(norm.anchors.air, norm.anchors.tissue)
-            .filter(|_| fill::applies_to(g.pixel_spacing, max_gap));
-        let mut post = PostProcessing::default();
-        if let Some(gate) = gate {
-            let f = fill_marrow(&mut raw, ct.hu.view(), gate);
-            post.marrow_fill = Some(f);
-            tracing::info!(
-                holes_filled = f.holes_filled,
-                holes_left = f.holes_left,
-                voxels_added = f.voxels_added,
-                gate = ?[gate.lo, gate.hi],
-                "marrow fill"
-            );
-        } else {
-            post.marrow_fill_skipped = Some(
-                if MarrowGate::from_anchors(norm.anchors.air, norm.anchors.tissue).is_none() {
-                    "no grey-value anchors".to_owned()
-                } else {
-                    format!(
-                        "voxels coarser than {} mm (pixels {:.3} x {:.3} mm, largest slice gap \
-                         {:.3} mm)",
-                        fill::MAX_VOXEL_MM,
-                        g.pixel_spacing[0],
-                        g.pixel_spacing[1],
-                        max_gap
-                    )
-                },
-            );
-            tracing::info!(
-                pixel_spacing_mm = ?g.pixel_spacing,
-                largest_slice_gap_mm = max_gap,
-                max_voxel_mm = fill::MAX_VOXEL_MM,
-                "marrow fill skipped (voxels coarser than its limit, or no grey-value anchors)"
-            );
-        }
-        let voxel_ml = g.pixel_spacing[0] * g.pixel_spacing[1] * g.nominal_slice_spacing() / 1000.0;
-        let air_level = 0.5 * (norm.anchors.air + norm.anchors.tissue);
-        let spacing = [
-            g.nominal_slice_spacing(),
-            g.pixel_spacing[0],
-            g.pixel_spacing[1],
-        ];
-        let metal_level = MarrowGate::from_anchors(norm.anchors.air, norm.anchors.tissue)
-            .map_or(f32::INFINITY, |gate| gate.hi);
-        let rules = PieceRules {
-            air_level,
-            metal_level,
-            spacing_mm: spacing,
-            min_voxels: min_voxels(voxel_ml),
-        };
-        let (mask, kept) = keep_bones(&raw, ct.hu.view(), rules);
-        post.pieces = kept;
+        let raw = p.mapv(|v| u8::from(v >= t));
+        let (mask, post) = post_process(
+            raw,
+            ct.hu.view(),
+            &ct.geometry,
+            [norm.anchors.air, norm.anchors.tissue],
+            self.post_mode,
+        );
+        let kept = post.pieces;
         if let Ok(mut p) = self.last_post.lock() {
             *p = Some(post);
         }
-        tracing::info!(
-            pieces = kept.found,
-            kept = kept.kept,
-            in_air = kept.in_air,
-            intracranial = kept.intracranial,
-            metal = kept.metal,
-            dropped_voxels = kept.dropped_voxels,
-            "bone pieces (the largest and separate bones inside the body; dropped: specks, pieces \
-             in air, inside the skull or of metal)"
-        );
         if kept.found == 0 {
             let grid = self
                 .working_grid(ct.hu.view(), ct.geometry.pixel_spacing)

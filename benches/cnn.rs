@@ -27,14 +27,14 @@ mod bench {
 
     use ndarray::s;
     use osteon::dicom::series::{load_volume, scan};
-    use osteon::segment::bones::{keep_bones, min_voxels, PieceRules};
     use osteon::segment::cnn::arch::{Architecture, DEFAULT_FILTERS};
     use osteon::segment::cnn::infer::{
         dense_probabilities, patch_probabilities, slice_roi, DenseOptions,
     };
     use osteon::segment::cnn::net::Net;
     use osteon::segment::cnn::normalise::{Normalisation, Normaliser};
-    use osteon::segment::fill::{self, fill_marrow, MarrowGate};
+    use osteon::segment::post::post_process;
+    use osteon::segment::PostMode;
     use osteon::train::sample::Rng;
     use tch::nn::VarStore;
     use tch::Device;
@@ -243,26 +243,16 @@ mod bench {
                 let t = Instant::now();
                 let norm = Normaliser::fit(norm_mode, ct.hu.view()).expect("normalise");
                 let p = dense_probabilities(&net, &norm, ct.hu.view(), &opts).expect("dense");
-                let mut raw = p.mapv(|v| u8::from(v >= threshold));
+                let raw = p.mapv(|v| u8::from(v >= threshold));
                 drop(p);
-                let g = &ct.geometry;
-                let dz = g.nominal_slice_spacing();
                 let a = &norm.anchors;
-                if let Some(gate) = MarrowGate::from_anchors(a.air, a.tissue).filter(|_| {
-                    let gap = g.slice_spacings().into_iter().fold(dz, f64::max);
-                    fill::applies_to(g.pixel_spacing, gap)
-                }) {
-                    fill_marrow(&mut raw, ct.hu.view(), gate);
-                }
-                let [py, px] = g.pixel_spacing;
-                let rules = PieceRules {
-                    air_level: 0.5 * (a.air + a.tissue),
-                    metal_level: MarrowGate::from_anchors(a.air, a.tissue)
-                        .map_or(f32::INFINITY, |gate| gate.hi),
-                    spacing_mm: [dz, py, px],
-                    min_voxels: min_voxels(py * px * dz / 1000.0),
-                };
-                let (_mask, _) = keep_bones(&raw, ct.hu.view(), rules);
+                let (_mask, _) = post_process(
+                    raw,
+                    ct.hu.view(),
+                    &ct.geometry,
+                    [a.air, a.tissue],
+                    PostMode::Bones,
+                );
                 (
                     format!("{:.1}", t.elapsed().as_secs_f64()),
                     format!("{:.0}", peak_rss_mib()),

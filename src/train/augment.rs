@@ -116,9 +116,8 @@ fn blur(x: &mut [f32], side: usize, sigma: f32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::segment::cnn::normalise::Normaliser;
     use crate::train::sample::draw_tile;
-    use crate::train::sample::tests::{quiet, scan};
+    use crate::train::sample::tests::{air_tissue_normaliser, quiet, scan};
     use ndarray::Array3;
 
     #[test]
@@ -157,8 +156,7 @@ mod tests {
             u8::from((3..9).contains(&q) && (30..40).contains(&j) && (20..60).contains(&i))
         });
         let image = Array3::from_shape_fn((12, 80, 80), |(q, _, _)| q as f32);
-        let hu = label.mapv(|v| if v == 1 { 1000.0f32 } else { -1000.0 });
-        let norm = Normaliser::fit(Default::default(), hu.view()).unwrap();
+        let norm = air_tissue_normaliser();
         let sc = ScanData::new("z".into(), image, label, norm.identity(), 8);
         let set = SampleSettings {
             slab_mm: 6.0,

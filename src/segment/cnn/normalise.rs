@@ -36,6 +36,34 @@ pub enum NormaliseError {
     /// The volume has no finite voxel or a single grey value: nothing to anchor on.
     #[error("cannot normalise: {0}")]
     Flat(String),
+    /// Too few voxels besides padding for a histogram ([`MIN_ANCHOR_VOXELS`]).
+    #[error(
+        "cannot normalise: {0} voxels besides padding, at least {MIN_ANCHOR_VOXELS} are needed \
+         to find the air and soft-tissue grey values"
+    )]
+    TooFew(usize),
+    /// The anchors found are not air and soft tissue: their gap is a small share of the grey
+    /// values' spread ([`MIN_GAP_SHARE`]) or small in grey-value units ([`MIN_GAP_UNITS`]), as in
+    /// a field of view cropped inside the head (no air) or an image of one material.
+    #[error(
+        "cannot normalise: no air class: the air and soft-tissue anchors ({air:.1} and \
+         {tissue:.1}) are {gap:.1} apart, {share:.3} of the grey values' 1-99 % range \
+         ({q01:.1}..{q99:.1}); at least {MIN_GAP_UNITS} and {MIN_GAP_SHARE} of the range are \
+         needed. The CNN needs air around the head in the field of view",
+        gap = tissue - air
+    )]
+    NoAir {
+        /// Air anchor found (the scan's units).
+        air: f32,
+        /// Soft-tissue anchor found.
+        tissue: f32,
+        /// 1st percentile of the grey values besides padding.
+        q01: f32,
+        /// 99th percentile.
+        q99: f32,
+        /// (tissue - air) / (q99 - q01).
+        share: f32,
+    },
 }
 
 /// Normalisation mode; part of a model's metadata (a model must be fed as it was trained).
@@ -93,8 +121,12 @@ impl Normaliser {
     /// # Errors
     /// [`NormaliseError::Flat`] when the volume is empty, not finite or constant.
     pub fn fit(mode: Normalisation, volume: ArrayView3<f32>) -> Result<Normaliser, NormaliseError> {
-        let a = anchors(volume)?;
-        Ok(match mode {
+        Ok(Normaliser::with_anchors(mode, anchors(volume)?))
+    }
+
+    /// `mode` on anchors `a` found elsewhere (or set by hand: a test, a fixed calibration).
+    pub fn with_anchors(mode: Normalisation, a: Anchors) -> Normaliser {
+        match mode {
             Normalisation::MinMax => Normaliser {
                 offset: a.min,
                 scale: 1.0 / (a.max - a.min),
@@ -109,7 +141,7 @@ impl Normaliser {
                 hi,
                 anchors: a,
             },
-        })
+        }
     }
 
     /// Normalised value of grey value `v` (NaN becomes the padding value).
@@ -182,7 +214,8 @@ pub fn anchors(volume: ArrayView3<f32>) -> Result<Anchors, NormaliseError> {
     }
     // Padding / clipping: one exact value at the minimum holding > 2 % of the sample.
     let at_min = s.partition_point(|&v| v <= min);
-    let spike = at_min * 50 > s.len() && s.len() - at_min >= s.len() / 10;
+    // (The rest must be at least 2 % as well: a canvas that is 90 % padding is still padded.)
+    let spike = at_min * 50 > s.len() && (s.len() - at_min) * 50 >= s.len();
     let rest = denoised_sample(volume, spike.then_some(min));
     anchors_of_sample(&rest, min, max, spike)
 }
@@ -259,11 +292,8 @@ fn anchors_of_sample(
     max: f32,
     spike: bool,
 ) -> Result<Anchors, NormaliseError> {
-    if rest.len() < 2 {
-        return Err(NormaliseError::Flat(format!(
-            "{} voxels besides padding",
-            rest.len()
-        )));
+    if rest.len() < MIN_ANCHOR_VOXELS {
+        return Err(NormaliseError::TooFew(rest.len()));
     }
     let lo = rest[rest.len() / 1000];
     let hi = rest[rest.len() - 1 - rest.len() / 1000];
@@ -279,7 +309,24 @@ fn anchors_of_sample(
             hist[b] += 1.0;
         }
     }
-    let mut t = otsu(&hist);
+    // Otsu's split between air and the rest reads the 1-99 % range (values beyond it count at
+    // its ends): a small block of extreme values (saturated metal at 32767, a -32768 fill) would
+    // otherwise become a class of its own and put air and tissue on one side.
+    let q01 = rest[rest.len() / 100];
+    let q99 = rest[rest.len() - 1 - rest.len() / 100];
+    let (b01, b99) = (
+        (((q01 - lo) / width).floor().max(0.0) as usize).min(BINS - 1),
+        (((q99 - lo) / width).floor().max(0.0) as usize).min(BINS - 1),
+    );
+    let mut clipped = hist.clone();
+    for b in 0..BINS {
+        let to = b.clamp(b01, b99);
+        if to != b {
+            clipped[to] += clipped[b];
+            clipped[b] = 0.0;
+        }
+    }
+    let mut t = otsu(&clipped);
     let smooth = smooth(&hist, 4);
     let peak = |r: std::ops::Range<usize>| {
         r.clone()
@@ -350,6 +397,20 @@ fn anchors_of_sample(
             "no tissue above air (air {air}, tissue {tissue})"
         )));
     }
+    // Air and soft tissue are far apart against the spread of a head CT's grey values (1040 HU
+    // of about 2000-3000 between the 1st and 99th percentile: a share of 0.35-0.65 on the scans
+    // measured); two modes of one material are not (a crop inside the brain: 0.05). A ratio of
+    // differences, so a linear map leaves it alone.
+    let share = (tissue - air) / (q99 - q01).max(f32::MIN_POSITIVE);
+    if !masked && (share < MIN_GAP_SHARE || tissue - air < MIN_GAP_UNITS) {
+        return Err(NormaliseError::NoAir {
+            air,
+            tissue,
+            q01,
+            q99,
+            share,
+        });
+    }
     Ok(Anchors {
         air,
         tissue,
@@ -357,6 +418,17 @@ fn anchors_of_sample(
         max,
     })
 }
+
+/// Fewest voxels (besides padding) of the sample the anchors are read from.
+pub const MIN_ANCHOR_VOXELS: usize = 1000;
+
+/// Smallest (tissue - air) / (99th - 1st percentile) of anchors that are air and soft tissue.
+pub const MIN_GAP_SHARE: f32 = 0.15;
+
+/// Smallest tissue - air gap in grey-value units: 1040 on calibrated CT, 780 after 0.75x + 200;
+/// below a fifth of calibrated the two anchors are modes of one material (grey and white matter
+/// of a crop inside the brain: 6 HU apart). Like the masked-background rule, this reads units.
+pub const MIN_GAP_UNITS: f32 = 200.0;
 
 /// Exact grey values that count as calibrated air for a masked background (HU).
 const MASKED_AIR_HU: std::ops::RangeInclusive<f32> = -1100.0..=-900.0;
@@ -502,6 +574,59 @@ mod tests {
         let m1 = Normaliser::fit(Normalisation::MinMax, head(-1000.0, 1.0, 0.0).view()).unwrap();
         assert!((m0.apply(40.0) - m1.apply(40.0)).abs() > 0.2);
         assert_eq!(n0.pad_value(), n0.apply(n0.anchors.air));
+    }
+
+    /// Inputs from session 10's bad-input trial: a small block of extreme values (saturated metal
+    /// at 32767, a -32768 fill) does not move the anchors; a canvas that is 90 % padding without
+    /// a declared PixelPaddingValue still anchors air on air; a crop inside the head (no air) and
+    /// a tiny image are refused with their reason instead of anchoring on two modes of brain.
+    #[test]
+    fn outliers_padding_canvases_crops_and_tiny_images() {
+        for extreme in [32767.0f32, -32768.0] {
+            let mut v = head(-1000.0, 1.0, 0.0);
+            for k in 0..4 {
+                for j in 40..44 {
+                    for i in 40..44 {
+                        v[[k, j, i]] = extreme;
+                    }
+                }
+            }
+            let a = anchors(v.view()).unwrap();
+            assert!((a.air + 1000.0).abs() < 6.0, "{extreme}: air {}", a.air);
+            assert!(
+                (a.tissue - 40.0).abs() < 6.0,
+                "{extreme}: tissue {}",
+                a.tissue
+            );
+        }
+        // The 96x96 head in the corner of a 320x320 canvas of -3024: 91 % padding.
+        let small = head(-1000.0, 1.0, 0.0);
+        let canvas = Array3::from_shape_fn((4, 320, 320), |(k, j, i)| {
+            if j < 96 && i < 96 {
+                small[[k, j, i]]
+            } else {
+                -3024.0
+            }
+        });
+        let a = anchors(canvas.view()).unwrap();
+        assert!((a.air + 1000.0).abs() < 6.0, "canvas: air {}", a.air);
+        assert!((a.tissue - 40.0).abs() < 6.0, "canvas: tissue {}", a.tissue);
+        // Inside the brain: 30 HU with 40 HU blobs and +-20 HU pseudo-noise, no air.
+        let crop = Array3::from_shape_fn((4, 64, 64), |(k, j, i)| {
+            let h = k * 7919 + j * 104_729 + i * 1_299_709;
+            let noise = ((h % 21) as f32 - 10.0) + (((h / 21) % 21) as f32 - 10.0);
+            (if (j / 8 + i / 8) % 3 == 0 { 40.0 } else { 30.0 }) + noise
+        });
+        let e = anchors(crop.view()).unwrap_err();
+        assert!(matches!(e, NormaliseError::NoAir { .. }), "{e}");
+        assert!(e.to_string().contains("no air class"), "{e}");
+        let tiny = Array3::from_shape_fn(
+            (4, 8, 8),
+            |(_, j, i)| if j + i > 7 { 40.0 } else { -1000.0 },
+        );
+        let e = anchors(tiny.view()).unwrap_err();
+        // -1000 is 56 % of it, so it counts as padding: 112 voxels are left.
+        assert!(matches!(e, NormaliseError::TooFew(112)), "{e}");
     }
 
     #[test]

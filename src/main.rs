@@ -62,8 +62,10 @@ enum Command {
         /// Post-processing of the CNN's mask: `bones` (marrow fill on voxels of 0.7 mm or less,
         /// then the skull and every separate bone inside the body), `largest` (the largest
         /// 26-connected component, as the paper), `raw` (the network's thresholded output).
-        #[arg(long, value_enum, default_value_t = osteon::segment::PostMode::Bones)]
-        post_processing: osteon::segment::PostMode,
+        /// Default `bones`; refused with `--segmenter threshold`, which keeps its largest
+        /// component.
+        #[arg(long, value_enum)]
+        post_processing: Option<osteon::segment::PostMode>,
     },
     /// Generate a synthetic head CT (DICOM series) with its exact bone label (DICOM SEG + STL) from a
     /// virtual scanner profile; see docs/phantom.md.
@@ -118,8 +120,8 @@ enum Command {
         csv: PathBuf,
         /// Post-processing of the CNN's mask (as `osteon segment --post-processing`; without
         /// --folds).
-        #[arg(long, value_enum, default_value_t = osteon::segment::PostMode::Bones)]
-        post_processing: osteon::segment::PostMode,
+        #[arg(long, value_enum)]
+        post_processing: Option<osteon::segment::PostMode>,
         #[command(flatten)]
         folds: osteon::train::cli::FoldArgs,
     },
@@ -281,6 +283,14 @@ fn main() -> ExitCode {
             max_triangles,
             post_processing,
         } => {
+            if post_processing.is_some() && matches!(segmenter, Some(SegmenterArg::Threshold)) {
+                eprintln!(
+                    "osteon segment: --post-processing applies to the CNN; the threshold \
+                     segmenter keeps its largest component"
+                );
+                return ExitCode::from(2);
+            }
+            let post_processing = post_processing.unwrap_or_default();
             let options = OfflineOptions {
                 segmenter: match segmenter {
                     Some(SegmenterArg::Threshold) => SegmenterChoice::Threshold,
@@ -424,11 +434,15 @@ fn main() -> ExitCode {
             if folds.folds.is_some() {
                 // --folds scores the models it trains (CNN) beside the threshold: a --model or
                 // --segmenter given with it would be silently ignored.
-                if model.is_some() || matches!(segmenter, EvalSegmenterArg::Cnn) {
+                if model.is_some()
+                    || post_processing.is_some()
+                    || matches!(segmenter, EvalSegmenterArg::Cnn)
+                {
                     eprintln!(
                         "osteon evaluate: --folds scores the models it trains in --work beside \
-                         the threshold; --segmenter cnn / --model do not apply (reuse a trained \
-                         model with --reuse, or score one model without --folds)"
+                         the threshold (CNN post-processing `bones`); --segmenter cnn / --model / \
+                         --post-processing do not apply (reuse a trained model with --reuse, or \
+                         score one model without --folds)"
                     );
                     return ExitCode::from(2);
                 }
@@ -438,6 +452,14 @@ fn main() -> ExitCode {
                 eprintln!("osteon evaluate: {flag} needs --folds (leave-2-out or holdout)");
                 return ExitCode::from(2);
             }
+            if post_processing.is_some() && matches!(segmenter, EvalSegmenterArg::Threshold) {
+                eprintln!(
+                    "osteon evaluate: --post-processing applies to --segmenter cnn; the \
+                     threshold segmenter keeps its largest component"
+                );
+                return ExitCode::from(2);
+            }
+            let post_processing = post_processing.unwrap_or_default();
             let options = OfflineOptions {
                 segmenter: match segmenter {
                     EvalSegmenterArg::Threshold => SegmenterChoice::Threshold,

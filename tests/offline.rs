@@ -478,15 +478,11 @@ fn report_records_the_cnn_post_processing() {
     let report = |segmenter: &str, post: &str| -> serde_json::Value {
         let out = tmp.path().join(format!("{segmenter}-{post}"));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_osteon"));
-        cmd.args([
-            "segment",
-            "--segmenter",
-            segmenter,
-            "--post-processing",
-            post,
-        ]);
+        cmd.args(["segment", "--segmenter", segmenter]);
         if segmenter == "cnn" {
-            cmd.arg("--model").arg(&model);
+            cmd.args(["--post-processing", post])
+                .arg("--model")
+                .arg(&model);
         }
         let run = cmd
             .arg("--out")
@@ -539,6 +535,40 @@ fn report_records_the_cnn_post_processing() {
         voxels(&largest) < voxels(&cnn),
         "the mandible is a piece of its own"
     );
+    // A mode other than the default names itself in the SEG's AlgorithmVersion.
+    let version = |r: &serde_json::Value| {
+        r["segmentation"]["algorithm"]["version"]
+            .as_str()
+            .expect("version")
+            .to_owned()
+    };
+    assert!(
+        version(&largest).ends_with("-wa6440620-largest"),
+        "{}",
+        version(&largest)
+    );
+    assert!(
+        version(&raw).ends_with("-wa6440620-raw"),
+        "{}",
+        version(&raw)
+    );
+    assert!(version(&cnn).contains("-wa6440620/"), "{}", version(&cnn));
+    // The threshold segmenter refuses the option rather than ignoring it.
+    let refused = Command::new(env!("CARGO_BIN_EXE_osteon"))
+        .args([
+            "segment",
+            "--segmenter",
+            "threshold",
+            "--post-processing",
+            "raw",
+            "--out",
+        ])
+        .arg(tmp.path().join("refused"))
+        .arg(&series)
+        .output()
+        .expect("run osteon");
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("applies to the CNN"));
     let threshold = report("threshold", "bones");
     assert!(
         threshold["segmentation"]["post_processing"].is_null(),

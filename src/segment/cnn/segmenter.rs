@@ -322,6 +322,14 @@ pub fn algorithm_version(
 impl Segmenter for CnnSegmenter {
     fn identity(&self) -> AlgorithmIdentity {
         let f = &self.meta.architecture.filters;
+        // A post-processing other than the default makes other masks from the same weights: it
+        // is named after the weights' digest (`-wa6440620-largest`), the part always kept.
+        let sha8 = self.weights_sha256.get(..8).unwrap_or("");
+        let weights = match self.post_mode {
+            PostMode::Bones => sha8.to_owned(),
+            PostMode::Largest => format!("{sha8}-largest"),
+            PostMode::Raw => format!("{sha8}-raw"),
+        };
         AlgorithmIdentity {
             name: "osteon-cnn".to_owned(),
             version: algorithm_version(
@@ -329,7 +337,7 @@ impl Segmenter for CnnSegmenter {
                 f,
                 self.meta.threshold,
                 self.meta.working_pixel_mm,
-                self.weights_sha256.get(..8).unwrap_or(""),
+                &weights,
             ),
             skull_specific: false,
         }

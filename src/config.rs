@@ -290,6 +290,29 @@ impl Config {
             }
             None => "defaults (with environment overrides)".to_owned(),
         };
+        // `[[route]]` and `[[destination]]` are arrays of tables, which the environment cannot
+        // address (the config crate reads OSTEON__ROUTE__X as a table and then fails with "invalid
+        // type: map, expected a sequence"): name the variable and the way out instead.
+        let array_var = |k: &str| {
+            let k = k.to_ascii_uppercase();
+            ["ROUTE", "DESTINATION"].iter().any(|t| {
+                k.starts_with(&format!("{ENV_PREFIX}{ENV_SEPARATOR}{t}{ENV_SEPARATOR}"))
+                    || k == format!("{ENV_PREFIX}{ENV_SEPARATOR}{t}")
+            })
+        };
+        let names: Vec<String> = match &env {
+            Some(m) => m.keys().cloned().collect(),
+            None => std::env::vars().map(|(k, _)| k).collect(),
+        };
+        if let Some(k) = names.iter().find(|k| array_var(k)) {
+            return Err(ConfigError::Invalid {
+                key: "environment",
+                reason: format!(
+                    "{k}: [[route]] and [[destination]] entries cannot be set from the \
+                     environment (they are lists of tables); set them in the configuration file"
+                ),
+            });
+        }
         let mut environment = config::Environment::with_prefix(ENV_PREFIX)
             .separator(ENV_SEPARATOR)
             .try_parsing(true)
@@ -623,6 +646,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.ends_with("(valid: \"rerun\" or \"report\")"), "{e}");
+        // Route and destination keys cannot come from the environment: the variable is named.
+        let e = Config::load_with_env(None, env(&[("OSTEON__ROUTE__POST_PROCESSING", "raw")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("OSTEON__ROUTE__POST_PROCESSING") && e.contains("configuration file"),
+            "{e}"
+        );
         std::fs::write(&f, "[[route]]\nname = \"r\"\npost_processing = \"fill\"\n").unwrap();
         let e = Config::load_with_env(Some(&f), env(&[]))
             .unwrap_err()

@@ -645,17 +645,8 @@ mod tests {
     fn noise_does_not_move_the_tissue_anchor() {
         let mut worst_raw = 0f32;
         for seed in 1..=4u64 {
-            let mut state = 0x9e37_79b9_7f4a_7c15u64 ^ seed.wrapping_mul(0xd1b5_4a32_d192_ed03);
-            let mut gauss = move || {
-                let mut u = || {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-                };
-                let (a, b) = (u(), u());
-                ((-2.0 * a.ln()).sqrt() * (std::f64::consts::TAU * b).cos()) as f32
-            };
+            let mut gauss =
+                gaussian(0x9e37_79b9_7f4a_7c15u64 ^ seed.wrapping_mul(0xd1b5_4a32_d192_ed03));
             let v = Array3::from_shape_fn((8, 128, 128), |(_, j, i)| {
                 let (y, x) = (j as f32 - 63.5, i as f32 - 63.5);
                 let r = (x * x + y * y).sqrt();
@@ -689,6 +680,20 @@ mod tests {
         );
     }
 
+    /// Standard normal deviates from an xorshift64 stream seeded with `state` (Box-Muller).
+    fn gaussian(mut state: u64) -> impl FnMut() -> f32 {
+        move || {
+            let mut u = || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+            };
+            let (a, b) = (u(), u());
+            ((-2.0 * a.ln()).sqrt() * (std::f64::consts::TAU * b).cos()) as f32
+        }
+    }
+
     /// The anchors of a sample without spatial structure (its values interleave materials voxel
     /// by voxel, so the volume's in-plane smoothing would mix them): the peak rules alone.
     fn sample_anchors(v: &Array3<f32>) -> Anchors {
@@ -703,17 +708,7 @@ mod tests {
     /// brain, and so does brain above a head-rest cushion (-300 HU) under a skull.
     #[test]
     fn tissue_is_not_a_taller_bone_peak_and_not_fat() {
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut gauss = move || {
-            let mut u = || {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-            };
-            let (a, b) = (u(), u());
-            ((-2.0 * a.ln()).sqrt() * (std::f64::consts::TAU * b).cos()) as f32
-        };
+        let mut gauss = gaussian(0x2545_f491_4f6c_dd1d);
         let n = 200_000;
         let mut phantom = Array3::<f32>::zeros((1, 1, n));
         for (x, v) in phantom.iter_mut().enumerate() {

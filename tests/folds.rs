@@ -100,7 +100,11 @@ fn train_only_then_reuse_scores_every_scan_without_training_again() {
     // --model with --folds would be ignored: refused.
     let o = run(&["--segmenter", "cnn", "--model", "x.safetensors"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
-    assert!(text(&o.stderr).contains("--model do not apply"));
+    assert!(text(&o.stderr).contains("--model / --post-processing do not apply"));
+    // So would --post-processing (the folds score the CNN with its default, `bones`).
+    let o = run(&["--post-processing", "raw"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("--post-processing do not apply"));
 
     // A truncated weights file is not reused: that fold trains again, the others are reused.
     let fold2 = work.join("fold-02.safetensors");

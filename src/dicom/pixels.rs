@@ -87,9 +87,11 @@ pub enum PixelError {
         transfer_syntax: String,
         message: String,
     },
-    /// More than 1% of the voxels lie outside [-4096, 32767] HU: the codec produced garbage (e.g. a
-    /// corrupt JPEG lossless stream that every decoder, dcmtk included, "decodes"), or the rescale
-    /// is absurd (both are named: a RescaleSlope of 1e30 is the cause, not the pixels).
+    /// More than 1% of the voxels lie outside [-4096, 32767] HU, or any voxel is not a finite
+    /// number: the codec produced garbage (e.g. a corrupt JPEG lossless stream that every decoder,
+    /// dcmtk included, "decodes"), or the rescale is absurd (both are named: a RescaleSlope of 1e30
+    /// is the cause, not the pixels; 1e300 makes infinite HU even where only a few voxels are not
+    /// padding).
     #[error("{file}: frame {frame}: {fraction_pct:.1}% of the voxels outside [-4096, 32767] HU with RescaleSlope {slope} and RescaleIntercept {intercept}: corrupt pixel data or rescale")]
     ImplausibleHu {
         file: PathBuf,
@@ -508,8 +510,7 @@ pub fn decode_hu_into(
             }
             None => words_to_hu_into(owned[f].iter().copied(), &fmt, f, view),
         };
-        let fraction_pct = 100.0 * outside as f64 / n.max(1) as f64;
-        if fraction_pct > 1.0 {
+        if let Some(fraction_pct) = refusal_pct(outside, n) {
             let (slope, intercept) = fmt.rescale.get(f).copied().unwrap_or((1.0, 0.0));
             return Err(PixelError::ImplausibleHu {
                 file: file.to_owned(),
@@ -783,19 +784,39 @@ fn to_stored(v: i64, bits: u16, signed: bool) -> i64 {
     }
 }
 
+/// Voxels of one frame that [`words_to_hu_into`] found outside [`PLAUSIBLE_HU`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Outside {
+    /// Values outside [`PLAUSIBLE_HU`], non-finite ones included.
+    implausible: usize,
+    /// Of those, the infinite or NaN ones (an f64 rescale that overflows f32).
+    non_finite: usize,
+}
+
+/// The percentage of a frame's `n` voxels outside [`PLAUSIBLE_HU`] when the frame is refused:
+/// more than 1% of them, or any that is not finite (inf or NaN has no HU to stand for, and would
+/// reach the mesh and the network's normalisation); `None` when the frame is kept.
+fn refusal_pct(outside: Outside, n: usize) -> Option<f64> {
+    let pct = 100.0 * outside.implausible as f64 / n.max(1) as f64;
+    (pct > 1.0 || outside.non_finite > 0).then_some(pct)
+}
+
 /// Stored words of one frame (`Rows * Columns`, row-major) to HU in `out` (`[j, i]`); returns how
-/// many values fall outside [`PLAUSIBLE_HU`].
+/// many values fall outside [`PLAUSIBLE_HU`] and how many of them are not finite.
 fn words_to_hu_into(
     words: impl Iterator<Item = u32>,
     fmt: &PixelFormat,
     frame: usize,
     out: &mut ArrayViewMut2<f32>,
-) -> usize {
+) -> Outside {
     let (slope, intercept) = fmt.rescale.get(frame).copied().unwrap_or((1.0, 0.0));
     let (bits, signed) = (fmt.bits_stored, fmt.signed);
     let (plo, phi) = fmt.padding.unwrap_or((1, 0));
     let (rlo, rhi) = fmt.padding_raw.unwrap_or((1, 0));
-    let mut outside = 0;
+    let mut outside = Outside {
+        implausible: 0,
+        non_finite: 0,
+    };
     for (o, w) in out.iter_mut().zip(words) {
         let v = to_stored(w as i64, bits, signed);
         *o = if (v >= plo && v <= phi) || (w >= rlo && w <= rhi) {
@@ -803,7 +824,8 @@ fn words_to_hu_into(
         } else {
             (v as f64 * slope + intercept) as f32
         };
-        outside += usize::from(!(PLAUSIBLE_HU.0..=PLAUSIBLE_HU.1).contains(o));
+        outside.implausible += usize::from(!(PLAUSIBLE_HU.0..=PLAUSIBLE_HU.1).contains(o));
+        outside.non_finite += usize::from(!o.is_finite());
     }
     outside
 }
@@ -944,6 +966,35 @@ mod tests {
     }
 
     #[test]
+    fn one_infinite_voxel_refuses_the_frame_where_one_percent_of_finite_ones_does_not() {
+        // RescaleSlope 1e300 on a frame that is padding but for one voxel: 0.1% of the frame
+        // outside the plausible range, below the 1% rule, but infinite.
+        let mut fmt = format(16, false);
+        fmt.padding = Some((0, 0));
+        fmt.rescale = vec![(1e300, 0.0)];
+        let mut out = Array2::<f32>::zeros((1, 1000));
+        let words = std::iter::once(5u32).chain(std::iter::repeat_n(0, 999));
+        let outside = words_to_hu_into(words, &fmt, 0, &mut out.view_mut());
+        assert_eq!(
+            outside,
+            Outside {
+                implausible: 1,
+                non_finite: 1
+            }
+        );
+        assert_eq!(out[(0, 0)], f32::INFINITY);
+        assert_eq!(out[(0, 1)], AIR_HU);
+        assert_eq!(refusal_pct(outside, 1000), Some(0.1));
+        // Ten finite values beyond 32767 HU in 1000 (1%) are kept; eleven are refused.
+        let finite = |k| Outside {
+            implausible: k,
+            non_finite: 0,
+        };
+        assert_eq!(refusal_pct(finite(10), 1000), None);
+        assert_eq!(refusal_pct(finite(11), 1000), Some(1.1));
+    }
+
+    #[test]
     fn padding_in_the_high_bits_is_compared_on_the_whole_word() {
         // BitsStored 12, PixelPaddingValue 0xF6B4: masked it would equal the bone value 0x6B4.
         let mut fmt = format(12, false);
@@ -955,7 +1006,13 @@ mod tests {
             0,
             &mut out.view_mut(),
         );
-        assert_eq!(outside, 0);
+        assert_eq!(
+            outside,
+            Outside {
+                implausible: 0,
+                non_finite: 0
+            }
+        );
         assert_eq!(out.as_slice().unwrap(), &[692.0, AIR_HU, 0.0]);
         // A signed padding value given as its 16-bit word is compared on the stored value.
         let mut fmt = format(12, true);

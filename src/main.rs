@@ -122,6 +122,11 @@ enum Command {
         /// --folds).
         #[arg(long, value_enum)]
         post_processing: Option<osteon::segment::PostMode>,
+        /// With --segmenter cnn: also score the threshold baseline (--threshold) on the same scans,
+        /// print the per-scanner comparison, write both to the CSV (`segmenter` and `fold` columns
+        /// first, as --folds does) and the paper's Fig. 6 to --plot.
+        #[arg(long)]
+        baseline: bool,
         #[command(flatten)]
         folds: osteon::train::cli::FoldArgs,
     },
@@ -187,6 +192,78 @@ enum SegmenterArg {
 enum EvalSegmenterArg {
     Threshold,
     Cnn,
+}
+
+/// `osteon evaluate --segmenter cnn --baseline`: scores `cnn` and the threshold segmenter at
+/// `threshold_hu` on every scan of `manifest`, prints both tables and the per-scanner comparison,
+/// writes the combined CSV to `csv` and the paper's Fig. 6 (signed surface deviation per scan,
+/// mean ± SD, grouped by scanner) to `plot`. Exit 1 when a scan could not be scored by either.
+fn evaluate_beside_baseline(
+    manifest: &std::path::Path,
+    cnn: &dyn osteon::segment::Segmenter,
+    threshold_hu: f32,
+    csv: &std::path::Path,
+    plot: PathBuf,
+) -> ExitCode {
+    use osteon::eval::compare::{combined_csv, comparison_table, deviation_plot_svg};
+    // Both outputs are checked before hours of scoring, and neither may overwrite the other or a
+    // file that is not an earlier plot.
+    let plot_ok = plot
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("svg"))
+        && (!plot.exists() || plot.is_file());
+    if plot == csv || !plot_ok {
+        eprintln!(
+            "osteon evaluate: the plot {} must be a .svg file other than the CSV",
+            plot.display()
+        );
+        return ExitCode::from(2);
+    }
+    if let Err(reason) = osteon::pipeline::report::check_folder(&plot) {
+        eprintln!("osteon evaluate: {reason}");
+        return ExitCode::from(2);
+    }
+    let base = match offline::segmenter_for(&OfflineOptions {
+        segmenter: SegmenterChoice::Threshold,
+        threshold_hu,
+        model: None,
+        mesh: osteon::mesh::MeshOptions::default(),
+        progress: false,
+        post_processing: Default::default(),
+    }) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("osteon evaluate: error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut evaluations = Vec::with_capacity(2);
+    for segmenter in [cnn, base.as_ref()] {
+        match osteon::eval::evaluate_manifest(manifest, segmenter, csv) {
+            Ok(e) => evaluations.push(e),
+            Err(e) => {
+                eprintln!("osteon evaluate: error: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    let (a, b) = (&evaluations[0], &evaluations[1]);
+    print!("{}\n{}\n{}", a.table(), b.table(), comparison_table(a, b));
+    for (path, text) in [
+        (csv, combined_csv(a, b, &[])),
+        (plot.as_path(), deviation_plot_svg(a, b)),
+    ] {
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("osteon evaluate: writing {}: {e}", path.display());
+            return ExitCode::from(1);
+        }
+    }
+    println!("CSV: {}; plot: {}", csv.display(), plot.display());
+    if a.failed() + b.failed() > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 /// Upper bound of --smooth-iterations: windowed-sinc smoothing converges in tens of iterations;
@@ -429,8 +506,18 @@ fn main() -> ExitCode {
             threshold,
             csv,
             post_processing,
+            baseline,
             folds,
         } => {
+            if baseline
+                && (folds.folds.is_some() || matches!(segmenter, EvalSegmenterArg::Threshold))
+            {
+                eprintln!(
+                    "osteon evaluate: --baseline scores the threshold beside --segmenter cnn \
+                     (--folds always does)"
+                );
+                return ExitCode::from(2);
+            }
             if folds.folds.is_some() {
                 // --folds scores the models it trains (CNN) beside the threshold: a --model or
                 // --segmenter given with it would be silently ignored.
@@ -450,6 +537,10 @@ fn main() -> ExitCode {
             }
             if let Some(flag) = folds.fold_only_flag() {
                 eprintln!("osteon evaluate: {flag} needs --folds (leave-2-out or holdout)");
+                return ExitCode::from(2);
+            }
+            if folds.plot.is_some() && !baseline {
+                eprintln!("osteon evaluate: --plot needs --folds or --baseline (the plot sets the CNN beside the threshold)");
                 return ExitCode::from(2);
             }
             if post_processing.is_some() && matches!(segmenter, EvalSegmenterArg::Threshold) {
@@ -478,6 +569,15 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
+            if baseline {
+                return evaluate_beside_baseline(
+                    &manifest,
+                    segmenter.as_ref(),
+                    threshold,
+                    &csv,
+                    folds.plot.unwrap_or_else(|| csv.with_extension("svg")),
+                );
+            }
             match osteon::eval::evaluate_manifest(&manifest, segmenter.as_ref(), &csv) {
                 Ok(evaluation) => {
                     print!("{}", evaluation.table());

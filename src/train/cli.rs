@@ -267,15 +267,17 @@ pub struct FoldArgs {
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
     /// SVG plot of per-scan signed surface deviation (mean +- SD), grouped by scanner, CNN beside
-    /// the threshold baseline (the paper's Fig. 6); default: the CSV's name with .svg.
+    /// the threshold baseline (the paper's Fig. 6), with --folds or --baseline; default: the CSV's
+    /// name with .svg.
     #[arg(long)]
     pub plot: Option<PathBuf>,
 }
 
 impl FoldArgs {
     /// The first flag given that only `--folds` uses (`--reuse`, `--train-only`, `--steps`,
-    /// `--tiles`, `--tile-size`, `--minutes-per-fold`, `--seed`, `--plot`), so that it is refused without
-    /// `--folds` instead of being silently ignored.
+    /// `--tiles`, `--tile-size`, `--minutes-per-fold`, `--seed`, `--working-pixel-mm`), so that it
+    /// is refused without `--folds` instead of being silently ignored (`--plot` also serves
+    /// `evaluate --baseline`).
     pub fn fold_only_flag(&self) -> Option<&'static str> {
         [
             (self.reuse, "--reuse"),
@@ -286,7 +288,6 @@ impl FoldArgs {
             (self.minutes_per_fold.is_some(), "--minutes-per-fold"),
             (self.seed.is_some(), "--seed"),
             (self.working_pixel_mm.is_some(), "--working-pixel-mm"),
-            (self.plot.is_some(), "--plot"),
         ]
         .into_iter()
         .find_map(|(given, flag)| given.then_some(flag))

@@ -292,6 +292,71 @@ fn the_real_manifest_loads() {
         .all(|s| s.series.is_dir() && matches!(s.label, LabelSpec::Reference { .. })));
 }
 
+#[test]
+fn the_independent_test_set_holds_no_scan_a_shipped_model_trained_on() {
+    // manifests/independent.toml (session 11): 10 virtual scanners x 3 seeds + the 2 real series,
+    // all `test`; none of them may be a training or validation scan of a model in models/, nor a
+    // phantom of the standard manifest (seeds 1-3) that the models draw their training sets from.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Read as TOML only: the phantoms need not be generated for this check.
+    let read = |name: &str| -> Manifest {
+        let text = std::fs::read_to_string(root.join("manifests").join(name)).unwrap();
+        toml::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    let m = read("independent.toml");
+    assert_eq!(m.scan.len(), 32);
+    assert!(m.scan.iter().all(|s| s.split == Split::Test));
+    let mut per_scanner: HashMap<&str, usize> = HashMap::new();
+    for s in &m.scan {
+        *per_scanner.entry(s.scanner.as_str()).or_default() += 1;
+    }
+    assert_eq!(per_scanner.len(), 12);
+    assert_eq!(per_scanner.values().filter(|&&n| n == 3).count(), 10);
+    let standard = read("standard.toml");
+    let phantoms = m.scan.iter().filter(|s| s.phantom.is_some());
+    for s in phantoms {
+        assert!(
+            standard
+                .scan
+                .iter()
+                .all(|t| t.series != s.series && t.name != s.name),
+            "{} is a standard phantom",
+            s.name
+        );
+    }
+    let mut models = 0;
+    for entry in std::fs::read_dir(root.join("models")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let doc: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let trained: Vec<&str> = doc["training"]["scans"]
+            .as_array()
+            .expect("training.scans")
+            .iter()
+            .map(|t| t["name"].as_str().expect("name"))
+            .collect();
+        assert!(
+            trained.len() >= 20,
+            "{}: {} scans",
+            path.display(),
+            trained.len()
+        );
+        for s in &m.scan {
+            assert!(
+                !trained.contains(&s.name.as_str()),
+                "{} trained on {}",
+                path.display(),
+                s.name
+            );
+        }
+        models += 1;
+    }
+    assert_eq!(models, 3, "a model JSON per shipped model");
+}
+
 /// Evaluates (threshold) a one-scan manifest `name` in `dir` whose scan has the TOML lines `scan`,
 /// and returns the error that stopped the scan.
 fn first_scan_error(dir: &Path, name: &str, scan: &str) -> String {

@@ -110,7 +110,7 @@ pub fn dice(predicted: &Mask, reference: &Mask, region: &Region) -> Result<Overl
         region.start[2]..region.end[2]
     ];
     let (p, r) = (predicted.slice(sl), reference.slice(sl));
-    let mut o = p
+    let per_slice = p
         .outer_iter()
         .into_par_iter()
         .zip(r.outer_iter().into_par_iter())
@@ -126,13 +126,23 @@ pub fn dice(predicted: &Mask, reference: &Mask, region: &Region) -> Result<Overl
                 });
             c
         })
-        .reduce(Overlap::default, |a, b| Overlap {
-            tp: a.tp + b.tp,
-            fp: a.fp + b.fp,
-            fn_: a.fn_ + b.fn_,
-            tn: a.tn + b.tn,
-            dsc: 0.0,
-        });
+        .collect::<Vec<_>>();
+    for (n, c) in per_slice.iter().enumerate() {
+        tracing::debug!(
+            slice = region.start[0] + n,
+            tp = c.tp,
+            fp = c.fp,
+            fn_ = c.fn_,
+            "overlap of one slice"
+        );
+    }
+    let mut o = per_slice.iter().fold(Overlap::default(), |a, b| Overlap {
+        tp: a.tp + b.tp,
+        fp: a.fp + b.fp,
+        fn_: a.fn_ + b.fn_,
+        tn: a.tn + b.tn,
+        dsc: 0.0,
+    });
     let den = 2 * o.tp + o.fp + o.fn_;
     o.dsc = if den == 0 {
         1.0

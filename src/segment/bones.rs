@@ -108,7 +108,7 @@ pub fn keep_bones(mask: &Mask, grey: ArrayView3<f32>, rules: PieceRules) -> (Mas
         Some(l) if !candidates.is_empty() => Some(comps.mask_of(l, mask)),
         _ => None,
     };
-    #[derive(Clone, Copy, PartialEq)]
+    #[derive(Clone, Copy, PartialEq, Debug)]
     enum Verdict {
         Keep,
         Drop,
@@ -116,6 +116,13 @@ pub fn keep_bones(mask: &Mask, grey: ArrayView3<f32>, rules: PieceRules) -> (Mas
         Intracranial,
         Metal,
     }
+    // The slices a piece spans, for the log.
+    let slices = |l: u32| {
+        let (k0, k1) = comps
+            .voxels(l)
+            .fold((usize::MAX, 0), |(a, b), v| (a.min(v[0]), b.max(v[0])));
+        format!("{k0}..={k1}")
+    };
     let mut verdict = vec![Verdict::Drop; n as usize];
     if let Some(l) = largest {
         verdict[l as usize] = Verdict::Keep;
@@ -135,14 +142,35 @@ pub fn keep_bones(mask: &Mask, grey: ArrayView3<f32>, rules: PieceRules) -> (Mas
             let mut values: Vec<f32> = comps.voxels(l).map(|v| grey[v]).collect();
             let mid = values.len() / 2;
             let median = *values.select_nth_unstable_by(mid, f32::total_cmp).1;
-            if inside / size > MAX_INTRACRANIAL_FRACTION {
+            let v = if inside / size > MAX_INTRACRANIAL_FRACTION {
                 Verdict::Intracranial
             } else if median > rules.metal_level {
                 Verdict::Metal
             } else {
                 Verdict::Keep
-            }
+            };
+            tracing::debug!(
+                piece = l,
+                voxels = comps.sizes[l as usize],
+                slices = %slices(l),
+                air_fraction = air[l as usize],
+                intracranial_fraction = inside / size,
+                median,
+                verdict = ?v,
+                "separate piece"
+            );
+            v
         };
+        if verdict[l as usize] == Verdict::InAir {
+            tracing::debug!(
+                piece = l,
+                voxels = comps.sizes[l as usize],
+                slices = %slices(l),
+                air_fraction = air[l as usize],
+                verdict = ?Verdict::InAir,
+                "separate piece"
+            );
+        }
     }
     let count = |v: Verdict| verdict.iter().filter(|&&x| x == v).count();
     let dropped_voxels = (0..n)

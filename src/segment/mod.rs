@@ -6,11 +6,13 @@
 //! * [`components`]: connected-component labelling shared by the segmenters and the mesher.
 //! * [`bones`]: which pieces the CNN's mask keeps (the skull and separate bones inside the body).
 //! * [`fill`]: the CNN's marrow fill (bone-enclosed holes of bone-like mean grey value become bone).
+//! * [`grow`]: the CNN's half-maximum grow (partial-volume bone beside the mask becomes bone).
 
 pub mod bones;
 pub mod cnn;
 pub mod components;
 pub mod fill;
+pub mod grow;
 pub mod post;
 pub mod threshold;
 
@@ -49,8 +51,9 @@ pub struct AlgorithmIdentity {
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum PostMode {
-    /// Marrow fill ([`fill`]), then the largest piece and every separate bone inside the body
-    /// ([`bones`]): the SEG holds the skull, the mandible and other bones.
+    /// Marrow fill ([`fill`]), the half-maximum grow ([`grow`]), then the largest piece and every
+    /// separate bone inside the body ([`bones`]): the SEG holds the skull, the mandible and other
+    /// bones.
     #[default]
     Bones,
     /// The largest 26-connected component only, as the paper's evaluation does before meshing
@@ -72,9 +75,23 @@ pub struct PostProcessing {
     /// Why the marrow fill did not run (voxels coarser than [`fill::MAX_VOXEL_MM`], or no
     /// grey-value anchors); `None` when it ran.
     pub marrow_fill_skipped: Option<String>,
+    /// The half-maximum grow ([`grow::grow_half_max`]); `None` when it did not run (not
+    /// [`PostMode::Bones`], or no bone above soft tissue).
+    pub half_max_grow: Option<GrowStats>,
     /// The pieces of the mask found, kept and dropped ([`bones::keep_bones`]); with
     /// [`PostMode::Largest`] the one kept is the largest, with [`PostMode::Raw`] all are kept.
     pub pieces: bones::Kept,
+}
+
+/// What the half-maximum grow ([`grow::grow_half_max`]) did.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct GrowStats {
+    /// Its gate (the scan's grey values) and reach in steps.
+    pub gate: grow::GrowGate,
+    /// Its reach (mm): the largest voxel edge, at least [`grow::MIN_REACH_MM`].
+    pub reach_mm: f64,
+    /// Voxels that became bone.
+    pub voxels_added: u64,
 }
 
 /// Errors of a segmenter.

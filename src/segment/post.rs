@@ -1,5 +1,6 @@
-//! Post-processing of a segmenter's thresholded mask, by [`PostMode`]: the marrow fill and the
-//! choice of pieces ([`PostMode::Bones`], the CNN's default since session 9), the paper's largest
+//! Post-processing of a segmenter's thresholded mask, by [`PostMode`]: the marrow fill, the
+//! half-maximum grow (session 12) and the choice of pieces ([`PostMode::Bones`], the CNN's
+//! default since session 9), the paper's largest
 //! component ([`PostMode::Largest`]), or nothing ([`PostMode::Raw`]). Returns the mask with a
 //! [`PostProcessing`] record of what was done (logged, and written to `report.json`).
 
@@ -8,7 +9,8 @@ use ndarray::ArrayView3;
 use super::bones::{keep_bones, min_voxels, Kept, PieceRules};
 use super::components::{label, largest_component, Connectivity};
 use super::fill::{self, fill_marrow, MarrowGate};
-use super::{Mask, PostMode, PostProcessing};
+use super::grow::{self, grow_half_max, GrowGate};
+use super::{GrowStats, Mask, PostMode, PostProcessing};
 use crate::dicom::geometry::Geometry;
 
 /// Post-processes `mask` (`[k, j, i]`, 1 = bone: a segmenter's thresholded output) of a scan with
@@ -95,12 +97,33 @@ pub fn post_process(
                     post.marrow_fill_skipped = Some(why);
                 }
             }
+            let metal_level = anchored.map_or(f32::INFINITY, |gate| gate.hi);
+            let reach_mm = grow::reach_mm(geometry.pixel_spacing, max_gap);
+            let steps = grow::reach_steps(reach_mm, geometry.pixel_spacing);
+            match GrowGate::from_mask(&mask, grey, tissue, metal_level, steps) {
+                Some(gate) => {
+                    let added = grow_half_max(&mut mask, grey, gate);
+                    tracing::info!(
+                        voxels_added = added,
+                        gate = ?[gate.lo, gate.hi],
+                        bone_level = gate.peak,
+                        reach_mm,
+                        "half-maximum grow"
+                    );
+                    post.half_max_grow = Some(GrowStats {
+                        gate,
+                        reach_mm,
+                        voxels_added: added,
+                    });
+                }
+                None => tracing::info!("half-maximum grow skipped: no bone above soft tissue"),
+            }
             let g = geometry;
             let voxel_ml =
                 g.pixel_spacing[0] * g.pixel_spacing[1] * g.nominal_slice_spacing() / 1000.0;
             let rules = PieceRules {
                 air_level: 0.5 * (air + tissue),
-                metal_level: anchored.map_or(f32::INFINITY, |gate| gate.hi),
+                metal_level,
                 spacing_mm: [
                     g.nominal_slice_spacing(),
                     g.pixel_spacing[0],

@@ -12,7 +12,7 @@ use osteon::phantom::{grid, scanner, PhantomOptions};
 use osteon::segment::bones::{keep_bones, min_voxels, PieceRules};
 use osteon::segment::components::{label, Connectivity};
 use osteon::segment::fill::{self, fill_marrow, MarrowGate};
-use osteon::segment::grow::{self, grow_half_max, GrowGate};
+use osteon::segment::grow::{self, grow_half_max, GrowGate, Grown};
 use osteon::segment::Mask;
 
 fn count(m: &Mask) -> usize {
@@ -189,11 +189,14 @@ fn the_half_maximum_grow_restores_a_thick_slice_edge_and_leaves_the_craniotomy_o
     assert!(edge > 10_000, "the head has an edge: {edge} voxels");
     let reach_mm = grow::reach_mm([spacing[1], spacing[2]], spacing[0]);
     assert_eq!(reach_mm, spacing[0]);
-    let steps = grow::reach_steps(reach_mm, [spacing[1], spacing[2]]);
-    let gate = GrowGate::from_mask(&mask, hu.view(), 40.0, 2500.0, steps).expect("gate");
+    let gate =
+        GrowGate::from_mask(&mask, hu.view(), [-1000.0, 40.0], 2500.0, reach_mm).expect("gate");
     assert!(gate.lo > 300.0 && gate.lo < gate.peak, "{gate:?}");
     let before = mask.clone();
-    let added = grow_half_max(&mut mask, hu.view(), gate);
+    let added = match grow_half_max(&mut mask, hu.view(), gate, spacing) {
+        Grown::Added(n) => n,
+        undone => panic!("the grow of an edge was undone: {undone:?}"),
+    };
     let back = mask
         .iter()
         .zip(before.iter())

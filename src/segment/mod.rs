@@ -75,9 +75,11 @@ pub struct PostProcessing {
     /// Why the marrow fill did not run (voxels coarser than [`fill::MAX_VOXEL_MM`], or no
     /// grey-value anchors); `None` when it ran.
     pub marrow_fill_skipped: Option<String>,
-    /// The half-maximum grow ([`grow::grow_half_max`]); `None` when it did not run (not
-    /// [`PostMode::Bones`], or no bone above soft tissue).
+    /// The half-maximum grow ([`grow::grow_half_max`]); `None` when it did not run.
     pub half_max_grow: Option<GrowStats>,
+    /// Why the half-maximum grow did not run with [`PostMode::Bones`] ([`grow::GrowSkip`]);
+    /// `None` when it ran or in another mode.
+    pub half_max_grow_skipped: Option<String>,
     /// The pieces of the mask found, kept and dropped ([`bones::keep_bones`]); with
     /// [`PostMode::Largest`] the one kept is the largest, with [`PostMode::Raw`] all are kept.
     pub pieces: bones::Kept,
@@ -86,12 +88,13 @@ pub struct PostProcessing {
 /// What the half-maximum grow ([`grow::grow_half_max`]) did.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct GrowStats {
-    /// Its gate (the scan's grey values) and reach in steps.
+    /// Its gate (the scan's grey values), the bone level it halves and its reach (mm).
     pub gate: grow::GrowGate,
-    /// Its reach (mm): the largest voxel edge, at least [`grow::MIN_REACH_MM`].
-    pub reach_mm: f64,
-    /// Voxels that became bone.
+    /// Voxels that became bone (0 when the grow was undone).
     pub voxels_added: u64,
+    /// Voxels the grow would have added when it was undone (more than
+    /// [`grow::MAX_ADDED_FRACTION`] of the network's mask); `None` when it was kept.
+    pub undone_voxels: Option<u64>,
 }
 
 /// Errors of a segmenter.

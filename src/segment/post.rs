@@ -9,7 +9,7 @@ use ndarray::ArrayView3;
 use super::bones::{keep_bones, min_voxels, Kept, PieceRules};
 use super::components::{label, largest_component, Connectivity};
 use super::fill::{self, fill_marrow, MarrowGate};
-use super::grow::{self, grow_half_max, GrowGate};
+use super::grow::{self, grow_half_max, GrowGate, Grown};
 use super::{GrowStats, Mask, PostMode, PostProcessing};
 use crate::dicom::geometry::Geometry;
 
@@ -99,24 +99,46 @@ pub fn post_process(
             }
             let metal_level = anchored.map_or(f32::INFINITY, |gate| gate.hi);
             let reach_mm = grow::reach_mm(geometry.pixel_spacing, max_gap);
-            let steps = grow::reach_steps(reach_mm, geometry.pixel_spacing);
-            match GrowGate::from_mask(&mask, grey, tissue, metal_level, steps) {
-                Some(gate) => {
-                    let added = grow_half_max(&mut mask, grey, gate);
-                    tracing::info!(
-                        voxels_added = added,
-                        gate = ?[gate.lo, gate.hi],
-                        bone_level = gate.peak,
-                        reach_mm,
-                        "half-maximum grow"
-                    );
+            match GrowGate::from_mask(&mask, grey, anchors, metal_level, reach_mm) {
+                Ok(gate) => {
+                    let spacing = [
+                        geometry.nominal_slice_spacing(),
+                        geometry.pixel_spacing[0],
+                        geometry.pixel_spacing[1],
+                    ];
+                    let grown = grow_half_max(&mut mask, grey, gate, spacing);
+                    let (added, undone) = match grown {
+                        Grown::Added(n) => (n, None),
+                        Grown::Undone(n) => (0, Some(n)),
+                    };
+                    if let Some(n) = undone {
+                        tracing::warn!(
+                            would_add = n,
+                            gate = ?[gate.lo, gate.hi],
+                            bone_level = gate.peak,
+                            "half-maximum grow undone: it would add more than half of the \
+                             network's own mask, so the gate is not at a bone edge (are the \
+                             grey values calibrated, and is there bone in the series?)"
+                        );
+                    } else {
+                        tracing::info!(
+                            voxels_added = added,
+                            gate = ?[gate.lo, gate.hi],
+                            bone_level = gate.peak,
+                            reach_mm = gate.reach_mm,
+                            "half-maximum grow"
+                        );
+                    }
                     post.half_max_grow = Some(GrowStats {
                         gate,
-                        reach_mm,
                         voxels_added: added,
+                        undone_voxels: undone,
                     });
                 }
-                None => tracing::info!("half-maximum grow skipped: no bone above soft tissue"),
+                Err(why) => {
+                    tracing::info!(reason = %why, "half-maximum grow skipped");
+                    post.half_max_grow_skipped = Some(why.to_string());
+                }
             }
             let g = geometry;
             let voxel_ml =

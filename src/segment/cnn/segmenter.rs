@@ -102,6 +102,15 @@ pub fn load_with(model_path: &Path, options: DenseOptions) -> Result<CnnSegmente
     })
 }
 
+/// `true` when the normaliser's anchors (the scan's grey values) are within what CT and
+/// cone-beam-like CT give: air from -1300 to -300, soft tissue from -300 to 400 and at least 300
+/// above air. Outside it the CNN still runs (the anchors are what it normalises by), but the
+/// series is unusual enough to be logged (bad-input trial, session 12: an inverted series gave air
+/// -31 and soft tissue 992, a series of bone only gave soft tissue 1198).
+pub fn anchors_look_like_ct(air: f32, tissue: f32) -> bool {
+    (-1300.0..=-300.0).contains(&air) && (-300.0..=400.0).contains(&tissue) && tissue - air >= 300.0
+}
+
 /// Copies the tensors of the safetensors file `path` into `vs`, after checking that the names and
 /// shapes match exactly (tch's own `VarStore::load` would broadcast a wrong shape).
 ///
@@ -244,6 +253,15 @@ impl CnnSegmenter {
             tissue = norm.anchors.tissue,
             "grey-value anchors of the CNN's normalisation (air -> 0, soft tissue -> 1)"
         );
+        if !anchors_look_like_ct(norm.anchors.air, norm.anchors.tissue) {
+            tracing::warn!(
+                air = norm.anchors.air,
+                tissue = norm.anchors.tissue,
+                "grey-value anchors far from any CT seen (air about -1000 HU, soft tissue about \
+                 40 HU; a cone-beam-like 0.75 x + 200 gives -550 and 230): the series may not be \
+                 calibrated, inverted, or hold no air or soft tissue; check the result"
+            );
+        }
         let grid = spacing.and_then(|s| self.working_grid(hu, s));
         if let Some(g) = grid {
             g.check_size(hu.dim().0).map_err(CnnError::Input)?;
@@ -405,7 +423,20 @@ impl Segmenter for CnnSegmenter {
 
 #[cfg(test)]
 mod tests {
-    use super::algorithm_version;
+    use super::{algorithm_version, anchors_look_like_ct};
+
+    #[test]
+    fn ct_and_cone_beam_anchors_pass_and_inverted_or_bone_only_ones_do_not() {
+        // Calibrated CT, the cone-beam-like 0.75 x + 200, the phantoms' cone-beam profile.
+        assert!(anchors_look_like_ct(-1000.0, 40.0));
+        assert!(anchors_look_like_ct(-550.0, 230.0));
+        assert!(anchors_look_like_ct(-960.0, -208.5));
+        // Inverted grey values, a series of bone only, no contrast.
+        assert!(!anchors_look_like_ct(-31.0, 992.0));
+        assert!(!anchors_look_like_ct(-1000.0, 1198.0));
+        assert!(!anchors_look_like_ct(-400.0, -250.0));
+        assert!(!anchors_look_like_ct(f32::NAN, 40.0));
+    }
 
     #[test]
     fn algorithm_version_fits_the_64_characters_of_lo() {

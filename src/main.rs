@@ -60,7 +60,8 @@ enum Command {
               value_parser = triangle_budget)]
         max_triangles: usize,
         /// Post-processing of the CNN's mask: `bones` (marrow fill on voxels of 0.7 mm or less,
-        /// then the skull and every separate bone inside the body), `largest` (the largest
+        /// half-maximum grow into the partial-volume edge, then the skull and every separate bone
+        /// inside the body), `largest` (the largest
         /// 26-connected component, as the paper), `raw` (the network's thresholded output).
         /// Default `bones`; refused with `--segmenter threshold`, which keeps its largest
         /// component.

@@ -467,8 +467,8 @@ fn cli_refuses_unusable_options_as_usage_errors() {
 /// a reader can tell a filled or dropped region from the network's own output: on the real GE
 /// head (0.49 mm pixels, 1.25-7 mm slices) the marrow fill is skipped with its reason, and the
 /// mandible is kept beside the skull (2 pieces). `--post-processing largest` keeps one piece and
-/// `raw` all, and the voxel counts of the three add up exactly. The threshold baseline has no
-/// post-processing.
+/// `raw` all, the half-maximum grow runs in `bones` only, and the voxel counts of the three add up
+/// exactly. The threshold baseline has no post-processing.
 #[cfg(feature = "torch")]
 #[test]
 fn report_records_the_cnn_post_processing() {
@@ -519,14 +519,33 @@ fn report_records_the_cnn_post_processing() {
     let raw = report("cnn", "raw");
     let raw_post = &raw["segmentation"]["post_processing"];
     assert_eq!(raw_post["mode"], "raw");
-    assert_eq!(raw_post["pieces"]["found"], found, "{raw_post}");
-    assert_eq!(raw_post["pieces"]["kept"], found, "{raw_post}");
-    // No fill ran, so the bones mode's mask is the raw one less the pieces it dropped.
-    assert_eq!(voxels(&raw), voxels(&cnn) + dropped);
+    // The grow adds voxels joined to the mask: it can merge pieces, never make one.
+    let raw_found = raw_post["pieces"]["found"].as_u64().expect("found");
+    assert!(raw_found >= found, "{raw_post}");
+    assert_eq!(raw_post["pieces"]["kept"], raw_found, "{raw_post}");
+    // No fill ran, so the bones mode's mask is the raw one plus the half-maximum grow less the
+    // pieces it dropped. The grow's gate is half-way between the soft-tissue anchor and the bone
+    // level; its reach is the 5 mm cap (the slice gap is 6.9 mm).
+    let grow = &post["half_max_grow"];
+    let grown = grow["voxels_added"].as_u64().expect("the grow ran");
+    assert!(grown > 0 && grow["undone_voxels"].is_null(), "{grow}");
+    assert_eq!(grow["gate"]["reach_mm"], 5.0, "{grow}");
+    let tissue = cnn["image_qa"]["tissue_anchor_hu"]
+        .as_f64()
+        .expect("tissue");
+    let (lo, peak) = (
+        grow["gate"]["lo"].as_f64().expect("lo"),
+        grow["gate"]["peak"].as_f64().expect("peak"),
+    );
+    assert!((lo - 0.5 * (tissue + peak)).abs() < 0.01, "{grow} {tissue}");
+    assert!(peak > tissue + 400.0, "{grow}");
+    assert_eq!(voxels(&raw) + grown, voxels(&cnn) + dropped);
+    assert!(raw_post["half_max_grow"].is_null(), "{raw_post}");
     let largest = report("cnn", "largest");
     let l_post = &largest["segmentation"]["post_processing"];
     assert_eq!(l_post["mode"], "largest");
     assert_eq!(l_post["pieces"]["kept"], 1, "{l_post}");
+    assert!(l_post["half_max_grow"].is_null(), "{l_post}");
     let l_dropped = l_post["pieces"]["dropped_voxels"]
         .as_u64()
         .expect("dropped");

@@ -20,8 +20,8 @@
 //! Guards (bad-input trial, session 12): no grow when the mask's bone level is less than
 //! [`MIN_CONTRAST_HU`] above soft tissue (a scan without bone, or with wrong anchors, would put
 //! the gate in soft tissue); the reach is at most [`MAX_REACH_MM`]; and a grow that would add more
-//! than [`MAX_ADDED_FRACTION`] of the network's own mask is undone (it is filling something that
-//! is not an edge) and reported.
+//! than [`MAX_ADDED_FRACTION`] of the network's own mask (double it) is undone, as it is filling
+//! something that is not an edge, and reported.
 
 use ndarray::ArrayView3;
 
@@ -48,9 +48,12 @@ pub const MIN_REACH_MM: f64 = 1.0;
 /// evaluation.
 pub const MAX_REACH_MM: f64 = 5.0;
 
-/// Largest number of voxels the grow may add, as a fraction of the mask it starts from; on the 32
-/// scans of the independent test set it added 1-40 % (session 12). Beyond it the grow is undone.
-pub const MAX_ADDED_FRACTION: f64 = 0.5;
+/// Largest number of voxels the grow may add, as a fraction of the mask it starts from: it may at
+/// most double the mask. Beyond it the grow is undone. On the real Philips phantom's 5 mm series
+/// the network found 117 thousand voxels and the grow adds 57 % more, whose threshold volume
+/// is 2.5 times the network's (new-user trial, session 12); the bad-input series that flooded
+/// soft tissue added 1.2-240 times the mask before the contrast rule and the reach in mm.
+pub const MAX_ADDED_FRACTION: f64 = 1.0;
 
 /// The grey-value gate of the grow, in the scan's own grey values.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]

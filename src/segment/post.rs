@@ -116,8 +116,8 @@ pub fn post_process(
                             would_add = n,
                             gate = ?[gate.lo, gate.hi],
                             bone_level = gate.peak,
-                            "half-maximum grow undone: it would add more than half of the \
-                             network's own mask, so the gate is not at a bone edge (are the \
+                            "half-maximum grow undone: it would more than double the network's \
+                             own mask, so the gate is not at a bone edge (are the \
                              grey values calibrated, and is there bone in the series?)"
                         );
                     } else {

@@ -1,5 +1,5 @@
 //! The models shipped in `models/`: each loads with this build, is the file its card in
-//! `models/MODEL.md` describes (SHA-256 of the weights), and still classifies bone on a phantom
+//! `models/MODEL*.md` describes (SHA-256 of the weights), and still classifies bone on a phantom
 //! head it never saw (issue 4, "Ship").
 #![cfg(feature = "torch")]
 
@@ -34,7 +34,17 @@ const SHIPPED: [(&str, f64); 3] = [
 #[test]
 fn shipped_models_match_their_cards_and_segment_an_unseen_phantom() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let card = std::fs::read_to_string(root.join("models/MODEL.md")).expect("models/MODEL.md");
+    // The cards: models/MODEL.md (the index and the best model) and one MODEL-<name>.md per
+    // older model.
+    let mut card = String::new();
+    for entry in std::fs::read_dir(root.join("models")).expect("models/") {
+        let path = entry.expect("models/ entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with("MODEL") && name.ends_with(".md") {
+            card += &std::fs::read_to_string(&path).expect("a model card");
+        }
+    }
+    assert!(card.contains("# Model card"), "no model card in models/");
     // An adult head from a seed no model trained on (the manifests use seeds 1-3), without
     // craniotomy, at the Philips UB profile (0.45 mm pixels, 1 mm slices): three stacks of six
     // consecutive slices, through the vault, the orbits and the skull base; the label is exact.
@@ -64,7 +74,7 @@ fn shipped_models_match_their_cards_and_segment_an_unseen_phantom() {
         let sha = model.weights_sha256().to_owned();
         assert!(
             card.contains(&sha),
-            "models/MODEL.md does not list the SHA-256 {sha} of {}",
+            "no models/MODEL*.md lists the SHA-256 {sha} of {}",
             weights.display()
         );
         let t = model.meta().threshold;

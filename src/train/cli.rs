@@ -69,7 +69,7 @@ pub struct TrainArgs {
     pub bone_contrast: f32,
     /// Largest simulated slice thickness in augmentation, mm (e.g. 10: a quarter of the tiles
     /// average the thin slices of a 2..10 mm slab, the partial volume of thick-slice CT; 0 = off,
-    /// the default: see models/MODEL.md, experiment cpu-2).
+    /// the default: see models/MODEL-cpu-1.md, experiment cpu-2).
     #[arg(long, default_value_t = 0.0)]
     pub slab_mm: f32,
     /// Largest edge-enhancement weight in augmentation (e.g. 0.6: a fifth of the tiles get

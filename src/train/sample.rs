@@ -131,7 +131,7 @@ impl Default for SampleSettings {
             blur: 1.2,
             bone_contrast: 0.6,
             // Off by default: the model trained with slab 10 mm, sharpen 0.6 and zoom 1.4
-            // (cpu-2, models/MODEL.md) scored lower than the same run without them on all five
+            // (cpu-2, models/MODEL-cpu-1.md) scored lower than the same run without them on all five
             // held-out scans (by 0.004-0.060 DSC), though it lost less to noise.
             slab_mm: 0.0,
             sharpen: 0.0,

@@ -116,7 +116,9 @@ enum Command {
         /// Bone threshold in HU for the threshold segmenter.
         #[arg(long, default_value_t = osteon::segment::threshold::DEFAULT_THRESHOLD_HU)]
         threshold: f32,
-        /// CSV file with one row per scan.
+        /// CSV file with one row per scan, rewritten after every scan (a run stopped part-way keeps
+        /// what it scored; with --baseline the threshold's rows go to FILE.threshold.csv until
+        /// the combined CSV replaces both).
         #[arg(long, default_value = "evaluation.csv")]
         csv: PathBuf,
         /// Post-processing of the CNN's mask (as `osteon segment --post-processing`; without
@@ -238,9 +240,12 @@ fn evaluate_beside_baseline(
             return ExitCode::from(1);
         }
     };
+    // The baseline's rows go to a file of their own while it runs, so a run stopped during the
+    // baseline keeps the CNN's complete CSV; it is removed once the combined CSV is written.
+    let base_csv = csv.with_extension("threshold.csv");
     let mut evaluations = Vec::with_capacity(2);
-    for segmenter in [cnn, base.as_ref()] {
-        match osteon::eval::evaluate_manifest(manifest, segmenter, csv) {
+    for (segmenter, path) in [(cnn, csv), (base.as_ref(), base_csv.as_path())] {
+        match osteon::eval::evaluate_manifest(manifest, segmenter, path) {
             Ok(e) => evaluations.push(e),
             Err(e) => {
                 eprintln!("osteon evaluate: error: {e}");
@@ -258,6 +263,9 @@ fn evaluate_beside_baseline(
             eprintln!("osteon evaluate: writing {}: {e}", path.display());
             return ExitCode::from(1);
         }
+    }
+    if let Err(e) = std::fs::remove_file(&base_csv) {
+        tracing::warn!(file = %base_csv.display(), error = %e, "cannot remove the baseline's own CSV");
     }
     println!("CSV: {}; plot: {}", csv.display(), plot.display());
     if a.failed() + b.failed() > 0 {

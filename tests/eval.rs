@@ -473,6 +473,42 @@ fn evaluate_manifest_scores_a_synthetic_scan_exactly() {
         table.contains("synthetic-a") && table.contains("synthetic-b"),
         "{table}"
     );
+    assert!(
+        !tmp.path().join("eval.csv.tmp").exists(),
+        "no temporary CSV left"
+    );
+    // A run stopped part-way (here a segmenter that dies on the second scan) keeps the rows it
+    // had scored: the CSV is rewritten after every scan.
+    struct DiesOnSecondScan(ThresholdSegmenter, std::sync::atomic::AtomicUsize);
+    impl osteon::segment::Segmenter for DiesOnSecondScan {
+        fn identity(&self) -> osteon::segment::AlgorithmIdentity {
+            self.0.identity()
+        }
+        fn segment(
+            &self,
+            ct: &osteon::dicom::series::CtVolume,
+        ) -> Result<Mask, osteon::segment::SegmentError> {
+            let n = self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            assert!(n == 0, "killed during the second scan");
+            self.0.segment(ct)
+        }
+    }
+    let stopped = tmp.path().join("stopped.csv");
+    let dies = DiesOnSecondScan(ThresholdSegmenter::default(), 0.into());
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        evaluate_manifest(&tmp.path().join("m.toml"), &dies, &stopped)
+    }));
+    assert!(run.is_err(), "the second scan stops the run");
+    let partial = std::fs::read_to_string(&stopped).expect("the partial CSV");
+    assert_eq!(partial.lines().count(), 2, "{partial}");
+    assert_eq!(
+        partial
+            .lines()
+            .nth(1)
+            .map(|l| l.split(',').take(4).collect::<Vec<_>>()),
+        Some(vec!["exact", "synthetic-a", "seg", "1.00000"]),
+        "{partial}"
+    );
     // Another series of the same frame of reference, same positions: the SEG made for the first
     // series is refused for it (its frames name the first series' slices).
     let first = osteon::label::load_ct(std::slice::from_ref(&ct), None).expect("load");

@@ -244,7 +244,10 @@ pub fn evaluate_scan(entry: &ScanEntry, segmenter: &dyn Segmenter) -> Result<Sca
 }
 
 /// `osteon evaluate`: scores `segmenter` on every scan of the manifest at `manifest_path` (a scan
-/// that fails is reported in its row, the others go on) and writes the rows to `csv`.
+/// that fails is reported in its row, the others go on) and writes the rows to `csv`. The CSV is
+/// rewritten after every scan (to a temporary file beside it, then renamed), so a run stopped
+/// part-way keeps the rows it had scored; each scan's DSC and mean |deviation| are logged as it
+/// is scored.
 ///
 /// # Errors
 /// [`EvalError::Manifest`] when the manifest does not load, [`EvalError::Io`] when the CSV cannot be
@@ -257,33 +260,52 @@ pub fn evaluate_manifest(
     crate::pipeline::report::check_csv_target(csv).map_err(EvalError::CsvTarget)?;
     let m = Manifest::load(manifest_path)?;
     let id = segmenter.identity();
-    let mut scans = Vec::with_capacity(m.scan.len());
+    let mut evaluation = Evaluation {
+        manifest: m.manifest.name.clone(),
+        segmenter: format!("{} {}", id.name, id.version),
+        scans: Vec::with_capacity(m.scan.len()),
+    };
     for entry in &m.scan {
         let t = Instant::now();
         let score = evaluate_scan(entry, segmenter).map_err(|e| e.to_string());
-        if let Err(e) = &score {
-            tracing::warn!(scan = %entry.name, error = %e, "scan not scored");
+        let ms = t.elapsed().as_secs_f64() * 1000.0;
+        match &score {
+            Ok(s) => tracing::info!(
+                scan = %entry.name,
+                dsc = format_args!("{:.4}", s.overlap.dsc),
+                dev_mean_abs_mm = format_args!("{:.3}", s.deviation.mean_abs_mm),
+                ms,
+                "scored"
+            ),
+            Err(e) => tracing::warn!(scan = %entry.name, error = %e, ms, "scan not scored"),
         }
-        let row = ScanResult {
+        evaluation.scans.push(ScanResult {
             name: entry.name.clone(),
             scanner: entry.scanner.clone(),
             label: entry.label.kind().to_owned(),
             score,
-            ms: t.elapsed().as_secs_f64() * 1000.0,
-        };
-        tracing::info!(scan = %row.name, ms = row.ms, "scored");
-        scans.push(row);
+            ms,
+        });
+        write_replacing(csv, &evaluation.csv())?;
     }
-    let evaluation = Evaluation {
-        manifest: m.manifest.name.clone(),
-        segmenter: format!("{} {}", id.name, id.version),
-        scans,
-    };
-    std::fs::write(csv, evaluation.csv()).map_err(|source| EvalError::Io {
-        path: csv.to_owned(),
-        source,
-    })?;
     Ok(evaluation)
+}
+
+/// Writes `text` to `path` through a temporary file beside it (`<name>.tmp`) and a rename, so a
+/// reader (or a run killed mid-write) never sees a half-written file.
+fn write_replacing(path: &Path, text: &str) -> Result<(), EvalError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|source| {
+            let _ = std::fs::remove_file(&tmp);
+            EvalError::Io {
+                path: path.to_owned(),
+                source,
+            }
+        })
 }
 
 impl Evaluation {

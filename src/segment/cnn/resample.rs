@@ -330,7 +330,9 @@ mod tests {
         );
         let g = InPlaneGrid::new(64, 64, [0.34, 0.34], 0.488).unwrap();
         let w = g.to_working(v.view());
-        // Inside (the clamped edges keep more: 0.6 at the corners).
+        // Inside (the clamped edges keep more: 0.6 at the corners). `1..-1` is ndarray's "all but
+        // the first and last", not an empty range.
+        #[allow(clippy::reversed_empty_ranges)]
         let max = w
             .slice(s![.., 1..-1, 1..-1])
             .iter()

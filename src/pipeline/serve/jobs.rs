@@ -2,7 +2,7 @@
 //!
 //! A worker claims the next job ([`JobQueue::claim`]): a queued job is processed — its series is
 //! read from the spool folder as it is when the job starts (scan_files + load_volume, largest
-//! acquisition), segmented and meshed by [`process_volume`] into `data_dir/results/<job id>/` —
+//! acquisition; every smaller acquisition and every unread file is logged as a warning), segmented and meshed by [`process_volume`] into `data_dir/results/<job id>/` —
 //! and a due exporting job is sent ([`export_job`]). A panic inside the pipeline marks the job
 //! failed instead of killing the worker.
 
@@ -148,6 +148,31 @@ fn process(config: &Config, job: &Job) -> Result<(PathBuf, SeriesReport), String
         .iter()
         .max_by_key(|g| g.instances.len())
         .ok_or_else(|| format!("no CT slices among {} spooled file(s)", files.len()))?;
+    // What the job leaves out is said, never dropped silently: the smaller acquisitions (another
+    // AcquisitionNumber, geometry, Frame of Reference or patient under the same Series Instance
+    // UID) and the files that are not CT slices of this series.
+    for other in scan.groups.iter().filter(|g| !std::ptr::eq(*g, group)) {
+        let first = other.instances.first().map(|i| &i.info);
+        warn!(
+            job = job.id,
+            series = %job.series_uid,
+            acquisition = ?other.acquisition_number,
+            frame_of_reference = first.map_or("", |i| i.frame_of_reference_uid.as_str()),
+            patient_id = first.map_or("", |i| i.patient_id.as_str()),
+            instances = other.instances.len(),
+            processed_instances = group.instances.len(),
+            "a smaller acquisition of the series is not processed (the job takes the largest)"
+        );
+    }
+    for skipped in &scan.skipped {
+        warn!(
+            job = job.id,
+            series = %job.series_uid,
+            file = %skipped.path.display(),
+            reason = %skipped.reason,
+            "a spooled file of the series is not processed"
+        );
+    }
     let ct = load_volume(group).map_err(|e| e.to_string())?;
     let read_ms = t.elapsed().as_secs_f64() * 1e3;
     let p = &job.pipeline;

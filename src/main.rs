@@ -116,9 +116,9 @@ enum Command {
         /// Bone threshold in HU for the threshold segmenter.
         #[arg(long, default_value_t = osteon::segment::threshold::DEFAULT_THRESHOLD_HU)]
         threshold: f32,
-        /// CSV file with one row per scan, rewritten after every scan (a run stopped part-way keeps
-        /// what it scored; with --baseline the threshold's rows go to FILE.threshold.csv until
-        /// the combined CSV replaces both).
+        /// CSV file with one row per scan, rewritten after every scan: a run stopped part-way
+        /// keeps what it scored (with --baseline, the CNN's rows and the threshold's so far); a
+        /// rerun replaces the file from its first scan on.
         #[arg(long, default_value = "evaluation.csv")]
         csv: PathBuf,
         /// Post-processing of the CNN's mask (as `osteon segment --post-processing`; without
@@ -240,32 +240,26 @@ fn evaluate_beside_baseline(
             return ExitCode::from(1);
         }
     };
-    // The baseline's rows go to a file of their own while it runs, so a run stopped during the
-    // baseline keeps the CNN's complete CSV; it is removed once the combined CSV is written.
-    let base_csv = csv.with_extension("threshold.csv");
-    let mut evaluations = Vec::with_capacity(2);
-    for (segmenter, path) in [(cnn, csv), (base.as_ref(), base_csv.as_path())] {
-        match osteon::eval::evaluate_manifest(manifest, segmenter, path) {
-            Ok(e) => evaluations.push(e),
-            Err(e) => {
-                eprintln!("osteon evaluate: error: {e}");
-                return ExitCode::from(1);
-            }
-        }
-    }
-    let (a, b) = (&evaluations[0], &evaluations[1]);
-    print!("{}\n{}\n{}", a.table(), b.table(), comparison_table(a, b));
-    for (path, text) in [
-        (csv, combined_csv(a, b, &[])),
-        (plot.as_path(), deviation_plot_svg(a, b)),
-    ] {
-        if let Err(e) = std::fs::write(path, text) {
-            eprintln!("osteon evaluate: writing {}: {e}", path.display());
-            return ExitCode::from(1);
-        }
-    }
-    if let Err(e) = std::fs::remove_file(&base_csv) {
-        tracing::warn!(file = %base_csv.display(), error = %e, "cannot remove the baseline's own CSV");
+    // While the baseline runs, the CSV holds the CNN's rows and the baseline's rows so far, so a
+    // run stopped during the baseline keeps everything it scored.
+    let fail = |e: osteon::eval::EvalError| {
+        eprintln!("osteon evaluate: error: {e}");
+        ExitCode::from(1)
+    };
+    let a = match osteon::eval::evaluate_manifest(manifest, cnn, csv) {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
+    let b = match osteon::eval::evaluate_manifest_into(manifest, base.as_ref(), csv, |b| {
+        combined_csv(&a, b, &[])
+    }) {
+        Ok(b) => b,
+        Err(e) => return fail(e),
+    };
+    print!("{}\n{}\n{}", a.table(), b.table(), comparison_table(&a, &b));
+    if let Err(e) = std::fs::write(&plot, deviation_plot_svg(&a, &b)) {
+        eprintln!("osteon evaluate: writing {}: {e}", plot.display());
+        return ExitCode::from(1);
     }
     println!("CSV: {}; plot: {}", csv.display(), plot.display());
     if a.failed() + b.failed() > 0 {

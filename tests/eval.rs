@@ -509,6 +509,49 @@ fn evaluate_manifest_scores_a_synthetic_scan_exactly() {
         Some(vec!["exact", "synthetic-a", "seg", "1.00000"]),
         "{partial}"
     );
+    // The rewrite keeps what the user made of the file: a symbolic link stays a link (its target
+    // gets the rows), and a rerun keeps the file's permissions.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let target = tmp.path().join("target.csv");
+        std::fs::write(&target, "old\n").expect("target");
+        let link = tmp.path().join("link.csv");
+        std::os::unix::fs::symlink(&target, &link).expect("symlink");
+        evaluate_manifest(
+            &tmp.path().join("m.toml"),
+            &ThresholdSegmenter::default(),
+            &link,
+        )
+        .expect("evaluate through the link");
+        assert!(std::fs::symlink_metadata(&link)
+            .expect("link")
+            .file_type()
+            .is_symlink());
+        assert_eq!(
+            std::fs::read_to_string(&target)
+                .expect("target")
+                .lines()
+                .count(),
+            3
+        );
+        std::fs::set_permissions(&csv, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        evaluate_manifest(
+            &tmp.path().join("m.toml"),
+            &ThresholdSegmenter::default(),
+            &csv,
+        )
+        .expect("rerun");
+        let mode = std::fs::metadata(&csv).expect("csv").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let left: Vec<_> = std::fs::read_dir(tmp.path())
+            .expect("dir")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(left.is_empty(), "temporary files left: {left:?}");
+    }
     // Another series of the same frame of reference, same positions: the SEG made for the first
     // series is refused for it (its frames name the first series' slices).
     let first = osteon::label::load_ct(std::slice::from_ref(&ct), None).expect("load");

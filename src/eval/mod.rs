@@ -244,18 +244,33 @@ pub fn evaluate_scan(entry: &ScanEntry, segmenter: &dyn Segmenter) -> Result<Sca
 }
 
 /// `osteon evaluate`: scores `segmenter` on every scan of the manifest at `manifest_path` (a scan
-/// that fails is reported in its row, the others go on) and writes the rows to `csv`. The CSV is
-/// rewritten after every scan (to a temporary file beside it, then renamed), so a run stopped
-/// part-way keeps the rows it had scored; each scan's DSC and mean |deviation| are logged as it
-/// is scored.
+/// that fails is reported in its row, the others go on) and writes the rows to `csv`: see
+/// [`evaluate_manifest_into`].
 ///
 /// # Errors
-/// [`EvalError::Manifest`] when the manifest does not load, [`EvalError::Io`] when the CSV cannot be
-/// written.
+/// As [`evaluate_manifest_into`].
 pub fn evaluate_manifest(
     manifest_path: &Path,
     segmenter: &dyn Segmenter,
     csv: &Path,
+) -> Result<Evaluation, EvalError> {
+    evaluate_manifest_into(manifest_path, segmenter, csv, Evaluation::csv)
+}
+
+/// [`evaluate_manifest`] whose CSV text is `csv_text` of the evaluation so far (e.g. the rows of
+/// an earlier evaluation beside these). The CSV is rewritten after every scan, so a run stopped
+/// part-way keeps the rows it had scored (and a rerun replaces an older CSV from its first scan
+/// on; one run per CSV file); each scan's DSC and mean |deviation| are logged as it is scored.
+///
+/// # Errors
+/// [`EvalError::CsvTarget`] when `csv` may not be written (checked before any scan),
+/// [`EvalError::Manifest`] when the manifest does not load, [`EvalError::Io`] when the CSV cannot be
+/// written.
+pub fn evaluate_manifest_into(
+    manifest_path: &Path,
+    segmenter: &dyn Segmenter,
+    csv: &Path,
+    csv_text: impl Fn(&Evaluation) -> String,
 ) -> Result<Evaluation, EvalError> {
     crate::pipeline::report::check_csv_target(csv).map_err(EvalError::CsvTarget)?;
     let m = Manifest::load(manifest_path)?;
@@ -271,13 +286,16 @@ pub fn evaluate_manifest(
         let ms = t.elapsed().as_secs_f64() * 1000.0;
         match &score {
             Ok(s) => tracing::info!(
+                segmenter = %id.name,
                 scan = %entry.name,
                 dsc = format_args!("{:.4}", s.overlap.dsc),
                 dev_mean_abs_mm = format_args!("{:.3}", s.deviation.mean_abs_mm),
                 ms,
                 "scored"
             ),
-            Err(e) => tracing::warn!(scan = %entry.name, error = %e, ms, "scan not scored"),
+            Err(e) => {
+                tracing::warn!(segmenter = %id.name, scan = %entry.name, error = %e, ms, "scan not scored");
+            }
         }
         evaluation.scans.push(ScanResult {
             name: entry.name.clone(),
@@ -286,26 +304,38 @@ pub fn evaluate_manifest(
             score,
             ms,
         });
-        write_replacing(csv, &evaluation.csv())?;
+        write_replacing(csv, &csv_text(&evaluation))?;
     }
     Ok(evaluation)
 }
 
-/// Writes `text` to `path` through a temporary file beside it (`<name>.tmp`) and a rename, so a
-/// reader (or a run killed mid-write) never sees a half-written file.
+/// Writes `text` to the regular file `path` so that a run killed mid-write never leaves it
+/// half-written: through a temporary file beside it (`.<name>.<pid>.tmp`, given the old file's
+/// permissions) and a rename. Where that cannot be done (`path` is a symbolic link, or its folder
+/// takes no new file) it writes `path` in place.
 fn write_replacing(path: &Path, text: &str) -> Result<(), EvalError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, text)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|source| {
-            let _ = std::fs::remove_file(&tmp);
-            EvalError::Io {
-                path: path.to_owned(),
-                source,
+    let io = |source| EvalError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    if let (false, Some(name)) = (is_link, name) {
+        let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+        let staged = std::fs::write(&tmp, text).and_then(|()| {
+            if let Ok(old) = std::fs::metadata(path) {
+                std::fs::set_permissions(&tmp, old.permissions())?;
             }
-        })
+            std::fs::rename(&tmp, path)
+        });
+        match staged {
+            Ok(()) => return Ok(()),
+            Err(_) => {
+                let _ = std::fs::remove_file(&tmp);
+            }
+        }
+    }
+    std::fs::write(path, text).map_err(io)
 }
 
 impl Evaluation {

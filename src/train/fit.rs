@@ -6,10 +6,11 @@ use std::time::Instant;
 
 use ndarray::Array3;
 use serde::{Deserialize, Serialize};
-use tch::nn::{self, OptimizerConfig, VarStore};
+use tch::nn::VarStore;
 use tch::{Device, Reduction, Tensor};
 
 use super::data::{load_scan, ScanRecord};
+use super::rmsprop::RmsProp;
 use super::sample::{draw_tile, Rng, SampleSettings, ScanData, IGNORE};
 use super::TrainError;
 use crate::eval::manifest::{Manifest, ScanEntry, Split};
@@ -25,7 +26,8 @@ use crate::segment::cnn::segmenter::load_weights;
 pub struct TrainOptions {
     /// Manifest of the scans (`train` split trains, `validation` calibrates the threshold).
     pub manifest: PathBuf,
-    /// Output weights, `*.safetensors` (JSON beside it; checkpoint `*.ckpt.safetensors`).
+    /// Output weights, `*.safetensors` (JSON beside it; checkpoint `*.ckpt.json`, naming its weights
+    /// `*.ckpt-NNNNNN.safetensors` and RMSprop state `*.ckpt-NNNNNN.rmsprop.safetensors` of step N).
     pub out: PathBuf,
     /// Filters of the four blocks.
     pub filters: [usize; 4],
@@ -110,6 +112,14 @@ struct Checkpoint {
     /// absent in checkpoints written before they were recorded (then not checked).
     #[serde(default)]
     settings: Option<serde_json::Value>,
+    /// File of the weights at `step`, beside this JSON (absent in checkpoints written before the
+    /// files were named by step: then `*.ckpt.safetensors`).
+    #[serde(default)]
+    weights: Option<String>,
+    /// File of the RMSprop running averages at `step`, beside this JSON (absent in older
+    /// checkpoints: the averages then restart at zero).
+    #[serde(default)]
+    optimizer: Option<String>,
 }
 
 /// The settings a resumed run must share with its checkpoint, besides filters, normalisation and
@@ -122,6 +132,49 @@ fn resume_settings(o: &TrainOptions) -> serde_json::Value {
         "tiles_per_step": o.tiles_per_step,
         "working_pixel_mm": o.working_pixel_mm,
     })
+}
+
+/// Checks that the settings a checkpoint was made with (`had`, as [`resume_settings`] wrote them)
+/// are this run's.
+///
+/// # Errors
+/// [`TrainError::Checkpoint`] naming the first setting that differs, both values and `path`.
+fn check_resume_settings(
+    had: &serde_json::Value,
+    o: &TrainOptions,
+    path: &Path,
+) -> Result<(), TrainError> {
+    let want = resume_settings(o);
+    // Read back through the current types, so settings added since read as their defaults.
+    let had_sample = serde_json::from_value::<SampleSettings>(had["sample"].clone())
+        .ok()
+        .and_then(|s| serde_json::to_value(s).ok());
+    let had = serde_json::json!({
+        "sample": had_sample,
+        "lr": had["lr"],
+        "decay": had["decay"],
+        "tiles_per_step": had["tiles_per_step"],
+        "working_pixel_mm": had["working_pixel_mm"],
+    });
+    for key in [
+        "sample",
+        "lr",
+        "decay",
+        "tiles_per_step",
+        "working_pixel_mm",
+    ] {
+        if had[key] != want[key] {
+            return Err(TrainError::Checkpoint {
+                path: path.to_owned(),
+                message: format!(
+                    "made with {key} {}; this run asks for {} (resume with the same settings, or \
+                     train from scratch without --resume)",
+                    had[key], want[key]
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// What a run produced.
@@ -502,8 +555,13 @@ pub fn fit(
     tch::manual_seed(o.seed as i64);
     let mut vs = VarStore::new(device);
     let net = Net::new(&vs.root(), &arch);
-    let (ck_w, ck_j) = ckpt_paths(&o.out);
+    // Keras RMSprop constants (rho 0.9, epsilon 1e-7); the running averages are part of the
+    // checkpoint, so a resumed run takes the steps an uninterrupted one would.
+    let mut opt = RmsProp::new(&vs, 0.9, 1e-7);
+    let (ck_legacy, ck_j) = ckpt_paths(&o.out);
     let (mut step, mut losses, mut seconds) = (0usize, Vec::new(), 0.0f64);
+    // The step files the checkpoint JSON names now (removed when a newer checkpoint is written).
+    let mut ck_files: Vec<PathBuf> = Vec::new();
     if o.resume && ck_j.is_file() {
         let text = std::fs::read_to_string(&ck_j).map_err(io_err(&ck_j))?;
         let ck: Checkpoint = serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint {
@@ -520,73 +578,92 @@ pub fn fit(
             });
         }
         if let Some(had) = &ck.settings {
-            let want = resume_settings(o);
-            // Read back through the current types, so settings added since read as their defaults.
-            let had_sample = serde_json::from_value::<SampleSettings>(had["sample"].clone())
-                .ok()
-                .and_then(|s| serde_json::to_value(s).ok());
-            let had = serde_json::json!({
-                "sample": had_sample,
-                "lr": had["lr"],
-                "decay": had["decay"],
-                "tiles_per_step": had["tiles_per_step"],
-                "working_pixel_mm": had["working_pixel_mm"],
-            });
-            for key in [
-                "sample",
-                "lr",
-                "decay",
-                "tiles_per_step",
-                "working_pixel_mm",
-            ] {
-                if had[key] != want[key] {
+            check_resume_settings(had, o, &ck_j)?;
+        }
+        let beside = |name: &str| ck_j.with_file_name(name);
+        let weights = ck.weights.as_deref().map_or(ck_legacy.clone(), beside);
+        load_weights(&mut vs, &weights)?;
+        ck_files.push(weights);
+        match ck.optimizer.as_deref().map(beside) {
+            Some(state) => {
+                let at = opt.load(&state).map_err(|message| TrainError::Checkpoint {
+                    path: ck_j.clone(),
+                    message,
+                })?;
+                if at != ck.step {
                     return Err(TrainError::Checkpoint {
                         path: ck_j.clone(),
                         message: format!(
-                            "made with {key} {}; this run asks for {} (resume with the same \
-                             settings, or train from scratch without --resume)",
-                            had[key], want[key]
+                            "its optimizer state is of step {at}, its weights of step {}",
+                            ck.step
                         ),
                     });
                 }
+                ck_files.push(state);
             }
+            None => eprintln!(
+                "{}: no optimizer state (an older checkpoint): RMSprop's running averages \
+                 restart at zero",
+                ck_j.display()
+            ),
         }
-        load_weights(&mut vs, &ck_w)?;
         (step, losses, seconds) = (ck.step, ck.losses, ck.seconds);
         eprintln!("resumed from {} at step {step}", ck_j.display());
     }
     if o.resume && !ck_j.is_file() {
         eprintln!("no checkpoint at {}: training from step 0", ck_j.display());
     }
-    // Keras RMSprop constants; RMSprop's running averages restart on resume (tch does not expose
-    // the optimizer state), which the decayed learning rate makes harmless.
-    let mut opt = nn::RmsProp {
-        alpha: 0.9,
-        eps: 1e-7,
-        ..Default::default()
-    }
-    .build(&vs, o.lr)
-    .map_err(|e| crate::segment::cnn::CnnError::Torch(e.to_string()))?;
     let start = Instant::now();
     let first_step = step;
     // The loss stays on the device between progress lines (no host sync every step).
     let (mut window, mut window_n) = (Tensor::zeros([], (tch::Kind::Float, device)), 0usize);
-    let save_ckpt =
-        |step: usize, losses: &Vec<(usize, f64)>, secs: f64| -> Result<(), TrainError> {
-            save_vs(&vs, &arch, &ck_w)?;
-            let ck = Checkpoint {
-                step,
-                filters: o.filters,
-                normalisation: o.normalisation,
-                seed: o.seed,
-                losses: losses.clone(),
-                seconds: secs,
-                settings: Some(resume_settings(o)),
-            };
-            let text = serde_json::to_string_pretty(&ck)
-                .map_err(|e| TrainError::Settings(e.to_string()))?;
-            std::fs::write(&ck_j, text).map_err(io_err(&ck_j))
+    // A checkpoint is the weights and the optimizer state of one step, in files named by the step,
+    // and the JSON that names them, replaced last (a temporary file renamed over it): a run
+    // killed at any moment leaves the JSON naming a complete earlier pair, never a torn one.
+    let mut save_ckpt = |step: usize,
+                         losses: &Vec<(usize, f64)>,
+                         secs: f64,
+                         opt: &RmsProp|
+     -> Result<(), TrainError> {
+        let tag = format!("ckpt-{step:06}");
+        let weights = o.out.with_extension(format!("{tag}.safetensors"));
+        let state = o.out.with_extension(format!("{tag}.rmsprop.safetensors"));
+        // A temporary name that still ends in .safetensors (VarStore::save picks its format by
+        // the extension).
+        let partial = |p: &Path| p.with_extension("partial.safetensors");
+        save_vs(&vs, &arch, &partial(&weights))?;
+        opt.save(&partial(&state), step).map_err(|e| {
+            crate::segment::cnn::CnnError::Torch(format!("{}: {e}", state.display()))
+        })?;
+        for p in [&weights, &state] {
+            std::fs::rename(partial(p), p).map_err(io_err(p))?;
+        }
+        let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+        let ck = Checkpoint {
+            step,
+            filters: o.filters,
+            normalisation: o.normalisation,
+            seed: o.seed,
+            losses: losses.clone(),
+            seconds: secs,
+            settings: Some(resume_settings(o)),
+            weights: name(&weights),
+            optimizer: name(&state),
         };
+        let text =
+            serde_json::to_string_pretty(&ck).map_err(|e| TrainError::Settings(e.to_string()))?;
+        let tmp = ck_j.with_extension("json.partial");
+        std::fs::write(&tmp, text).map_err(io_err(&tmp))?;
+        std::fs::rename(&tmp, &ck_j).map_err(io_err(&ck_j))?;
+        // The files of the checkpoint this one replaces (or the pre-step-name file) go now.
+        for old in ck_files.drain(..).chain(std::iter::once(ck_legacy.clone())) {
+            if old != weights && old != state && old.is_file() {
+                let _ = std::fs::remove_file(&old);
+            }
+        }
+        ck_files = vec![weights, state];
+        Ok(())
+    };
     while step < o.steps {
         if o.minutes
             .is_some_and(|m| start.elapsed().as_secs_f64() > m * 60.0)
@@ -595,13 +672,14 @@ pub fn fit(
             break;
         }
         let lr = o.lr / (1.0 + o.decay * step as f64);
-        opt.set_lr(lr);
         let mut rng = Rng::new(o.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        // Dropout's masks of step t come from (seed, t) too, so a resumed run draws the same ones.
+        tch::manual_seed((o.seed ^ (step as u64).wrapping_mul(0xD1B5_4A32_D192_ED03)) as i64);
         let Some((xs, ys)) = batch(train, o, &mut rng, device) else {
             return Err(TrainError::Settings("no training slice holds bone".into()));
         };
         let l = loss(&net, &xs, &ys, true);
-        opt.backward_step(&l);
+        opt.backward_step(&l, lr);
         window += l.detach();
         window_n += 1;
         step += 1;
@@ -618,14 +696,14 @@ pub fn fit(
             (window, window_n) = (Tensor::zeros([], (tch::Kind::Float, device)), 0);
         }
         if step % o.checkpoint_every.max(1) == 0 {
-            save_ckpt(step, &losses, seconds + start.elapsed().as_secs_f64())?;
+            save_ckpt(step, &losses, seconds + start.elapsed().as_secs_f64(), &opt)?;
         }
     }
     if window_n > 0 {
         losses.push((step, window.double_value(&[]) / window_n as f64));
     }
     seconds += start.elapsed().as_secs_f64();
-    save_ckpt(step, &losses, seconds)?;
+    save_ckpt(step, &losses, seconds, &opt)?;
     let calibration = if val.is_empty() {
         eprintln!("no validation scans: decision threshold 0.5 (not calibrated)");
         Vec::new()

@@ -5,6 +5,7 @@
 //! * [`data`]: loading the scans of a manifest (CT, label, normalisation, SHA-256 provenance).
 //! * [`plan`]: which model holds out which scans (leave-2-out folds, hold-out).
 //! * `fit` (feature `torch`): the optimisation loop, checkpoints, threshold calibration, saving.
+//! * `rmsprop` (feature `torch`): the optimizer, its running averages saved with each checkpoint.
 //! * `folds` (feature `torch`): leave-2-out cross-validation (`osteon evaluate --folds`);
 //!   `variants_table`: its report of the degraded copies.
 //! * [`cli`]: the command's arguments.
@@ -26,6 +27,8 @@ pub mod sample;
 pub mod fit;
 #[cfg(feature = "torch")]
 pub mod folds;
+#[cfg(feature = "torch")]
+pub mod rmsprop;
 #[cfg(feature = "torch")]
 pub mod variants_table;
 

@@ -32,8 +32,9 @@ pub struct TrainArgs {
     /// decision threshold, `test` scans are not read.
     #[arg(long)]
     pub manifest: PathBuf,
-    /// Output weights (`.safetensors`); the metadata goes beside it as `.json`, checkpoints as
-    /// `.ckpt.safetensors` + `.ckpt.json`.
+    /// Output weights (`.safetensors`); the metadata goes beside it as `.json`, the checkpoint as
+    /// `.ckpt.json` naming the step's weights and RMSprop state (`.ckpt-NNNNNN.safetensors`,
+    /// `.ckpt-NNNNNN.rmsprop.safetensors`).
     #[arg(long)]
     pub out: PathBuf,
     /// Filters of the four convolution blocks, comma-separated.
@@ -245,6 +246,12 @@ pub struct FoldArgs {
     /// rented GPU, or trained there and scored elsewhere).
     #[arg(long)]
     pub train_only: bool,
+    /// With --train-only: train only these models of the plan, e.g. `1,2`, `3-5`, `final` (folds
+    /// from 1; `final` = the final model); the others are left as they are. A leave-2-out can so
+    /// be trained in parts, on a CPU over several sessions: with --reuse a fold stopped part-way
+    /// resumes from its checkpoint (written every 100 steps).
+    #[arg(long, value_parser = super::plan::parse_models)]
+    pub models: Option<super::plan::ModelList>,
     /// Optimizer steps per fold (default: osteon train's).
     #[arg(long)]
     pub steps: Option<usize>,
@@ -274,7 +281,7 @@ pub struct FoldArgs {
 }
 
 impl FoldArgs {
-    /// The first flag given that only `--folds` uses (`--reuse`, `--train-only`, `--steps`,
+    /// The first flag given that only `--folds` uses (`--reuse`, `--train-only`, `--models`, `--steps`,
     /// `--tiles`, `--tile-size`, `--minutes-per-fold`, `--seed`, `--working-pixel-mm`), so that it
     /// is refused without `--folds` instead of being silently ignored (`--plot` also serves
     /// `evaluate --baseline`).
@@ -282,6 +289,7 @@ impl FoldArgs {
         [
             (self.reuse, "--reuse"),
             (self.train_only, "--train-only"),
+            (self.models.is_some(), "--models"),
             (self.steps.is_some(), "--steps"),
             (self.tiles.is_some(), "--tiles"),
             (self.tile_size.is_some(), "--tile-size"),
@@ -378,6 +386,13 @@ pub fn run_folds(
         .plot
         .clone()
         .unwrap_or_else(|| csv.with_extension("svg"));
+    if args.models.is_some() && !args.train_only {
+        eprintln!(
+            "osteon evaluate: --models trains part of the plan and needs --train-only (scoring \
+             needs every model: run again with --reuse once all are trained)"
+        );
+        return ExitCode::from(2);
+    }
     // --train-only writes models only.
     if !args.train_only {
         if let Err(reason) = check_report_targets(csv, &csv.with_extension("json"), &plot) {
@@ -416,7 +431,8 @@ pub fn run_folds(
     targs.minutes = args.minutes_per_fold;
     targs.device = args.device;
     targs.log_every = 100;
-    targs.checkpoint_every = 1000;
+    // About 2.5 min of CPU training: a fold stopped part-way loses little (--reuse resumes it).
+    targs.checkpoint_every = 100;
     let train = match options(&targs) {
         Ok(o) => o,
         Err(e) => {
@@ -432,6 +448,7 @@ pub fn run_folds(
         train,
         work: args.work.clone(),
         reuse: args.reuse,
+        only: args.models.clone().map(|m| m.0),
         threshold_hu,
     };
     if args.train_only {
@@ -443,8 +460,10 @@ pub fn run_folds(
                         path.display(),
                         if seconds > 0.0 {
                             format!("trained in {seconds:.0} s")
+                        } else if path.is_file() {
+                            "present".to_owned()
                         } else {
-                            "reused".to_owned()
+                            "not trained yet".to_owned()
                         }
                     );
                 }

@@ -13,7 +13,7 @@ use tch::Device;
 
 use super::data::ScanRecord;
 use super::fit::{check_options, fit, load_scans, TrainOptions};
-use super::plan::{scored, Fold, FoldPlan, Scheme};
+use super::plan::{scored, Fold, FoldPlan, ModelPick, Scheme};
 use super::sample::ScanData;
 use super::TrainError;
 use crate::eval::manifest::{Manifest, ScanEntry, Split};
@@ -117,8 +117,12 @@ pub struct FoldOptions {
     pub train: TrainOptions,
     /// Folder of the fold models (`fold-NN.safetensors`, `final.safetensors` + their JSON).
     pub work: PathBuf,
-    /// Reuse a fold model already in `work` (its JSON present) instead of training it again.
+    /// Reuse a fold model already in `work` (its JSON present) instead of training it again, and
+    /// resume a fold from its checkpoint in `work` instead of starting it over.
     pub reuse: bool,
+    /// Train only these models of the plan; `None` = all. The others are neither trained nor checked (`--train-only --models`: a
+    /// leave-2-out trained in parts, e.g. over several sessions of a CPU-only machine).
+    pub only: Option<Vec<ModelPick>>,
     /// Threshold of the baseline, HU.
     pub threshold_hu: f32,
 }
@@ -279,9 +283,34 @@ fn train_models(o: &FoldOptions) -> Result<Trained, TrainError> {
         .iter()
         .chain(std::iter::once(&plan.last))
         .collect();
-    // Without --reuse an earlier model (hours of training) is never replaced unasked.
+    // Indices into model_paths of the models to train (all without --models).
+    let folds = plan.folds.len();
+    let mut only: Option<Vec<usize>> = None;
+    if let Some(picks) = &o.only {
+        let mut idx = Vec::new();
+        for p in picks {
+            idx.push(match *p {
+                ModelPick::Fold(f) if (1..=folds).contains(&f) => f - 1,
+                ModelPick::Fold(f) => {
+                    return Err(TrainError::Settings(format!(
+                        "--models {f}: this plan has folds 1-{folds} (and the final model)"
+                    )))
+                }
+                ModelPick::Final => folds,
+            });
+        }
+        only = Some(idx);
+    }
+    let wanted = |f: usize| only.as_ref().is_none_or(|only| only.contains(&f));
+    // Without --reuse an earlier model or checkpoint (hours of training) is never replaced unasked.
     if !o.reuse {
-        if let Some(p) = model_paths.iter().find(|p| p.exists()) {
+        if let Some(p) = model_paths
+            .iter()
+            .enumerate()
+            .filter(|&(f, _)| wanted(f))
+            .flat_map(|(_, p)| [p.clone(), p.with_extension("ckpt.json")])
+            .find(|p| p.exists())
+        {
             return Err(TrainError::Settings(format!(
                 "{} exists: pass --reuse to keep the models trained by these settings (the others \
                  train again), or remove it or choose another --work",
@@ -292,7 +321,11 @@ fn train_models(o: &FoldOptions) -> Result<Trained, TrainError> {
     let todo: Vec<bool> = model_paths
         .iter()
         .zip(&fold_list)
-        .map(|(p, fold)| {
+        .enumerate()
+        .map(|(f, (p, fold))| {
+            if !wanted(f) {
+                return false;
+            }
             if !o.reuse {
                 return true;
             }
@@ -365,6 +398,8 @@ fn train_models(o: &FoldOptions) -> Result<Trained, TrainError> {
             }
             let mut to = o.train.clone();
             to.out = path.clone();
+            // --reuse continues a fold from its checkpoint (weights and optimizer state).
+            to.resume = o.reuse;
             let names = |idx: &[usize]| -> Vec<&str> {
                 idx.iter()
                     .map(|&i| manifest.scan[i].name.as_str())

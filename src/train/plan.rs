@@ -88,6 +88,50 @@ pub fn holdout(manifest: &Manifest) -> Result<FoldPlan, TrainError> {
     })
 }
 
+/// One model of a plan, as `osteon evaluate --folds leave-2-out --train-only --models` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModelPick {
+    /// Fold `f` (1-based).
+    Fold(usize),
+    /// The final model.
+    Final,
+}
+
+/// The models a `--models` list names, in its order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelList(pub Vec<ModelPick>);
+
+/// Parses a `--models` list: comma-separated fold numbers (from 1), ranges `a-b`, and `final`,
+/// e.g. `1,2`, `3-5,final`.
+///
+/// # Errors
+/// A message naming the part that is not a fold number, a range or `final`.
+pub fn parse_models(text: &str) -> Result<ModelList, String> {
+    let mut out = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        let num = |t: &str| -> Result<usize, String> {
+            match t.trim().parse::<usize>() {
+                Ok(n) if n >= 1 => Ok(n),
+                _ => Err(format!(
+                    "{part:?}: expected a fold number from 1, a range like 3-5, or final"
+                )),
+            }
+        };
+        if part == "final" {
+            out.push(ModelPick::Final);
+        } else if let Some((a, b)) = part.split_once('-') {
+            let (a, b) = (num(a)?, num(b)?);
+            if a > b {
+                return Err(format!("{part:?}: the range runs backwards"));
+            }
+            out.extend((a..=b).map(ModelPick::Fold));
+        } else {
+            out.push(ModelPick::Fold(num(part)?));
+        }
+    }
+    Ok(ModelList(out))
+}
+
 /// Every scan some model of `plan` holds out (manifest order) with the number of that model: 1..m
 /// for the folds, 0 for the final model.
 pub fn scored(plan: &FoldPlan) -> Vec<(usize, usize)> {
@@ -252,5 +296,19 @@ mod tests {
         assert_eq!(s[0], (0, 1));
         assert_eq!(s[3], (3, 1));
         assert_eq!(s[6], (6, 0));
+    }
+
+    #[test]
+    fn a_models_list_reads_numbers_ranges_and_final() {
+        use ModelPick::{Final, Fold};
+        assert_eq!(
+            parse_models("1, 3-5,final").unwrap().0,
+            [Fold(1), Fold(3), Fold(4), Fold(5), Final]
+        );
+        assert!(parse_models("0")
+            .unwrap_err()
+            .contains("\"0\": expected a fold number"));
+        assert!(parse_models("5-3").unwrap_err().contains("runs backwards"));
+        assert!(parse_models("2,").unwrap_err().contains("\"\": expected"));
     }
 }

@@ -1,0 +1,250 @@
+#![cfg(feature = "torch")]
+//! Training that is stopped and resumed takes the steps of one that was not (checkpoints hold the
+//! weights, RMSprop's running averages and the step; dropout and tiles are drawn from the seed and
+//! the step), and a leave-2-out is trained in parts: `--train-only --models` trains the models
+//! named, `--reuse` resumes a fold from its checkpoint. A CPU-only machine trains a 16-model
+//! leave-2-out (about 20 hours here) this way over several sessions.
+use std::path::Path;
+use std::process::Command;
+
+use osteon::segment::cnn::normalise::{Normalisation, Normaliser};
+use osteon::train::fit::{fit, DeviceChoice, TrainOptions};
+use osteon::train::sample::{SampleSettings, ScanData};
+use tch::Device;
+
+fn scan(seed: u64) -> ScanData {
+    let opts = osteon::phantom::PhantomOptions {
+        slices: Some(12),
+        matrix: Some(64),
+        supersample: 1,
+        stl: false,
+        ..Default::default()
+    };
+    let profile = osteon::phantom::scanner::profile("ge-lightspeed-bone").unwrap();
+    let p = osteon::phantom::generate(profile, seed, &opts);
+    let norm = Normaliser::fit(Normalisation::default(), p.hu.view()).unwrap();
+    let image = p.hu.mapv(|v| norm.apply(v));
+    ScanData::new("p".into(), image, p.label.clone(), norm.identity(), 8)
+}
+
+fn options(out: &Path, steps: usize) -> TrainOptions {
+    TrainOptions {
+        manifest: out.with_file_name("none.toml"),
+        out: out.to_owned(),
+        filters: [4, 8, 8, 8],
+        normalisation: Normalisation::default(),
+        steps,
+        minutes: None,
+        tiles_per_step: 2,
+        sample: SampleSettings {
+            tile: 16,
+            per_tile: 16,
+            ..Default::default()
+        },
+        lr: 0.005,
+        decay: 0.01,
+        seed: 11,
+        threads: 2,
+        checkpoint_every: 4,
+        log_every: 4,
+        resume: false,
+        bone_margin: 8,
+        device: DeviceChoice::Cpu,
+        working_pixel_mm: None,
+    }
+}
+
+#[test]
+fn a_run_stopped_at_step_4_and_resumed_ends_with_the_weights_of_an_unbroken_run() {
+    let data = scan(4);
+    let train = [&data];
+    let dir = tempfile::tempdir().unwrap();
+    // Unbroken: 8 steps.
+    let whole = dir.path().join("whole.safetensors");
+    let r = fit(
+        &options(&whole, 8),
+        Device::Cpu,
+        &train,
+        &[],
+        Vec::new(),
+        "t",
+    )
+    .unwrap();
+    assert_eq!(r.steps, 8);
+    // Broken: 4 steps (a finished run, as a fold stopped at its checkpoint leaves it), then
+    // resumed to 8.
+    let parts = dir.path().join("parts.safetensors");
+    fit(
+        &options(&parts, 4),
+        Device::Cpu,
+        &train,
+        &[],
+        Vec::new(),
+        "t",
+    )
+    .unwrap();
+    let ck: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(parts.with_extension("ckpt.json")).unwrap()).unwrap();
+    assert_eq!(ck["step"], 4);
+    assert_eq!(ck["weights"], "parts.ckpt-000004.safetensors");
+    assert_eq!(ck["optimizer"], "parts.ckpt-000004.rmsprop.safetensors");
+    let mut o = options(&parts, 8);
+    o.resume = true;
+    let r = fit(&o, Device::Cpu, &train, &[], Vec::new(), "t").unwrap();
+    assert_eq!(r.steps, 8);
+    let read = |p: &Path| {
+        let mut t = tch::Tensor::read_safetensors(p).unwrap();
+        t.sort_by(|a, b| a.0.cmp(&b.0));
+        t.into_iter()
+            .flat_map(|(_, t)| Vec::<f32>::try_from(t.flatten(0, -1)).unwrap())
+            .collect::<Vec<f32>>()
+    };
+    let (a, b) = (read(&whole), read(&parts));
+    assert!(a.len() > 1000, "{} weights", a.len());
+    assert_eq!(a, b, "resumed weights differ from the unbroken run's");
+    // Step 4's files were replaced by step 8's; only the checkpoint the JSON names is left.
+    let mut left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("parts.ckpt"))
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            "parts.ckpt-000008.rmsprop.safetensors",
+            "parts.ckpt-000008.safetensors",
+            "parts.ckpt.json"
+        ]
+    );
+    // The weights of step 4 differ from step 8's: the comparison above is of trained weights.
+    let mut early = options(&dir.path().join("early.safetensors"), 4);
+    early.seed = 11;
+    fit(&early, Device::Cpu, &train, &[], Vec::new(), "t").unwrap();
+    assert_ne!(read(&dir.path().join("early.safetensors")), a);
+    // An optimizer state of another step than the weights' is refused, naming both steps.
+    let mut ck: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(parts.with_extension("ckpt.json")).unwrap()).unwrap();
+    ck["step"] = 6.into();
+    std::fs::write(parts.with_extension("ckpt.json"), ck.to_string()).unwrap();
+    let mut o = options(&parts, 10);
+    o.resume = true;
+    let e = fit(&o, Device::Cpu, &train, &[], Vec::new(), "t")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("optimizer state is of step 8, its weights of step 6"),
+        "{e}"
+    );
+}
+
+fn osteon(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_osteon"))
+        .args(args)
+        .output()
+        .expect("run osteon")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn a_leave_2_out_trains_in_parts_and_a_fold_resumes_from_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let mut manifest = String::from("[manifest]\nname = \"parts\"\nroot = \".\"\n");
+    for seed in 1..=3 {
+        for p in ["philips-ingenuity-ub", "cbct"] {
+            let name = format!("{p}-s{seed}");
+            let o = osteon(&[
+                "phantom",
+                "--profile",
+                p,
+                "--seed",
+                &seed.to_string(),
+                "--fast",
+                "--out",
+                root.join(&name).to_str().unwrap(),
+            ]);
+            assert!(o.status.success(), "phantom {name}: {}", text(&o.stderr));
+            manifest.push_str(&format!(
+                "\n[[scan]]\nname = \"{name}\"\nseries = \"{name}/ct\"\nscanner = \"{p}\"\n\
+                 split = \"train\"\nlabel = {{ kind = \"seg\", path = \"{name}/label-seg.dcm\" }}\n"
+            ));
+        }
+    }
+    let m = root.join("parts.toml");
+    std::fs::write(&m, manifest).unwrap();
+    let work = root.join("folds");
+    std::fs::create_dir_all(&work).unwrap();
+    let csv = root.join("l2o.csv");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "evaluate",
+            "--manifest",
+            m.to_str().unwrap(),
+            "--folds",
+            "leave-2-out",
+            "--work",
+            work.to_str().unwrap(),
+            "--steps",
+            "2",
+            "--tiles",
+            "2",
+            "--device",
+            "cpu",
+            "--csv",
+            csv.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        osteon(&args)
+    };
+    // Six pool scans: folds 1-3 and the final model. Only fold 2 and the final model train.
+    let o = run(&["--train-only", "--models", "2,final"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let stdout = text(&o.stdout);
+    assert_eq!(stdout.matches("trained in").count(), 2, "{stdout}");
+    assert_eq!(stdout.matches("(not trained yet)").count(), 2, "{stdout}");
+    for (model, present) in [
+        ("fold-01", false),
+        ("fold-02", true),
+        ("fold-03", false),
+        ("final", true),
+    ] {
+        assert_eq!(work.join(format!("{model}.safetensors")).is_file(), present);
+    }
+    // Unknown fold numbers and --models without --train-only are refused before any work.
+    let o = run(&["--train-only", "--reuse", "--models", "4"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("--models 4: this plan has folds 1-3"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = run(&["--reuse", "--models", "1"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("needs --train-only"));
+    let o = run(&["--train-only", "--models", "1,x"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("\"x\": expected a fold number"));
+    // Without --reuse a fold's checkpoint is not replaced either.
+    let o = run(&["--train-only", "--models", "2"]);
+    assert_eq!(o.status.code(), Some(1));
+    // Fold 2 stopped after its last checkpoint, before it wrote the model: --reuse resumes it
+    // from the checkpoint, and the model comes out the same.
+    let fold2 = work.join("fold-02.safetensors");
+    let before = std::fs::read(&fold2).unwrap();
+    std::fs::remove_file(&fold2).unwrap();
+    std::fs::remove_file(work.join("fold-02.json")).unwrap();
+    let o = run(&["--train-only", "--reuse", "--models", "1-2"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let stderr = text(&o.stderr);
+    assert!(
+        stderr.contains("fold-02.ckpt.json at step 2"),
+        "resumed: {stderr}"
+    );
+    assert_eq!(std::fs::read(&fold2).unwrap(), before);
+    assert!(work.join("fold-01.safetensors").is_file());
+    assert!(!work.join("fold-03.safetensors").exists());
+}

@@ -222,9 +222,6 @@ fn a_leave_2_out_trains_in_parts_and_a_fold_resumes_from_its_checkpoint() {
         "{}",
         text(&o.stderr)
     );
-    let o = run(&["--reuse", "--models", "1"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o.stderr).contains("needs --train-only"));
     let o = run(&["--train-only", "--models", "1,x"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).contains("\"x\": expected a fold number"));
@@ -247,4 +244,36 @@ fn a_leave_2_out_trains_in_parts_and_a_fold_resumes_from_its_checkpoint() {
     assert_eq!(std::fs::read(&fold2).unwrap(), before);
     assert!(work.join("fold-01.safetensors").is_file());
     assert!(!work.join("fold-03.safetensors").exists());
+
+    // Scoring in parts: --models 2 scores fold 2's pair (pool scans 2 and 5 of 6) and keeps the
+    // rows in scores/; the final model holds out nothing here (no `test` scan).
+    let o = run(&["--reuse", "--models", "2"]);
+    let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{stderr}");
+    assert_eq!(stderr.matches("scored ").count(), 2, "{stderr}");
+    assert!(stdout.contains("part: 1 of the 4 models"), "{stdout}");
+    let kept = |name: &str| work.join("scores").join(format!("{name}.json"));
+    for name in ["cbct-s1", "philips-ingenuity-ub-s3"] {
+        assert!(kept(name).is_file(), "{name} kept");
+    }
+    let rows = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(rows.lines().count(), 1 + 4, "{rows}");
+    // The whole plan: fold 3 trains, folds 1 and 3 score their pairs, fold 2's rows are read back.
+    let o = run(&["--reuse"]);
+    let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{stderr}");
+    assert_eq!(stderr.matches("scores of ").count(), 2, "{stderr}");
+    assert_eq!(stderr.matches("scored ").count(), 4, "{stderr}");
+    assert!(!stdout.contains("part:"), "{stdout}");
+    let rows = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(rows.lines().count(), 1 + 12, "{rows}");
+    // Kept rows of another model are not reused: fold 2 retrained (its model changes) scores again.
+    let mut c: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(kept("cbct-s1")).unwrap()).unwrap();
+    c["key"]["model_sha256"] = "0".repeat(64).into();
+    std::fs::write(kept("cbct-s1"), c.to_string()).unwrap();
+    let o = run(&["--reuse", "--models", "2"]);
+    let stderr = text(&o.stderr);
+    assert_eq!(stderr.matches("scores of ").count(), 1, "{stderr}");
+    assert!(stderr.contains("scored cbct-s1"), "{stderr}");
 }

@@ -10,7 +10,7 @@
 //! The signed distance to the predicted surface is [`super::surface`]'s (re-exported here).
 
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::dicom::geometry::{dot, sub};
 use crate::segment::Mask;
@@ -19,8 +19,17 @@ use super::surface::add_scaled;
 pub use super::surface::{deviations, surface_points, SurfaceIndex};
 use super::EvalError;
 
+/// Reads an `f64` that JSON may hold as `null`: serde_json writes NaN (a deviation with no point in
+/// reach, say) as `null`, which plain `f64` refuses to read back.
+///
+/// # Errors
+/// The deserializer's, for anything but a number or `null`.
+pub fn f64_or_nan<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
 /// Half-open index box `[start, end)` per axis of a `[k, j, i]` volume.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Region {
     /// `[k0, j0, i0]`.
     pub start: [usize; 3],
@@ -70,7 +79,7 @@ impl Region {
 }
 
 /// Voxel counts of a prediction against a reference, and the DSC.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Overlap {
     /// Bone in both.
     pub tp: u64,
@@ -81,6 +90,7 @@ pub struct Overlap {
     /// Background in both.
     pub tn: u64,
     /// `2TP / (2TP + FP + FN)`; 1 when both are empty.
+    #[serde(deserialize_with = "crate::eval::metrics::f64_or_nan")]
     pub dsc: f64,
 }
 
@@ -153,19 +163,23 @@ pub fn dice(predicted: &Mask, reference: &Mask, region: &Region) -> Result<Overl
 }
 
 /// Summary of signed deviations (mm) kept within `±max_abs_mm`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Deviation {
     /// Points with a deviation within the bound.
     pub n: usize,
     /// Points offered (including those farther than the bound or with no surface in reach).
     pub n_total: usize,
     /// Mean signed deviation, mm (positive: prediction larger).
+    #[serde(deserialize_with = "crate::eval::metrics::f64_or_nan")]
     pub mean_mm: f64,
     /// Standard deviation (population) of the signed deviation, mm.
+    #[serde(deserialize_with = "crate::eval::metrics::f64_or_nan")]
     pub sd_mm: f64,
     /// Mean absolute deviation, mm.
+    #[serde(deserialize_with = "crate::eval::metrics::f64_or_nan")]
     pub mean_abs_mm: f64,
     /// The bound used, mm.
+    #[serde(deserialize_with = "crate::eval::metrics::f64_or_nan")]
     pub max_abs_mm: f64,
 }
 

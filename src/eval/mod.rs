@@ -82,7 +82,7 @@ pub enum EvalError {
 }
 
 /// Scores of one scan.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct ScanScore {
     /// Voxel overlap inside the region.
     pub overlap: Overlap,
@@ -96,21 +96,26 @@ pub struct ScanScore {
     /// phantom.json.
     pub regions: Option<RegionScores>,
     /// 95th percentile of the symmetric surface distance, mm (at most [`HD95_CAP_MM`]).
+    #[serde(deserialize_with = "crate::eval::metrics::f64_or_nan")]
     pub hd95_mm: f64,
     /// The two halves of [`ScanScore::hd95_mm`]: 95th percentile of the reference surface's
     /// distances to the predicted one (large: bone missed), and of the predicted surface's to the
     /// reference (large: false bone away from the true surface), mm.
+    #[serde(deserialize_with = "crate::eval::metrics::f64_or_nan")]
     pub p95_ref_to_pred_mm: f64,
     /// See [`ScanScore::p95_ref_to_pred_mm`].
+    #[serde(deserialize_with = "crate::eval::metrics::f64_or_nan")]
     pub p95_pred_to_ref_mm: f64,
     /// Label bone volume, mL.
+    #[serde(deserialize_with = "crate::eval::metrics::f64_or_nan")]
     pub label_ml: f64,
     /// Predicted bone volume, mL.
+    #[serde(deserialize_with = "crate::eval::metrics::f64_or_nan")]
     pub predicted_ml: f64,
 }
 
 /// One row of the evaluation.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct ScanResult {
     /// Scan name.
     pub name: String,
@@ -121,6 +126,7 @@ pub struct ScanResult {
     /// Scores, or the error that stopped this scan.
     pub score: Result<ScanScore, String>,
     /// Wall time, ms.
+    #[serde(deserialize_with = "crate::eval::metrics::f64_or_nan")]
     pub ms: f64,
 }
 

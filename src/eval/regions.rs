@@ -316,7 +316,7 @@ pub fn near_metal_in_slab(
 }
 
 /// Region scores of one scan.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RegionScores {
     /// DSC inside the rim band (voxel centres within the band's half-width of the rim).
     pub rim: Option<Overlap>,

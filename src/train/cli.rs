@@ -246,10 +246,12 @@ pub struct FoldArgs {
     /// rented GPU, or trained there and scored elsewhere).
     #[arg(long)]
     pub train_only: bool,
-    /// With --train-only: train only these models of the plan, e.g. `1,2`, `3-5`, `final` (folds
-    /// from 1; `final` = the final model); the others are left as they are. A leave-2-out can so
-    /// be trained in parts, on a CPU over several sessions: with --reuse a fold stopped part-way
-    /// resumes from its checkpoint (written every 100 steps).
+    /// Train and score only these models of the plan, e.g. `1,2`, `3-5`, `final` (folds from 1;
+    /// `final` = the final model): the report holds the scans they hold out, the other models are
+    /// left as they are. A leave-2-out can so be run in parts, on a CPU over several sessions: with
+    /// --reuse a fold stopped part-way resumes from its checkpoint (every 100 steps), and a scan
+    /// already scored by the same model is read back from --work's scores/ instead of scored
+    /// again, so a last run without --models assembles the whole report.
     #[arg(long, value_parser = super::plan::parse_models)]
     pub models: Option<super::plan::ModelList>,
     /// Optimizer steps per fold (default: osteon train's).
@@ -386,13 +388,6 @@ pub fn run_folds(
         .plot
         .clone()
         .unwrap_or_else(|| csv.with_extension("svg"));
-    if args.models.is_some() && !args.train_only {
-        eprintln!(
-            "osteon evaluate: --models trains part of the plan and needs --train-only (scoring \
-             needs every model: run again with --reuse once all are trained)"
-        );
-        return ExitCode::from(2);
-    }
     // --train-only writes models only.
     if !args.train_only {
         if let Err(reason) = check_report_targets(csv, &csv.with_extension("json"), &plot) {

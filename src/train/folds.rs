@@ -45,7 +45,7 @@ pub struct FoldReport {
 }
 
 /// DSC (inside the label's bounding box) of one scan, clean and degraded.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct VariantRow {
     /// Scan name.
     pub name: String,
@@ -264,6 +264,8 @@ struct Trained {
     device: Device,
     model_paths: Vec<PathBuf>,
     train_seconds: Vec<f64>,
+    /// Per model (index into `model_paths`), whether this run covers it (`--models`).
+    wanted: Vec<bool>,
 }
 
 fn train_models(o: &FoldOptions) -> Result<Trained, TrainError> {
@@ -424,12 +426,14 @@ fn train_models(o: &FoldOptions) -> Result<Trained, TrainError> {
             train_seconds[f] = report.seconds;
         }
     }
+    let wanted = (0..model_paths.len()).map(wanted).collect();
     Ok(Trained {
         manifest,
         plan,
         device,
         model_paths,
         train_seconds,
+        wanted,
     })
 }
 
@@ -459,12 +463,22 @@ pub fn cross_validate(o: &FoldOptions) -> Result<FoldReport, TrainError> {
         device,
         model_paths,
         train_seconds,
+        wanted,
     } = train_models(o)?;
-    // Only held-out scans are scored: under leave-2-out that is every scan, under hold-out the
-    // `test` scans (the others trained or calibrated the one model).
-    let scored = scored(&plan);
-    let fold_of: Vec<usize> = scored.iter().map(|&(_, f)| f).collect();
     let model_of = |f: usize| if f == 0 { model_paths.len() - 1 } else { f - 1 };
+    // Only held-out scans are scored: under leave-2-out that is every scan, under hold-out the
+    // `test` scans (the others trained or calibrated the one model); with --models, those the
+    // named models hold out.
+    let scored: Vec<(usize, usize)> = scored(&plan)
+        .into_iter()
+        .filter(|&(_, f)| wanted[model_of(f)])
+        .collect();
+    let fold_of: Vec<usize> = scored.iter().map(|&(_, f)| f).collect();
+    let cache_dir = o.work.join("scores");
+    std::fs::create_dir_all(&cache_dir).map_err(|source| TrainError::Io {
+        path: cache_dir.clone(),
+        source,
+    })?;
     let threshold = ThresholdSegmenter {
         threshold_hu: o.threshold_hu,
     };
@@ -478,15 +492,30 @@ pub fn cross_validate(o: &FoldOptions) -> Result<FoldReport, TrainError> {
         .map(|&(i, f)| {
             let e = &manifest.scan[i];
             let model = &model_paths[model_of(f)];
-            let base = score_row(e, &threshold);
             match crate::segment::cnn::segmenter::load_with(model, opts.clone()) {
                 Ok(cnn) => {
+                    let cache = cache_dir.join(format!("{}.json", e.name));
+                    let key = CacheKey::of(model, &cnn, o.threshold_hu);
+                    if o.reuse {
+                        if let Some(rows) = key.as_ref().and_then(|k| k.read(&cache)) {
+                            eprintln!("scores of {} reused from {}", e.name, cache.display());
+                            return rows;
+                        }
+                    }
+                    let base = score_row(e, &threshold);
                     let row = score_row(e, &cnn);
                     let var = variant_row(e, &cnn, &threshold);
                     eprintln!("scored {} ({:.0} s)", e.name, row.ms / 1000.0);
-                    (row, base, var)
+                    let rows = (row, base, var);
+                    if let Some(k) = key {
+                        if let Err(err) = k.write(&cache, &rows) {
+                            eprintln!("warning: scores of {} not kept: {err}", e.name);
+                        }
+                    }
+                    rows
                 }
                 Err(err) => {
+                    let base = score_row(e, &threshold);
                     let message = format!("model {}: {err}", model.display());
                     let row = ScanResult {
                         name: e.name.clone(),
@@ -521,9 +550,18 @@ pub fn cross_validate(o: &FoldOptions) -> Result<FoldReport, TrainError> {
             manifest: manifest.manifest.name.clone(),
             segmenter: match o.scheme {
                 Scheme::LeaveTwoOut => format!(
-                    "CNN leave-2-out ({} folds + final model, {})",
+                    "CNN leave-2-out ({} folds + final model, {}{})",
                     plan.folds.len(),
-                    device_name(device)
+                    device_name(device),
+                    if wanted.iter().all(|&w| w) {
+                        String::new()
+                    } else {
+                        format!(
+                            "; part: {} of the {} models",
+                            wanted.iter().filter(|&&w| w).count(),
+                            wanted.len()
+                        )
+                    }
                 ),
                 Scheme::Holdout => format!("CNN hold-out (one model, {})", device_name(device)),
             },
@@ -540,6 +578,62 @@ pub fn cross_validate(o: &FoldOptions) -> Result<FoldReport, TrainError> {
         train_seconds,
         variants,
     })
+}
+
+/// What a held-out scan's kept scores (`work/scores/<scan>.json`) were made with: they are
+/// reused only by a run of the same model file, CNN identity (weights digest, post-processing,
+/// version) and baseline threshold. A change to the scoring code itself is not seen: delete
+/// `scores/` after one.
+#[derive(serde::Serialize, serde::Deserialize, PartialEq)]
+struct CacheKey {
+    model_sha256: String,
+    cnn: String,
+    threshold_hu: f32,
+}
+
+/// A kept row: its key, the CNN's and the threshold's scores and the degraded copies' DSCs.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Cached {
+    key: CacheKey,
+    osteon: String,
+    cnn: ScanResult,
+    threshold: ScanResult,
+    variants: VariantRow,
+}
+
+impl CacheKey {
+    fn of(model: &std::path::Path, cnn: &dyn Segmenter, threshold_hu: f32) -> Option<CacheKey> {
+        let id = cnn.identity();
+        Some(CacheKey {
+            model_sha256: super::data::sha256_file(model).ok()?,
+            cnn: format!("{} {}", id.name, id.version),
+            threshold_hu,
+        })
+    }
+
+    /// The rows kept in `path` when they were made with this key.
+    fn read(&self, path: &std::path::Path) -> Option<(ScanResult, ScanResult, VariantRow)> {
+        let c: Cached = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+        (c.key == *self).then_some((c.cnn, c.threshold, c.variants))
+    }
+
+    /// Keeps `rows` in `path` (a temporary file renamed over it).
+    fn write(
+        self,
+        path: &std::path::Path,
+        rows: &(ScanResult, ScanResult, VariantRow),
+    ) -> std::io::Result<()> {
+        let c = Cached {
+            key: self,
+            osteon: env!("CARGO_PKG_VERSION").to_owned(),
+            cnn: rows.0.clone(),
+            threshold: rows.1.clone(),
+            variants: rows.2.clone(),
+        };
+        let tmp = path.with_extension("json.partial");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&c)?)?;
+        std::fs::rename(&tmp, path)
+    }
 }
 
 fn device_name(d: Device) -> &'static str {

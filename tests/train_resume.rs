@@ -122,18 +122,64 @@ fn a_run_stopped_at_step_4_and_resumed_ends_with_the_weights_of_an_unbroken_run(
     early.seed = 11;
     fit(&early, Device::Cpu, &train, &[], Vec::new(), "t").unwrap();
     assert_ne!(read(&dir.path().join("early.safetensors")), a);
-    // An optimizer state of another step than the weights' is refused, naming both steps.
-    let mut ck: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(parts.with_extension("ckpt.json")).unwrap()).unwrap();
-    ck["step"] = 6.into();
-    std::fs::write(parts.with_extension("ckpt.json"), ck.to_string()).unwrap();
+    // Files a killed run left (a step file of another step, a temporary one) go with the next
+    // checkpoint; the checkpoint of another run in the folder is left alone.
+    let junk = [
+        dir.path().join("parts.ckpt-000005.safetensors"),
+        dir.path()
+            .join("parts.ckpt-000006.rmsprop.partial.safetensors"),
+    ];
+    for j in &junk {
+        std::fs::write(j, b"left by a killed run").unwrap();
+    }
+    let mut o = options(&parts, 12);
+    o.resume = true;
+    fit(&o, Device::Cpu, &train, &[], Vec::new(), "t").unwrap();
+    for j in &junk {
+        assert!(!j.exists(), "{} left", j.display());
+    }
+    assert!(dir.path().join("early.ckpt-000004.safetensors").is_file());
+    // A checkpoint JSON naming a file that is not its step's own (edited, or copied from another
+    // run) is refused, naming both.
+    let ck_path = parts.with_extension("ckpt.json");
+    let ck: serde_json::Value = serde_json::from_slice(&std::fs::read(&ck_path).unwrap()).unwrap();
+    let mut edited = ck.clone();
+    edited["step"] = 6.into();
+    std::fs::write(&ck_path, edited.to_string()).unwrap();
+    let mut o = options(&parts, 14);
+    o.resume = true;
+    let e = fit(&o, Device::Cpu, &train, &[], Vec::new(), "t")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("names the file \"parts.ckpt-000012.safetensors\" where \"parts.ckpt-000006.safetensors\" was expected"),
+        "{e}"
+    );
+    // A checkpoint made on other scans, or at more steps than the run asks for, is refused.
+    std::fs::write(&ck_path, ck.to_string()).unwrap();
+    let record = osteon::train::data::ScanRecord {
+        name: "a".into(),
+        scanner: "ge".into(),
+        split: "train".into(),
+        series: "a/ct".into(),
+        series_files: 12,
+        series_sha256: "0".repeat(64),
+        label_sha256: String::new(),
+        shape: [12, 64, 64],
+        bone_voxels: 1,
+        anchors: [-1000.0, 30.0],
+    };
+    let e = fit(&o, Device::Cpu, &train, &[], vec![record], "t")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("made on other scans"), "{e}");
     let mut o = options(&parts, 10);
     o.resume = true;
     let e = fit(&o, Device::Cpu, &train, &[], Vec::new(), "t")
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("optimizer state is of step 8, its weights of step 6"),
+        e.contains("made at step 12; this run asks for 10 steps in all"),
         "{e}"
     );
 }
@@ -214,7 +260,7 @@ fn a_leave_2_out_trains_in_parts_and_a_fold_resumes_from_its_checkpoint() {
     ] {
         assert_eq!(work.join(format!("{model}.safetensors")).is_file(), present);
     }
-    // Unknown fold numbers and --models without --train-only are refused before any work.
+    // Unknown fold numbers and lists that are not fold numbers are refused before any work.
     let o = run(&["--train-only", "--reuse", "--models", "4"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(

@@ -238,7 +238,9 @@ pub struct FoldArgs {
     /// Folder of the fold models (fold-NN.safetensors, final.safetensors, JSON beside each).
     #[arg(long, default_value = "folds")]
     pub work: PathBuf,
-    /// Reuse fold models already in --work instead of training them again.
+    /// Reuse fold models already in --work (trained with these settings on their fold's scans)
+    /// instead of training them again, resume a fold stopped part-way from its checkpoint, and
+    /// read back the scores kept in --work/scores/ for a scan the same model already scored.
     #[arg(long)]
     pub reuse: bool,
     /// Train (or with --reuse complete) the fold models and the final model into --work, then

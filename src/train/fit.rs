@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
 use tch::{Device, Reduction, Tensor};
 
+use super::checkpoint;
 use super::data::{load_scan, ScanRecord};
 use super::rmsprop::RmsProp;
 use super::sample::{draw_tile, Rng, SampleSettings, ScanData, IGNORE};
@@ -19,7 +20,6 @@ use crate::segment::cnn::infer::{dense_probabilities, DenseOptions};
 use crate::segment::cnn::meta::{meta_path, ModelMeta, FORMAT};
 use crate::segment::cnn::net::Net;
 use crate::segment::cnn::normalise::Normalisation;
-use crate::segment::cnn::segmenter::load_weights;
 
 /// Settings of a training run (all recorded in the model's JSON).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -98,85 +98,6 @@ impl DeviceChoice {
     }
 }
 
-/// Checkpoint state (`*.ckpt.json`).
-#[derive(Debug, Serialize, Deserialize)]
-struct Checkpoint {
-    step: usize,
-    filters: [usize; 4],
-    normalisation: Normalisation,
-    seed: u64,
-    losses: Vec<(usize, f64)>,
-    seconds: f64,
-    /// The run's other settings that shape the training (sampling and augmentation, learning
-    /// rate and decay, tiles per step, working pixel spacing), as [`resume_settings`] writes them;
-    /// absent in checkpoints written before they were recorded (then not checked).
-    #[serde(default)]
-    settings: Option<serde_json::Value>,
-    /// File of the weights at `step`, beside this JSON (absent in checkpoints written before the
-    /// files were named by step: then `*.ckpt.safetensors`).
-    #[serde(default)]
-    weights: Option<String>,
-    /// File of the RMSprop running averages at `step`, beside this JSON (absent in older
-    /// checkpoints: the averages then restart at zero).
-    #[serde(default)]
-    optimizer: Option<String>,
-}
-
-/// The settings a resumed run must share with its checkpoint, besides filters, normalisation and
-/// seed: changing any of them mid-run would make a model no single recipe describes.
-fn resume_settings(o: &TrainOptions) -> serde_json::Value {
-    serde_json::json!({
-        "sample": o.sample,
-        "lr": o.lr,
-        "decay": o.decay,
-        "tiles_per_step": o.tiles_per_step,
-        "working_pixel_mm": o.working_pixel_mm,
-    })
-}
-
-/// Checks that the settings a checkpoint was made with (`had`, as [`resume_settings`] wrote them)
-/// are this run's.
-///
-/// # Errors
-/// [`TrainError::Checkpoint`] naming the first setting that differs, both values and `path`.
-fn check_resume_settings(
-    had: &serde_json::Value,
-    o: &TrainOptions,
-    path: &Path,
-) -> Result<(), TrainError> {
-    let want = resume_settings(o);
-    // Read back through the current types, so settings added since read as their defaults.
-    let had_sample = serde_json::from_value::<SampleSettings>(had["sample"].clone())
-        .ok()
-        .and_then(|s| serde_json::to_value(s).ok());
-    let had = serde_json::json!({
-        "sample": had_sample,
-        "lr": had["lr"],
-        "decay": had["decay"],
-        "tiles_per_step": had["tiles_per_step"],
-        "working_pixel_mm": had["working_pixel_mm"],
-    });
-    for key in [
-        "sample",
-        "lr",
-        "decay",
-        "tiles_per_step",
-        "working_pixel_mm",
-    ] {
-        if had[key] != want[key] {
-            return Err(TrainError::Checkpoint {
-                path: path.to_owned(),
-                message: format!(
-                    "made with {key} {}; this run asks for {} (resume with the same settings, or \
-                     train from scratch without --resume)",
-                    had[key], want[key]
-                ),
-            });
-        }
-    }
-    Ok(())
-}
-
 /// What a run produced.
 #[derive(Debug, Serialize)]
 pub struct TrainReport {
@@ -196,13 +117,6 @@ pub struct TrainReport {
     pub seconds: f64,
 }
 
-fn ckpt_paths(out: &Path) -> (PathBuf, PathBuf) {
-    (
-        out.with_extension("ckpt.safetensors"),
-        out.with_extension("ckpt.json"),
-    )
-}
-
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
     move |source| TrainError::Io {
         path: path.to_owned(),
@@ -212,7 +126,11 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
 
 /// Saves `vs` as safetensors, through a CPU copy when it lives on a GPU (the writer reads host
 /// memory).
-fn save_vs(vs: &VarStore, arch: &Architecture, path: &Path) -> Result<(), TrainError> {
+/// Saves the weights of `vs` (through a CPU copy when it lives on a GPU) as safetensors.
+///
+/// # Errors
+/// [`TrainError::Model`] naming `path`.
+pub(super) fn save_vs(vs: &VarStore, arch: &Architecture, path: &Path) -> Result<(), TrainError> {
     let torch =
         |e: tch::TchError| crate::segment::cnn::CnnError::Torch(format!("{}: {e}", path.display()));
     if vs.device() == Device::Cpu {
@@ -558,111 +476,23 @@ pub fn fit(
     // Keras RMSprop constants (rho 0.9, epsilon 1e-7); the running averages are part of the
     // checkpoint, so a resumed run takes the steps an uninterrupted one would.
     let mut opt = RmsProp::new(&vs, 0.9, 1e-7);
-    let (ck_legacy, ck_j) = ckpt_paths(&o.out);
-    let (mut step, mut losses, mut seconds) = (0usize, Vec::new(), 0.0f64);
-    // The step files the checkpoint JSON names now (removed when a newer checkpoint is written).
-    let mut ck_files: Vec<PathBuf> = Vec::new();
-    if o.resume && ck_j.is_file() {
-        let text = std::fs::read_to_string(&ck_j).map_err(io_err(&ck_j))?;
-        let ck: Checkpoint = serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint {
-            path: ck_j.clone(),
-            message: e.to_string(),
-        })?;
-        if ck.filters != o.filters || ck.normalisation != o.normalisation || ck.seed != o.seed {
-            return Err(TrainError::Checkpoint {
-                path: ck_j.clone(),
-                message: format!(
-                    "made with filters {:?}, {:?}, seed {}; this run asks for {:?}, {:?}, seed {}",
-                    ck.filters, ck.normalisation, ck.seed, o.filters, o.normalisation, o.seed
-                ),
-            });
-        }
-        if let Some(had) = &ck.settings {
-            check_resume_settings(had, o, &ck_j)?;
-        }
-        let beside = |name: &str| ck_j.with_file_name(name);
-        let weights = ck.weights.as_deref().map_or(ck_legacy.clone(), beside);
-        load_weights(&mut vs, &weights)?;
-        ck_files.push(weights);
-        match ck.optimizer.as_deref().map(beside) {
-            Some(state) => {
-                let at = opt.load(&state).map_err(|message| TrainError::Checkpoint {
-                    path: ck_j.clone(),
-                    message,
-                })?;
-                if at != ck.step {
-                    return Err(TrainError::Checkpoint {
-                        path: ck_j.clone(),
-                        message: format!(
-                            "its optimizer state is of step {at}, its weights of step {}",
-                            ck.step
-                        ),
-                    });
-                }
-                ck_files.push(state);
-            }
-            None => eprintln!(
-                "{}: no optimizer state (an older checkpoint): RMSprop's running averages \
-                 restart at zero",
-                ck_j.display()
-            ),
-        }
-        (step, losses, seconds) = (ck.step, ck.losses, ck.seconds);
-        eprintln!("resumed from {} at step {step}", ck_j.display());
-    }
-    if o.resume && !ck_j.is_file() {
-        eprintln!("no checkpoint at {}: training from step 0", ck_j.display());
-    }
+    let (mut step, mut losses, mut seconds) =
+        match checkpoint::resume(o, &records, &mut vs, &mut opt)? {
+            Some(r) => (r.step, r.losses, r.seconds),
+            None => (0usize, Vec::new(), 0.0f64),
+        };
     let start = Instant::now();
     let first_step = step;
     // The loss stays on the device between progress lines (no host sync every step).
     let (mut window, mut window_n) = (Tensor::zeros([], (tch::Kind::Float, device)), 0usize);
-    // A checkpoint is the weights and the optimizer state of one step, in files named by the step,
-    // and the JSON that names them, replaced last (a temporary file renamed over it): a run
-    // killed at any moment leaves the JSON naming a complete earlier pair, never a torn one.
-    let mut save_ckpt = |step: usize,
-                         losses: &Vec<(usize, f64)>,
-                         secs: f64,
-                         opt: &RmsProp|
-     -> Result<(), TrainError> {
-        let tag = format!("ckpt-{step:06}");
-        let weights = o.out.with_extension(format!("{tag}.safetensors"));
-        let state = o.out.with_extension(format!("{tag}.rmsprop.safetensors"));
-        // A temporary name that still ends in .safetensors (VarStore::save picks its format by
-        // the extension).
-        let partial = |p: &Path| p.with_extension("partial.safetensors");
-        save_vs(&vs, &arch, &partial(&weights))?;
-        opt.save(&partial(&state), step).map_err(|e| {
-            crate::segment::cnn::CnnError::Torch(format!("{}: {e}", state.display()))
-        })?;
-        for p in [&weights, &state] {
-            std::fs::rename(partial(p), p).map_err(io_err(p))?;
-        }
-        let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
-        let ck = Checkpoint {
+    let save_ckpt = |step: usize, losses: &[(usize, f64)], seconds: f64, opt: &RmsProp| {
+        let p = checkpoint::Progress {
             step,
-            filters: o.filters,
-            normalisation: o.normalisation,
-            seed: o.seed,
-            losses: losses.clone(),
-            seconds: secs,
-            settings: Some(resume_settings(o)),
-            weights: name(&weights),
-            optimizer: name(&state),
+            losses,
+            seconds,
+            records: &records,
         };
-        let text =
-            serde_json::to_string_pretty(&ck).map_err(|e| TrainError::Settings(e.to_string()))?;
-        let tmp = ck_j.with_extension("json.partial");
-        std::fs::write(&tmp, text).map_err(io_err(&tmp))?;
-        std::fs::rename(&tmp, &ck_j).map_err(io_err(&ck_j))?;
-        // The files of the checkpoint this one replaces (or the pre-step-name file) go now.
-        for old in ck_files.drain(..).chain(std::iter::once(ck_legacy.clone())) {
-            if old != weights && old != state && old.is_file() {
-                let _ = std::fs::remove_file(&old);
-            }
-        }
-        ck_files = vec![weights, state];
-        Ok(())
+        checkpoint::save(o, &arch, &vs, opt, &p)
     };
     while step < o.steps {
         if o.minutes

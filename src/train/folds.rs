@@ -293,6 +293,11 @@ fn train_models(o: &FoldOptions) -> Result<Trained, TrainError> {
         for p in picks {
             idx.push(match *p {
                 ModelPick::Fold(f) if (1..=folds).contains(&f) => f - 1,
+                ModelPick::Fold(f) if folds == 0 => {
+                    return Err(TrainError::Settings(format!(
+                    "--models {f}: this plan has no folds, only the final model (--models final)"
+                )))
+                }
                 ModelPick::Fold(f) => {
                     return Err(TrainError::Settings(format!(
                         "--models {f}: this plan has folds 1-{folds} (and the final model)"
@@ -400,8 +405,10 @@ fn train_models(o: &FoldOptions) -> Result<Trained, TrainError> {
             }
             let mut to = o.train.clone();
             to.out = path.clone();
-            // --reuse continues a fold from its checkpoint (weights and optimizer state).
-            to.resume = o.reuse;
+            // --reuse continues a fold stopped before it wrote its model from its checkpoint
+            // (weights and optimizer state; refused if made with other settings or scans). A model
+            // that exists but is not reusable (other settings, scans, a damaged file) trains anew.
+            to.resume = o.reuse && !path.exists();
             let names = |idx: &[usize]| -> Vec<&str> {
                 idx.iter()
                     .map(|&i| manifest.scan[i].name.as_str())
@@ -495,7 +502,7 @@ pub fn cross_validate(o: &FoldOptions) -> Result<FoldReport, TrainError> {
             match crate::segment::cnn::segmenter::load_with(model, opts.clone()) {
                 Ok(cnn) => {
                     let cache = cache_dir.join(format!("{}.json", e.name));
-                    let key = CacheKey::of(model, &cnn, o.threshold_hu);
+                    let key = CacheKey::of(e, model, &cnn, o.threshold_hu, device);
                     if o.reuse {
                         if let Some(rows) = key.as_ref().and_then(|k| k.read(&cache)) {
                             eprintln!("scores of {} reused from {}", e.name, cache.display());
@@ -507,7 +514,10 @@ pub fn cross_validate(o: &FoldOptions) -> Result<FoldReport, TrainError> {
                     let var = variant_row(e, &cnn, &threshold);
                     eprintln!("scored {} ({:.0} s)", e.name, row.ms / 1000.0);
                     let rows = (row, base, var);
-                    if let Some(k) = key {
+                    // A failed row is not kept: the failure may pass (memory, a file being copied).
+                    let whole =
+                        rows.0.score.is_ok() && rows.1.score.is_ok() && rows.2.error.is_none();
+                    if let Some(k) = key.filter(|_| whole) {
                         if let Err(err) = k.write(&cache, &rows) {
                             eprintln!("warning: scores of {} not kept: {err}", e.name);
                         }
@@ -589,6 +599,15 @@ struct CacheKey {
     model_sha256: String,
     cnn: String,
     threshold_hu: f32,
+    /// `CPU fp32` or `CUDA fp16` (mixed precision on a GPU scores slightly differently).
+    device: String,
+    /// The manifest entry (name, scanner group, series, label, regions).
+    entry: serde_json::Value,
+    /// SHA-256 of the series files, the label file (empty for a reference label) and the
+    /// phantom.json (empty without one).
+    series_sha256: String,
+    label_sha256: String,
+    phantom_sha256: String,
 }
 
 /// A kept row: its key, the CNN's and the threshold's scores and the degraded copies' DSCs.
@@ -602,12 +621,43 @@ struct Cached {
 }
 
 impl CacheKey {
-    fn of(model: &std::path::Path, cnn: &dyn Segmenter, threshold_hu: f32) -> Option<CacheKey> {
+    /// The key of scoring `e` with `cnn` (weights `model`) on `device`; `None` when a file cannot
+    /// be hashed or the scan's name cannot be a file name (then the scan is scored, not kept).
+    fn of(
+        e: &ScanEntry,
+        model: &std::path::Path,
+        cnn: &dyn Segmenter,
+        threshold_hu: f32,
+        device: Device,
+    ) -> Option<CacheKey> {
+        use crate::eval::manifest::LabelSpec;
+        let plain =
+            !e.name.is_empty() && !e.name.starts_with('.') && !e.name.contains(['/', '\\', '\0']);
+        if !plain {
+            return None;
+        }
         let id = cnn.identity();
+        let sha = |p: &std::path::Path| super::data::sha256_file(p).ok();
         Some(CacheKey {
-            model_sha256: super::data::sha256_file(model).ok()?,
+            model_sha256: sha(model)?,
             cnn: format!("{} {}", id.name, id.version),
             threshold_hu,
+            device: if device.is_cuda() {
+                "CUDA fp16"
+            } else {
+                "CPU fp32"
+            }
+            .to_owned(),
+            entry: serde_json::to_value(e).ok()?,
+            series_sha256: super::data::sha256_series(&e.series).ok()?.1,
+            label_sha256: match &e.label {
+                LabelSpec::Seg { path } | LabelSpec::Stl { path } => sha(path)?,
+                LabelSpec::Reference { .. } => String::new(),
+            },
+            phantom_sha256: match &e.phantom {
+                Some(p) => sha(p)?,
+                None => String::new(),
+            },
         })
     }
 

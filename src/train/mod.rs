@@ -4,7 +4,8 @@
 //! * `augment`: augmentation of the tiles (thick-slice slabs, contrast, kernels, noise).
 //! * [`data`]: loading the scans of a manifest (CT, label, normalisation, SHA-256 provenance).
 //! * [`plan`]: which model holds out which scans (leave-2-out folds, hold-out).
-//! * `fit` (feature `torch`): the optimisation loop, checkpoints, threshold calibration, saving.
+//! * `fit` (feature `torch`): the optimisation loop, threshold calibration, saving.
+//! * `checkpoint` (feature `torch`): checkpoints that a stopped run resumes from exactly.
 //! * `rmsprop` (feature `torch`): the optimizer, its running averages saved with each checkpoint.
 //! * `folds` (feature `torch`): leave-2-out cross-validation (`osteon evaluate --folds`);
 //!   `variants_table`: its report of the degraded copies.
@@ -23,6 +24,8 @@ pub mod data;
 pub mod plan;
 pub mod sample;
 
+#[cfg(feature = "torch")]
+mod checkpoint;
 #[cfg(feature = "torch")]
 pub mod fit;
 #[cfg(feature = "torch")]

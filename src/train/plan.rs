@@ -124,6 +124,9 @@ pub fn parse_models(text: &str) -> Result<ModelList, String> {
             if a > b {
                 return Err(format!("{part:?}: the range runs backwards"));
             }
+            if b - a >= 10_000 {
+                return Err(format!("{part:?}: more than 10000 models"));
+            }
             out.extend((a..=b).map(ModelPick::Fold));
         } else {
             out.push(ModelPick::Fold(num(part)?));

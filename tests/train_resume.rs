@@ -146,11 +146,15 @@ fn a_run_stopped_at_step_4_and_resumed_ends_with_the_weights_of_an_unbroken_run(
     let mut edited = ck.clone();
     edited["step"] = 6.into();
     std::fs::write(&ck_path, edited.to_string()).unwrap();
-    let mut o = options(&parts, 14);
-    o.resume = true;
-    let e = fit(&o, Device::Cpu, &train, &[], Vec::new(), "t")
-        .unwrap_err()
-        .to_string();
+    // The error of resuming `parts` to `steps` steps on `records`.
+    let refused = |steps: usize, records: Vec<osteon::train::data::ScanRecord>| {
+        let mut o = options(&parts, steps);
+        o.resume = true;
+        fit(&o, Device::Cpu, &train, &[], records, "t")
+            .unwrap_err()
+            .to_string()
+    };
+    let e = refused(14, Vec::new());
     assert!(
         e.contains("names the file \"parts.ckpt-000012.safetensors\" where \"parts.ckpt-000006.safetensors\" was expected"),
         "{e}"
@@ -169,15 +173,9 @@ fn a_run_stopped_at_step_4_and_resumed_ends_with_the_weights_of_an_unbroken_run(
         bone_voxels: 1,
         anchors: [-1000.0, 30.0],
     };
-    let e = fit(&o, Device::Cpu, &train, &[], vec![record], "t")
-        .unwrap_err()
-        .to_string();
+    let e = refused(14, vec![record]);
     assert!(e.contains("made on other scans"), "{e}");
-    let mut o = options(&parts, 10);
-    o.resume = true;
-    let e = fit(&o, Device::Cpu, &train, &[], Vec::new(), "t")
-        .unwrap_err()
-        .to_string();
+    let e = refused(10, Vec::new());
     assert!(
         e.contains("made at step 12; this run asks for 10 steps in all"),
         "{e}"

@@ -357,6 +357,48 @@ fn the_independent_test_set_holds_no_scan_a_shipped_model_trained_on() {
     assert_eq!(models, 3, "a model JSON per shipped model");
 }
 
+#[test]
+fn the_reference_on_phantoms_manifest_scores_each_phantom_against_both_labels() {
+    // manifests/reference-on-phantoms.toml (session 15): each independent phantom twice, once
+    // against its exact SEG and once against the reference procedure run on its CT, in groups
+    // `<profile>-exact` / `<profile>-reference`; all `test`, none a standard phantom.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |name: &str| -> Manifest {
+        let text = std::fs::read_to_string(root.join("manifests").join(name)).unwrap();
+        toml::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    let m = read("reference-on-phantoms.toml");
+    let independent = read("independent.toml");
+    assert_eq!(m.scan.len(), 18);
+    let mut series: HashMap<&Path, (usize, usize)> = HashMap::new();
+    for s in &m.scan {
+        assert_eq!(s.split, Split::Test, "{}", s.name);
+        assert!(
+            independent
+                .scan
+                .iter()
+                .any(|t| t.series == s.series && t.phantom == s.phantom),
+            "{} is not an independent phantom",
+            s.name
+        );
+        let entry = series.entry(s.series.as_path()).or_default();
+        match &s.label {
+            LabelSpec::Seg { path } => {
+                assert!(s.name.ends_with("-exact") && s.scanner.ends_with("-exact"));
+                assert_eq!(path.parent(), s.series.parent(), "{}", s.name);
+                entry.0 += 1;
+            }
+            LabelSpec::Reference { .. } => {
+                assert!(s.name.ends_with("-reference") && s.scanner.ends_with("-reference"));
+                entry.1 += 1;
+            }
+            other => panic!("{}: unexpected label {other:?}", s.name),
+        }
+    }
+    assert_eq!(series.len(), 9);
+    assert!(series.values().all(|&n| n == (1, 1)));
+}
+
 /// Evaluates (threshold) a one-scan manifest `name` in `dir` whose scan has the TOML lines `scan`,
 /// and returns the error that stopped the scan.
 fn first_scan_error(dir: &Path, name: &str, scan: &str) -> String {

@@ -369,7 +369,7 @@ fn the_reference_on_phantoms_manifest_scores_each_phantom_against_both_labels() 
     };
     let m = read("reference-on-phantoms.toml");
     let independent = read("independent.toml");
-    assert_eq!(m.scan.len(), 18);
+    assert_eq!(m.scan.len(), 12);
     let mut series: HashMap<&Path, (usize, usize)> = HashMap::new();
     for s in &m.scan {
         assert_eq!(s.split, Split::Test, "{}", s.name);
@@ -395,7 +395,7 @@ fn the_reference_on_phantoms_manifest_scores_each_phantom_against_both_labels() 
             other => panic!("{}: unexpected label {other:?}", s.name),
         }
     }
-    assert_eq!(series.len(), 9);
+    assert_eq!(series.len(), 6);
     assert!(series.values().all(|&n| n == (1, 1)));
 }
 

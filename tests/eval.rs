@@ -292,17 +292,23 @@ fn the_real_manifest_loads() {
         .all(|s| s.series.is_dir() && matches!(s.label, LabelSpec::Reference { .. })));
 }
 
+/// `manifests/<name>` read as TOML only (paths unchecked): the phantoms need not be generated for
+/// the checks that use it.
+fn manifest_toml(name: &str) -> Manifest {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("manifests")
+        .join(name);
+    let text = std::fs::read_to_string(&path).unwrap();
+    toml::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
 #[test]
 fn the_independent_test_set_holds_no_scan_a_shipped_model_trained_on() {
     // manifests/independent.toml (session 11): 10 virtual scanners x 3 seeds + the 2 real series,
     // all `test`; none of them may be a training or validation scan of a model in models/, nor a
     // phantom of the standard manifest (seeds 1-3) that the models draw their training sets from.
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    // Read as TOML only: the phantoms need not be generated for this check.
-    let read = |name: &str| -> Manifest {
-        let text = std::fs::read_to_string(root.join("manifests").join(name)).unwrap();
-        toml::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
-    };
+    let read = manifest_toml;
     let m = read("independent.toml");
     assert_eq!(m.scan.len(), 32);
     assert!(m.scan.iter().all(|s| s.split == Split::Test));
@@ -362,11 +368,7 @@ fn the_reference_on_phantoms_manifest_scores_each_phantom_against_both_labels() 
     // manifests/reference-on-phantoms.toml (session 15): each independent phantom twice, once
     // against its exact SEG and once against the reference procedure run on its CT, in groups
     // `<profile>-exact` / `<profile>-reference`; all `test`, none a standard phantom.
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let read = |name: &str| -> Manifest {
-        let text = std::fs::read_to_string(root.join("manifests").join(name)).unwrap();
-        toml::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
-    };
+    let read = manifest_toml;
     let m = read("reference-on-phantoms.toml");
     let independent = read("independent.toml");
     assert_eq!(m.scan.len(), 12);

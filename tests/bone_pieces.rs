@@ -125,7 +125,7 @@ fn marrow_cut_from_the_mask_comes_back_and_the_craniotomy_stays_open() {
         }
     }
     assert!(cut > 1000, "the head has diploe: {cut} voxels");
-    let stats = fill_marrow(&mut mask, hu.view(), MarrowGate::hu());
+    let stats = fill_marrow(&mut mask, hu.view(), MarrowGate::hu(), spacing);
     let back = set_where(&mask, &material, |mat| mat == cancellous);
     // Most of the cut diploe is enclosed by the tables in some plane and comes back; what is
     // added beyond the label is little (partial-volume rims, canals).

@@ -70,11 +70,17 @@ pub fn post_process(
             let anchored = MarrowGate::from_anchors(air, tissue);
             match anchored.filter(|_| fill::applies_to(geometry.pixel_spacing, max_gap)) {
                 Some(gate) => {
-                    let f = fill_marrow(&mut mask, grey, gate);
+                    let spacing = [
+                        geometry.nominal_slice_spacing(),
+                        geometry.pixel_spacing[0],
+                        geometry.pixel_spacing[1],
+                    ];
+                    let f = fill_marrow(&mut mask, grey, gate, spacing);
                     post.marrow_fill = Some(f);
                     tracing::info!(
                         holes_filled = f.holes_filled,
                         holes_left = f.holes_left,
+                        holes_too_thick = f.holes_too_thick,
                         voxels_added = f.voxels_added,
                         gate = ?[gate.lo, gate.hi],
                         "marrow fill"

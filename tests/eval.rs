@@ -16,6 +16,8 @@ use osteon::eval::manifest::{LabelSpec, Manifest, ManifestError, Split};
 use osteon::eval::metrics::{deviations, dice, Deviation, Region, RimBand, SurfaceIndex};
 use osteon::eval::{evaluate_manifest, MAX_DEVIATION_MM};
 use osteon::mesh::Mesh;
+use osteon::phantom::scanner;
+use osteon::segment::fill;
 use osteon::segment::threshold::ThresholdSegmenter;
 use osteon::segment::Mask;
 
@@ -361,6 +363,36 @@ fn the_independent_test_set_holds_no_scan_a_shipped_model_trained_on() {
         models += 1;
     }
     assert_eq!(models, 3, "a model JSON per shipped model");
+}
+
+#[test]
+fn the_submillimetre_manifest_is_every_independent_phantom_the_marrow_fill_runs_on() {
+    // manifests/independent-submm.toml (session 16): the independent phantoms whose virtual
+    // scanner's pixels and slice spacing are all <= 0.7 mm (segment::fill::applies_to), each entry
+    // as it is in independent.toml; a change to the fill is validated on these.
+    let m = manifest_toml("independent-submm.toml");
+    let independent = manifest_toml("independent.toml");
+    let fine = |scanner: &str| {
+        scanner::profile(scanner)
+            .is_some_and(|p| fill::applies_to([p.pixel_mm, p.pixel_mm], p.slice_spacing_mm))
+    };
+    let expected: Vec<&str> = independent
+        .scan
+        .iter()
+        .filter(|s| s.phantom.is_some() && fine(&s.scanner))
+        .map(|s| s.name.as_str())
+        .collect();
+    let names: Vec<&str> = m.scan.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, expected);
+    assert_eq!(names.len(), 9);
+    for s in &m.scan {
+        let t = independent.scan.iter().find(|t| t.name == s.name).unwrap();
+        assert_eq!(
+            (&s.series, &s.scanner, s.split, &s.phantom),
+            (&t.series, &t.scanner, t.split, &t.phantom)
+        );
+        assert!(matches!(&s.label, LabelSpec::Seg { path } if path.parent() == s.series.parent()));
+    }
 }
 
 #[test]

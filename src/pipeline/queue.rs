@@ -318,9 +318,24 @@ const COLUMNS: &str =
 /// # Errors
 /// The SQLite error (the caller names the file).
 pub(crate) fn open_database(db: &Path) -> Result<Connection, rusqlite::Error> {
+    const BUSY: std::time::Duration = std::time::Duration::from_secs(10);
     let conn = Connection::open(db)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.busy_timeout(BUSY)?;
+    // Switching a rollback-journal database (an older node's) to WAL needs an exclusive lock, and
+    // SQLite answers SQLITE_BUSY at once, without the busy handler, where waiting could deadlock
+    // (sqlite3_busy_handler: a connection holding a shared lock that wants to escalate), e.g.
+    // when a node and `osteon qa` open it at the same moment: retry within the same 10 s.
+    let start = std::time::Instant::now();
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && start.elapsed() < BUSY =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => break other?,
+        }
+    }
     Ok(conn)
 }
 

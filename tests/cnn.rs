@@ -515,6 +515,10 @@ fn osteon_train_writes_weights_metadata_and_a_resumable_checkpoint() {
         &|b| b.sample.zoom = f32::NAN,
         "--zoom NaN must be in [0, 3]",
     );
+    refused(
+        &|b| b.sample.slab_label = osteon::train::sample::SlabLabel::Occupancy,
+        "--slab-label occupancy needs the thick-slice augmentation",
+    );
     refused(&|b| b.steps = 0, "--steps must be >= 1");
     refused(&|b| b.threads = 0, "--threads must be >= 1");
     refused(

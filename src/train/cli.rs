@@ -82,6 +82,16 @@ pub struct TrainArgs {
     /// trained before the setting existed read back).
     #[arg(long, default_value_t = 0.0)]
     pub zoom: f32,
+    /// How a tile's slice is drawn: `slice` (the default; uniformly over all slices with bone,
+    /// so scans weigh by their slice count) or `scan` (a scan first, so a 41-slice 5 mm scan
+    /// weighs as much as a 328-slice thin one).
+    #[arg(long, value_enum, default_value_t = super::sample::Draw::Slice)]
+    pub draw: super::sample::Draw,
+    /// Target of a `--slab-mm` tile: `centre` (the default; the central slice's label) or
+    /// `occupancy` (bone where bone fills at least half of the slab, as the phantoms' thick-slice
+    /// labels are defined).
+    #[arg(long, value_enum, default_value_t = super::sample::SlabLabel::Centre)]
+    pub slab_label: super::sample::SlabLabel,
     /// Working pixel spacing, mm: scans whose PixelSpacing differs by more than 10 % are
     /// resampled to it for training, and the model does the same at inference, so the 33x33
     /// receptive field covers the same millimetres on every scan (default: each scan's own).
@@ -144,6 +154,8 @@ pub fn options(args: &TrainArgs) -> Result<super::fit::TrainOptions, String> {
             slab_mm: args.slab_mm,
             sharpen: args.sharpen,
             zoom: args.zoom,
+            draw: args.draw,
+            slab_label: args.slab_label,
             ..SampleSettings::default()
         },
         lr: args.lr,
@@ -274,6 +286,15 @@ pub struct FoldArgs {
     /// Working pixel spacing of the fold models, mm (as `osteon train --working-pixel-mm`).
     #[arg(long)]
     pub working_pixel_mm: Option<f64>,
+    /// How a fold's tiles draw their slice (as `osteon train --draw`; default: its default).
+    #[arg(long, value_enum)]
+    pub draw: Option<super::sample::Draw>,
+    /// Thick-slice augmentation of the fold models, mm (as `osteon train --slab-mm`).
+    #[arg(long)]
+    pub slab_mm: Option<f32>,
+    /// Target of thick-slice tiles (as `osteon train --slab-label`).
+    #[arg(long, value_enum)]
+    pub slab_label: Option<super::sample::SlabLabel>,
     /// Where the folds train.
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
@@ -286,7 +307,8 @@ pub struct FoldArgs {
 
 impl FoldArgs {
     /// The first flag given that only `--folds` uses (`--reuse`, `--train-only`, `--models`, `--steps`,
-    /// `--tiles`, `--tile-size`, `--minutes-per-fold`, `--seed`, `--working-pixel-mm`), so that it
+    /// `--tiles`, `--tile-size`, `--minutes-per-fold`, `--seed`, `--working-pixel-mm`, `--draw`,
+    /// `--slab-mm`, `--slab-label`), so that it
     /// is refused without `--folds` instead of being silently ignored (`--plot` also serves
     /// `evaluate --baseline`).
     pub fn fold_only_flag(&self) -> Option<&'static str> {
@@ -300,6 +322,9 @@ impl FoldArgs {
             (self.minutes_per_fold.is_some(), "--minutes-per-fold"),
             (self.seed.is_some(), "--seed"),
             (self.working_pixel_mm.is_some(), "--working-pixel-mm"),
+            (self.draw.is_some(), "--draw"),
+            (self.slab_mm.is_some(), "--slab-mm"),
+            (self.slab_label.is_some(), "--slab-label"),
         ]
         .into_iter()
         .find_map(|(given, flag)| given.then_some(flag))
@@ -425,6 +450,15 @@ pub fn run_folds(
         targs.seed = s;
     }
     targs.working_pixel_mm = args.working_pixel_mm;
+    if let Some(d) = args.draw {
+        targs.draw = d;
+    }
+    if let Some(s) = args.slab_mm {
+        targs.slab_mm = s;
+    }
+    if let Some(l) = args.slab_label {
+        targs.slab_label = l;
+    }
     targs.minutes = args.minutes_per_fold;
     targs.device = args.device;
     targs.log_every = 100;

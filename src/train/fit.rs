@@ -366,6 +366,11 @@ pub fn check_options(o: &TrainOptions) -> Result<(), TrainError> {
             o.sample.bone_fraction
         )));
     }
+    if o.sample.slab_label == super::sample::SlabLabel::Occupancy && o.sample.slab_mm <= 0.0 {
+        return Err(TrainError::Settings(
+            "--slab-label occupancy needs the thick-slice augmentation (--slab-mm > 0)".into(),
+        ));
+    }
     Architecture::with_filters(o.filters)
         .validate()
         .map_err(TrainError::Settings)

@@ -101,8 +101,8 @@ pub struct SampleSettings {
     /// Largest simulated slice thickness, mm: for 25 % of tiles the input slice is replaced by
     /// the mean of the slices whose centres lie within a slab of thickness drawn in
     /// `[2, slab_mm]` around it. CT values are linear in attenuation, so the mean of thin slices
-    /// is the partial-volume image of a thick-slice reconstruction (box profile); the target stays
-    /// the central slice's label, as in the reference labels of thick-slice scans (voxel centres).
+    /// is the partial-volume image of a thick-slice reconstruction (box profile); the target is
+    /// the central slice's label or the slab's occupancy ([`SampleSettings::slab_label`]).
     /// Needs the scan's slice positions. 0 = off (models trained before this setting read back as 0).
     #[serde(default)]
     pub slab_mm: f32,
@@ -117,6 +117,60 @@ pub struct SampleSettings {
     /// 0.7 mm (head FOVs of 160-360 mm at 512 x 512). <= 1 = off (older models read back as 0).
     #[serde(default)]
     pub zoom: f32,
+    /// How a tile's slice is drawn: uniformly over every slice with bone of every scan
+    /// ([`Draw::Slice`], so a 41-slice 5 mm scan weighs an eighth of a 328-slice thin one), or
+    /// a scan first, uniformly, then one of its slices ([`Draw::Scan`]: every scan, thick or thin,
+    /// gets the same share of tiles). Models trained before this setting read back as `Slice`.
+    #[serde(default)]
+    pub draw: Draw,
+    /// Target of a thick-slice tile (`slab_mm`): the central slice's label ([`SlabLabel::Centre`])
+    /// or "bone occupies at least half of the slab" ([`SlabLabel::Occupancy`]: the mean of the
+    /// slab's labels >= 0.5, the definition of the phantoms' thick-slice labels,
+    /// src/phantom/voxelize.rs). Models trained before this setting read back as `Centre`.
+    #[serde(default)]
+    pub slab_label: SlabLabel,
+}
+
+/// How [`draw_tile`] picks a tile's slice (see [`SampleSettings::draw`]).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Draw {
+    /// Uniformly over all slices with bone of all scans (scans weigh by their slice count).
+    #[default]
+    Slice,
+    /// A scan uniformly, then one of its slices with bone (every scan weighs the same).
+    Scan,
+}
+
+/// Target of a thick-slice tile (see [`SampleSettings::slab_label`]).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum SlabLabel {
+    /// The label of the slab's central slice.
+    #[default]
+    Centre,
+    /// Bone where the mean of the slab's labels is >= 0.5 (bone fills at least half the slab).
+    Occupancy,
 }
 
 impl Default for SampleSettings {
@@ -136,6 +190,8 @@ impl Default for SampleSettings {
             slab_mm: 0.0,
             sharpen: 0.0,
             zoom: 0.0,
+            draw: Draw::Slice,
+            slab_label: SlabLabel::Centre,
         }
     }
 }
@@ -173,7 +229,8 @@ pub struct Tile {
     pub target: Vec<i64>,
 }
 
-/// Draws a tile from one of `scans` (see the module documentation); `None` when no scan has bone.
+/// Draws a tile from one of `scans` (see the module documentation; the slice as
+/// [`SampleSettings::draw`] says); `None` when no scan has bone.
 pub fn draw_tile<S: std::borrow::Borrow<ScanData>>(
     scans: &[S],
     set: &SampleSettings,
@@ -194,7 +251,18 @@ pub fn draw_tile<S: std::borrow::Borrow<ScanData>>(
     if candidates.is_empty() {
         return None;
     }
-    let (n, k) = candidates[rng.below(candidates.len())];
+    let (n, k) = match set.draw {
+        Draw::Slice => candidates[rng.below(candidates.len())],
+        Draw::Scan => {
+            // `candidates` is grouped by scan: pick a scan with bone, then one of its slices.
+            let mut with_bone: Vec<usize> = candidates.iter().map(|&(n, _)| n).collect();
+            with_bone.dedup();
+            let n = with_bone[rng.below(with_bone.len())];
+            let first = candidates.partition_point(|&(m, _)| m < n);
+            let count = candidates[first..].partition_point(|&(m, _)| m == n);
+            candidates[first + rng.below(count)]
+        }
+    };
     let sc: &ScanData = scans[n].borrow();
     let rect = sc.bone_rects[k]?;
     let (_, rows, cols) = sc.image.dim();
@@ -211,6 +279,19 @@ pub fn draw_tile<S: std::borrow::Borrow<ScanData>>(
     let slab = slab_slices(sc, k, set, rng);
     let f = zoom_factor(set, rng);
     let weight = 1.0 / slab.len() as f32;
+    // The target's bone fraction at (j, i): the central slice's label, or for an occupancy
+    // target the mean of the slab's labels.
+    let occupancy = set.slab_label == SlabLabel::Occupancy && slab.len() > 1;
+    let label_at = |j: usize, i: usize| -> f32 {
+        if occupancy {
+            slab.iter()
+                .map(|&q| f32::from(u8::from(sc.label[[q, j, i]] != 0)))
+                .sum::<f32>()
+                * weight
+        } else {
+            f32::from(u8::from(sc.label[[k, j, i]] != 0))
+        }
+    };
     let mut input = vec![sc.norm.pad_value(); side * side];
     let (mut bone, mut back) = (Vec::new(), Vec::new());
     let in_rect = |j: isize, i: isize| {
@@ -244,7 +325,7 @@ pub fn draw_tile<S: std::borrow::Borrow<ScanData>>(
                 if !in_rect(j, i) {
                     continue;
                 }
-                if sc.label[[k, j as usize, i as usize]] != 0 {
+                if label_at(j as usize, i as usize) >= 0.5 {
                     bone.push(r * t + c);
                 } else {
                     back.push(r * t + c);
@@ -278,7 +359,7 @@ pub fn draw_tile<S: std::borrow::Borrow<ScanData>>(
                 if !in_rect(y.round() as isize, x.round() as isize) {
                     continue;
                 }
-                match bilinear(rows, cols, y, x, |j, i| f32::from(sc.label[[k, j, i]])) {
+                match bilinear(rows, cols, y, x, label_at) {
                     Some(l) if l >= 0.5 => bone.push(r * t + c),
                     Some(_) => back.push(r * t + c),
                     None => {}
@@ -459,6 +540,109 @@ pub(crate) mod tests {
             }
         }
         assert!(checked > 3000, "{checked}");
+    }
+
+    #[test]
+    fn scan_draw_gives_every_scan_the_same_share_of_tiles() {
+        // Scan "thin" has bone in 9 slices, scan "thick" in 1; their images are 1 and 3, so a
+        // tile's centre value tells where it came from.
+        let make = |slices: usize, value: f32| {
+            let label = Array3::from_shape_fn((slices, 80, 80), |(_, j, i)| {
+                u8::from((30..40).contains(&j) && (20..60).contains(&i))
+            });
+            let image = Array3::from_elem((slices, 80, 80), value);
+            ScanData::new(
+                "s".into(),
+                image,
+                label,
+                air_tissue_normaliser().identity(),
+                8,
+            )
+        };
+        let scans = [make(9, 1.0), make(1, 3.0)];
+        let side = quiet().tile + 32;
+        let share_of_thick = |draw: Draw, seed: u64| {
+            let set = SampleSettings { draw, ..quiet() };
+            let mut rng = Rng::new(seed);
+            let n = 400;
+            let thick = (0..n)
+                .filter(|_| {
+                    let t = draw_tile(&scans, &set, &mut rng).unwrap();
+                    t.input[(side / 2) * side + side / 2] == 3.0
+                })
+                .count();
+            thick as f64 / n as f64
+        };
+        let by_slice = share_of_thick(Draw::Slice, 3);
+        let by_scan = share_of_thick(Draw::Scan, 3);
+        assert!(
+            (0.05..=0.16).contains(&by_slice),
+            "by slice {by_slice}, 0.1 expected"
+        );
+        assert!(
+            (0.43..=0.57).contains(&by_scan),
+            "by scan {by_scan}, 0.5 expected"
+        );
+    }
+
+    #[test]
+    fn occupancy_targets_of_thick_slice_tiles_match_the_slab_mean_of_the_label() {
+        // 12 slices 1 mm apart: a bone bar in slices 3..=8 whose rows shift by 2 per slice (a
+        // slab mixes bone and background at its edges) and a plate in slice 6 alone, which no
+        // slab of 2 or more slices is half filled by. Image = 1 + label, so the slab's input is
+        // 1 + the slab mean of the label: an occupancy target is bone exactly where the input is
+        // >= 1.5, while the central slice's label keeps the plate.
+        let label = Array3::from_shape_fn((12, 90, 90), |(q, j, i)| {
+            let bar = (3..9).contains(&q) && (20 + 2 * q..44 + 2 * q).contains(&j);
+            let plate = q == 6 && (70..76).contains(&j);
+            u8::from((bar || plate) && (25..65).contains(&i))
+        });
+        let image = label.mapv(|v| 1.0 + f32::from(v));
+        let sc = ScanData::new(
+            "o".into(),
+            image,
+            label,
+            air_tissue_normaliser().identity(),
+            8,
+        )
+        .with_slice_positions((0..12).map(|q| q as f64).collect());
+        let side = quiet().tile + 32;
+        // Counts of drawn voxels whose target disagrees with input >= 1.5 in thick tiles.
+        let disagreements = |slab_label: SlabLabel| {
+            let set = SampleSettings {
+                slab_mm: 6.0,
+                slab_label,
+                ..quiet()
+            };
+            let mut rng = Rng::new(17);
+            let (mut wrong, mut checked) = (0, 0);
+            for _ in 0..200 {
+                let t = draw_tile(&[&sc], &set, &mut rng).unwrap();
+                for r in 0..set.tile {
+                    for c in 0..set.tile {
+                        let v = t.target[r * set.tile + c];
+                        let x = t.input[(r + 16) * side + c + 16];
+                        if v != IGNORE && x != x.round() {
+                            // A fractional input: a mixed voxel of a thick tile.
+                            checked += 1;
+                            wrong += usize::from((v == 1) != (x >= 1.5));
+                        }
+                    }
+                }
+            }
+            (wrong, checked)
+        };
+        let (wrong, checked) = disagreements(SlabLabel::Occupancy);
+        assert!(checked > 200, "{checked} mixed voxels drawn");
+        assert_eq!(
+            wrong, 0,
+            "occupancy: {wrong} of {checked} mixed voxels disagree"
+        );
+        let (wrong, checked) = disagreements(SlabLabel::Centre);
+        assert!(
+            wrong >= 20,
+            "centre label: {wrong} of {checked} mixed voxels disagree (the plate), some expected"
+        );
     }
 
     #[test]

@@ -214,11 +214,11 @@ mod bench {
                 half: device.is_cuda(),
                 ..DenseOptions::default()
             };
-            let _ = dense_probabilities(&net, &norm, one, &opts); // warm-up
+            let _ = dense_probabilities(&net, &norm, one, &[], &opts); // warm-up
             let reps = 3;
             let t = Instant::now();
             for _ in 0..reps {
-                let _ = dense_probabilities(&net, &norm, one, &opts);
+                let _ = dense_probabilities(&net, &norm, one, &[], &opts);
             }
             let dense_s = t.elapsed().as_secs_f64() / reps as f64;
             let mut rng = Rng::new(7);
@@ -231,9 +231,9 @@ mod bench {
                     ]
                 })
                 .collect();
-            let _ = patch_probabilities(&net, &norm, one, &centres[..128], 128, device);
+            let _ = patch_probabilities(&net, &norm, one, &[], &centres[..128], 128, device);
             let t = Instant::now();
-            let _ = patch_probabilities(&net, &norm, one, &centres, 128, device);
+            let _ = patch_probabilities(&net, &norm, one, &[], &centres, 128, device);
             let patch_s = t.elapsed().as_secs_f64() / centres.len() as f64 * roi.area() as f64;
             eprintln!(
                 "{:?}: dense slice {dense_s:.3} s, per-patch slice {patch_s:.1} s",
@@ -242,7 +242,14 @@ mod bench {
             let (series_s, rss) = if (n == 0 || all_series) && !no_series {
                 let t = Instant::now();
                 let norm = Normaliser::fit(norm_mode, ct.hu.view()).expect("normalise");
-                let p = dense_probabilities(&net, &norm, ct.hu.view(), &opts).expect("dense");
+                let p = dense_probabilities(
+                    &net,
+                    &norm,
+                    ct.hu.view(),
+                    &ct.geometry.slice_positions_mm(),
+                    &opts,
+                )
+                .expect("dense");
                 let raw = p.mapv(|v| u8::from(v >= threshold));
                 drop(p);
                 let a = &norm.anchors;

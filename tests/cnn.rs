@@ -16,10 +16,16 @@ use tch::{Device, Tensor};
 
 /// A net with random weights and batch-norm statistics that are not the identity.
 fn random_net(vs: &VarStore, filters: [usize; 4]) -> Net {
-    let net = Net::new(&vs.root(), &Architecture::with_filters(filters));
+    random_net_of(vs, &Architecture::with_filters(filters))
+}
+
+/// [`random_net`] of any architecture (e.g. with neighbour planes).
+fn random_net_of(vs: &VarStore, arch: &Architecture) -> Net {
+    let net = Net::new(&vs.root(), arch);
+    let planes = arch.planes() as i64;
     tch::no_grad(|| {
         for _ in 0..3 {
-            let x = Tensor::randn([4, 1, 40, 40], (tch::Kind::Float, vs.device())) * 0.7 + 0.5;
+            let x = Tensor::randn([4, planes, 40, 40], (tch::Kind::Float, vs.device())) * 0.7 + 0.5;
             let _ = net.forward_t(&x, true);
         }
     });
@@ -32,14 +38,10 @@ fn random_volume(shape: (usize, usize, usize), seed: u64) -> Array3<f32> {
     Array3::from_shape_simple_fn(shape, || -1100.0 + 3200.0 * r.unit())
 }
 
-fn dense_equals_patches(device: Device, half: bool) {
-    tch::manual_seed(3);
-    let vs = VarStore::new(device);
-    let net = random_net(&vs, DEFAULT_FILTERS);
-    let hu = random_volume((3, 37, 45), 11);
-    // Uniform noise has no air and soft-tissue modes to find (the normaliser refuses it): fixed
-    // calibrated anchors, so the values spread over -1..3 normalised units.
-    let norm = Normaliser::with_anchors(
+/// The calibrated anchors of the uniform-noise volumes (which have no air and soft-tissue modes
+/// for the normaliser to find), so the values spread over -1..3 normalised units.
+fn noise_normaliser() -> Normaliser {
+    Normaliser::with_anchors(
         Normalisation::default(),
         Anchors {
             air: -1000.0,
@@ -47,7 +49,23 @@ fn dense_equals_patches(device: Device, half: bool) {
             min: -1100.0,
             max: 2100.0,
         },
-    );
+    )
+}
+
+/// Slice positions of the 5-slice test volumes with neighbour planes: variable spacing, mm.
+const SLICE_MM: [f64; 5] = [0.0, 2.5, 5.0, 8.0, 12.0];
+
+fn dense_equals_patches(device: Device, half: bool, neighbour_mm: f64) {
+    tch::manual_seed(3);
+    let vs = VarStore::new(device);
+    let arch = Architecture::with_filters(DEFAULT_FILTERS).with_neighbours(neighbour_mm);
+    let net = random_net_of(&vs, &arch);
+    let (hu, slice_mm) = if neighbour_mm > 0.0 {
+        (random_volume((5, 37, 45), 11), SLICE_MM.to_vec())
+    } else {
+        (random_volume((3, 37, 45), 11), Vec::new())
+    };
+    let norm = noise_normaliser();
     let opts = DenseOptions {
         batch_slices: 2,
         device,
@@ -55,9 +73,10 @@ fn dense_equals_patches(device: Device, half: bool) {
         roi: false,
         roi_margin: 0,
     };
-    let dense = dense_probabilities(&net, &norm, hu.view(), &opts).unwrap();
+    let dense = dense_probabilities(&net, &norm, hu.view(), &slice_mm, &opts).unwrap();
     let centres: Vec<[usize; 3]> = hu.indexed_iter().map(|((k, j, i), _)| [k, j, i]).collect();
-    let patch = patch_probabilities(&net, &norm, hu.view(), &centres, 256, device).unwrap();
+    let patch =
+        patch_probabilities(&net, &norm, hu.view(), &slice_mm, &centres, 256, device).unwrap();
     let tol = if half { 2e-2 } else { 1e-4 };
     let mut worst = 0f32;
     for (c, p) in centres.iter().zip(&patch) {
@@ -73,15 +92,96 @@ fn dense_equals_patches(device: Device, half: bool) {
 
 #[test]
 fn dense_inference_equals_per_patch_classification_cpu() {
-    dense_equals_patches(Device::Cpu, false);
+    dense_equals_patches(Device::Cpu, false, 0.0);
+}
+
+#[test]
+fn dense_inference_equals_per_patch_classification_with_neighbour_planes_cpu() {
+    dense_equals_patches(Device::Cpu, false, 3.0);
+}
+
+#[test]
+fn neighbour_planes_are_the_interpolated_slices_above_and_below() {
+    // One patch by hand: slice 2 (z 5 mm) of slices at 0, 2.5, 5, 8, 12 mm with planes at +-3 mm:
+    // z 2 = 0.2 x slice 0 + 0.8 x slice 1, z 8 = slice 3; channel order centre, below, above.
+    tch::manual_seed(5);
+    let vs = VarStore::new(Device::Cpu);
+    let arch = Architecture::with_filters([4, 4, 4, 4]).with_neighbours(3.0);
+    let net = random_net_of(&vs, &arch);
+    let hu = random_volume((5, 33, 33), 12);
+    let norm = noise_normaliser();
+    let n = |k: usize, j: usize, i: usize| norm.apply(hu[[k, j, i]]);
+    let mut buf = Vec::with_capacity(3 * 33 * 33);
+    for plane in 0..3 {
+        for j in 0..33 {
+            for i in 0..33 {
+                buf.push(match plane {
+                    0 => n(2, j, i),
+                    1 => 0.2 * n(0, j, i) + 0.8 * n(1, j, i),
+                    _ => n(3, j, i),
+                });
+            }
+        }
+    }
+    let x = Tensor::from_slice(&buf).view([1, 3, 33, 33]);
+    let want = tch::no_grad(|| net.forward_t(&x, false))
+        .softmax(1, tch::Kind::Float)
+        .double_value(&[0, 1, 0, 0]) as f32;
+    let got = patch_probabilities(
+        &net,
+        &norm,
+        hu.view(),
+        &SLICE_MM,
+        &[[2, 16, 16]],
+        1,
+        Device::Cpu,
+    )
+    .unwrap()[0];
+    assert!((got - want).abs() < 1e-5, "{got} against {want} by hand");
+    // The neighbours matter: changing slice 3 moves slice 2's probability; changing slice 4
+    // (12 mm, beyond z 8) does not.
+    let mut other = hu.clone();
+    other.slice_mut(s![3, .., ..]).mapv_inplace(|v| -v);
+    let moved = patch_probabilities(
+        &net,
+        &norm,
+        other.view(),
+        &SLICE_MM,
+        &[[2, 16, 16]],
+        1,
+        Device::Cpu,
+    )
+    .unwrap()[0];
+    assert!(
+        (moved - got).abs() > 1e-4,
+        "slice 3 did not reach slice 2 ({moved})"
+    );
+    let mut far = hu.clone();
+    far.slice_mut(s![4, .., ..]).mapv_inplace(|v| -v);
+    let same = patch_probabilities(
+        &net,
+        &norm,
+        far.view(),
+        &SLICE_MM,
+        &[[2, 16, 16]],
+        1,
+        Device::Cpu,
+    )
+    .unwrap()[0];
+    assert_eq!(same, got);
+    // Without slice positions a model with neighbour planes refuses, naming what is missing.
+    let err = patch_probabilities(&net, &norm, hu.view(), &[], &[[2, 16, 16]], 1, Device::Cpu)
+        .unwrap_err();
+    assert!(err.to_string().contains("slice position"), "{err}");
 }
 
 #[test]
 fn dense_inference_equals_per_patch_classification_cuda() {
     // The same check on the GPU, in fp32 and with mixed precision, whenever one is present.
     if tch::Cuda::is_available() {
-        dense_equals_patches(Device::Cuda(0), false);
-        dense_equals_patches(Device::Cuda(0), true);
+        dense_equals_patches(Device::Cuda(0), false, 0.0);
+        dense_equals_patches(Device::Cuda(0), true, 0.0);
+        dense_equals_patches(Device::Cuda(0), false, 3.0);
     } else {
         eprintln!("no CUDA device: the GPU variant ran on nothing (CPU variant is the other test)");
     }
@@ -107,6 +207,7 @@ fn region_of_interest_keeps_the_head_and_zeroes_the_rest() {
         &net,
         &norm,
         hu.view(),
+        &[],
         &DenseOptions {
             roi: false,
             ..base.clone()
@@ -117,6 +218,7 @@ fn region_of_interest_keeps_the_head_and_zeroes_the_rest() {
         &net,
         &norm,
         hu.view(),
+        &[],
         &DenseOptions {
             roi: true,
             roi_margin: 3,
@@ -265,10 +367,10 @@ fn a_working_pixel_spacing_resamples_the_scan_and_maps_probabilities_back() {
     let mut hu = Array3::from_elem((2, 60, 64), -1000.0f32);
     hu.slice_mut(s![.., 8..52, 6..58])
         .assign(&random_volume((2, 44, 52), 11).mapv(|v| v.max(0.0)));
-    let native = seg.probabilities(hu.view()).unwrap();
+    let native = seg.probabilities(hu.view(), &[]).unwrap();
     // 0.48 mm is within 10 % of 0.5 mm: the scan runs at its own spacing, bit for bit.
     assert_eq!(
-        seg.probabilities_at(hu.view(), [0.48, 0.48]).unwrap(),
+        seg.probabilities_at(hu.view(), &[], [0.48, 0.48]).unwrap(),
         native
     );
     // 0.34 mm pixels: the network runs on the 0.5 mm grid and its output comes back.
@@ -276,10 +378,11 @@ fn a_working_pixel_spacing_resamples_the_scan_and_maps_probabilities_back() {
     let g = seg.working_grid(hu.view(), spacing).unwrap();
     assert_eq!((g.work_rows, g.work_cols), (41, 43));
     assert_eq!(g, InPlaneGrid::new(60, 64, spacing, 0.5).unwrap());
-    let at = seg.probabilities_at(hu.view(), spacing).unwrap();
+    let at = seg.probabilities_at(hu.view(), &[], spacing).unwrap();
     assert_eq!(at.dim(), hu.dim());
     let norm = Normaliser::fit(Normalisation::default(), hu.view()).unwrap();
-    let work = dense_probabilities(&net, &norm, g.to_working(hu.view()).view(), &opts).unwrap();
+    let work =
+        dense_probabilities(&net, &norm, g.to_working(hu.view()).view(), &[], &opts).unwrap();
     let want = g.to_native(work.view());
     let diff = (&at - &want).mapv(f32::abs).fold(0f32, |m, &d| m.max(d));
     assert!(diff <= 1e-5, "resampled inference differs by {diff}");
@@ -373,9 +476,9 @@ fn training_smoke_loss_decreases_and_save_load_round_trip_is_identical() {
         ..DenseOptions::default()
     };
     let norm = Normaliser::fit(Normalisation::default(), hu.view()).unwrap();
-    let mem = dense_probabilities(&net, &norm, hu.view(), &opts).unwrap();
+    let mem = dense_probabilities(&net, &norm, hu.view(), &[], &opts).unwrap();
     let seg = osteon::segment::cnn::segmenter::load_with(&w, opts).unwrap();
-    let disk = seg.probabilities(hu.view()).unwrap();
+    let disk = seg.probabilities(hu.view(), &[]).unwrap();
     assert_eq!(mem, disk, "loaded model gives other probabilities");
     assert!(mem.iter().any(|&p| p > 0.5) && mem.iter().any(|&p| p > 0.0 && p < 0.5));
 }
@@ -434,7 +537,7 @@ fn fit_on_cuda_saves_a_model_that_the_cpu_reads_back_identically() {
         };
         osteon::segment::cnn::segmenter::load_with(&out, opts)
             .unwrap()
-            .probabilities(hu.view())
+            .probabilities(hu.view(), &[])
             .unwrap()
     };
     let (gpu, cpu) = (probs(Device::Cuda(0)), probs(Device::Cpu));

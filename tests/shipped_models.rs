@@ -50,7 +50,7 @@ fn shipped_models_match_their_cards_and_segment_an_unseen_phantom() {
     // consecutive slices, through the vault, the orbits and the skull base; the label is exact.
     let profile = scanner::profile("philips-ingenuity-ub").expect("profile");
     let head = Head::random(1001, Some(false));
-    let (mut hu, mut label) = (Vec::new(), Vec::new());
+    let (mut hu, mut label, mut slice_mm) = (Vec::new(), Vec::new(), Vec::new());
     for level_mm in [45.0, 10.0, -25.0] {
         let mut g = grid(profile, &PhantomOptions::default(), &head);
         let [x, y, _] = g.ipp[0];
@@ -58,6 +58,7 @@ fn shipped_models_match_their_cards_and_segment_an_unseen_phantom() {
         g.ipp = (0..6)
             .map(|k| [x, y, z0 + k as f64 * profile.slice_spacing_mm])
             .collect();
+        slice_mm.push(g.slice_positions_mm());
         let vox = voxelize(&head, &g, 1);
         hu.push(render(vox.hu, &vox.material, &g, &head, profile, 1001));
         label.push(vox.label);
@@ -79,9 +80,9 @@ fn shipped_models_match_their_cards_and_segment_an_unseen_phantom() {
         );
         let t = model.meta().threshold;
         let mut pairs = Vec::new();
-        for (h, l) in hu.iter().zip(&label) {
+        for ((h, l), z) in hu.iter().zip(&label).zip(&slice_mm) {
             let p = model
-                .probabilities(h.view())
+                .probabilities(h.view(), z)
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(p.dim(), h.dim());
             pairs.extend(p.iter().zip(l.iter()).map(|(&q, &v)| (q >= t, v != 0)));

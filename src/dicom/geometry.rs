@@ -103,6 +103,13 @@ impl Geometry {
         ]
     }
 
+    /// Position of each slice along the normal, mm: `dot(IPP, normal)` (PS3.3 C.7.6.2.1.1); one per
+    /// slice, in the volume's `k` order.
+    pub fn slice_positions_mm(&self) -> Vec<f64> {
+        let nrm = self.normal();
+        self.ipp.iter().map(|&p| dot(p, nrm)).collect()
+    }
+
     /// Distances (mm) between consecutive slices along the normal; length `slices - 1`.
     pub fn slice_spacings(&self) -> Vec<f64> {
         let nrm = self.normal();

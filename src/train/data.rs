@@ -178,13 +178,7 @@ pub fn load_scan(
         bone_voxels: label.iter().filter(|&&v| v != 0).count() as u64,
         anchors: [norm.anchors.air, norm.anchors.tissue],
     };
-    let normal = ct.geometry.normal();
-    let slice_mm = ct
-        .geometry
-        .ipp
-        .iter()
-        .map(|&p| crate::dicom::geometry::dot(p, normal))
-        .collect();
+    let slice_mm = ct.geometry.slice_positions_mm();
     let label = work_label.unwrap_or(label);
     let data = ScanData::new(entry.name.clone(), image, label, norm.identity(), margin)
         .with_slice_positions(slice_mm);

@@ -34,6 +34,15 @@ pub struct Architecture {
     pub dropout: f64,
     /// Patch side the classifier is built for, voxels (33).
     pub patch: usize,
+    /// Neighbour planes, mm: 0 = one input plane (the slice; models before this field existed read
+    /// back as 0); `d > 0` = three planes, the slice and the planes `d` mm below and above it along
+    /// the slice normal ([`super::planes::input_planes`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub neighbour_mm: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 /// The family name in [`Architecture::family`].
@@ -49,6 +58,22 @@ impl Architecture {
             pool: 2,
             dropout: 0.1,
             patch: PATCH,
+            neighbour_mm: 0.0,
+        }
+    }
+
+    /// The same with neighbour planes at `neighbour_mm` (0 = one plane).
+    pub fn with_neighbours(mut self, neighbour_mm: f64) -> Architecture {
+        self.neighbour_mm = neighbour_mm;
+        self
+    }
+
+    /// Input planes of the first convolution: 1, or 3 with neighbour planes.
+    pub fn planes(&self) -> usize {
+        if self.neighbour_mm > 0.0 {
+            3
+        } else {
+            1
         }
     }
 
@@ -70,7 +95,7 @@ impl Architecture {
 
     /// Multiply-accumulates per output voxel of dense inference (convolutions only).
     pub fn macs_per_voxel(&self) -> u64 {
-        let mut c_in = 1u64;
+        let mut c_in = self.planes() as u64;
         let mut total = 0u64;
         for (f, k) in self.filters.iter().zip(self.kernels) {
             total += (k * k) as u64 * c_in * *f as u64;
@@ -82,7 +107,7 @@ impl Architecture {
 
     /// Number of trainable parameters (weights, biases, batch-norm scale and shift).
     pub fn parameters(&self) -> u64 {
-        let mut c_in = 1u64;
+        let mut c_in = self.planes() as u64;
         let mut total = 0u64;
         for (f, k) in self.filters.iter().zip(self.kernels) {
             let f = *f as u64;
@@ -109,6 +134,12 @@ impl Architecture {
         }
         if self.filters.iter().any(|&f| f == 0 || f > 1024) {
             return Err(format!("filter counts {:?} outside 1..=1024", self.filters));
+        }
+        if !(self.neighbour_mm.is_finite() && (0.0..=20.0).contains(&self.neighbour_mm)) {
+            return Err(format!(
+                "neighbour planes at {} mm: expected 0 (one plane) to 20 mm",
+                self.neighbour_mm
+            ));
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(format!("dropout {} outside [0, 1)", self.dropout));
@@ -155,6 +186,29 @@ mod tests {
                 + 169 * 32 * 2
                 + 2
         );
+    }
+
+    #[test]
+    fn neighbour_planes_cost_and_json() {
+        let one = Architecture::with_filters(DEFAULT_FILTERS);
+        let three = one.clone().with_neighbours(3.0);
+        assert_eq!(three.planes(), 3);
+        // Only the first convolution grows: 49 x 16 x 2 more multiply-adds and weights.
+        assert_eq!(three.macs_per_voxel() - one.macs_per_voxel(), 1568);
+        assert_eq!(three.parameters() - one.parameters(), 1568);
+        // A one-plane model's JSON is unchanged, and one without the field reads back as one plane.
+        let json = serde_json::to_string(&one).unwrap();
+        assert!(!json.contains("neighbour_mm"));
+        assert_eq!(serde_json::from_str::<Architecture>(&json).unwrap(), one);
+        let back: Architecture =
+            serde_json::from_str(&serde_json::to_string(&three).unwrap()).unwrap();
+        assert_eq!(back.neighbour_mm, 3.0);
+        assert!(three.validate().is_ok());
+        assert!(one
+            .with_neighbours(f64::NAN)
+            .validate()
+            .unwrap_err()
+            .contains("neighbour"));
     }
 
     #[test]

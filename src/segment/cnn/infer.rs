@@ -12,6 +12,7 @@ use tch::{Device, Kind, Tensor};
 use super::arch::HALF;
 use super::net::Net;
 use super::normalise::Normaliser;
+use super::planes::{input_planes, PlaneMix};
 pub use super::roi::{slice_roi, Roi};
 use super::CnnError;
 
@@ -44,9 +45,17 @@ impl Default for DenseOptions {
     }
 }
 
-/// Fills `out` (`(h + 32) x (w + 32)`, row-major) with normalised slice `k` of `hu` over `roi` plus
-/// 16 voxels of context, padding beyond the slice edge with [`Normaliser::pad_value`].
-fn padded_window(hu: ArrayView3<f32>, norm: &Normaliser, k: usize, roi: Roi, out: &mut [f32]) {
+/// Fills `out` (`(h + 32) x (w + 32)`, row-major) with the normalised plane `mix` of `hu` (a
+/// weighted sum of slices, [`super::planes::PlaneMix`]) over `roi` plus 16 voxels of context,
+/// padding beyond the slice edge, and everywhere for an empty mix (a plane outside the series),
+/// with [`Normaliser::pad_value`].
+fn padded_window(
+    hu: ArrayView3<f32>,
+    norm: &Normaliser,
+    mix: &[(usize, f32)],
+    roi: Roi,
+    out: &mut [f32],
+) {
     let (_, rows, cols) = hu.dim();
     let w = roi.i1 - roi.i0 + 2 * HALF;
     let pad = norm.pad_value();
@@ -54,13 +63,38 @@ fn padded_window(hu: ArrayView3<f32>, norm: &Normaliser, k: usize, roi: Roi, out
         let j = roi.j0 as isize + r as isize - HALF as isize;
         for (c, v) in row.iter_mut().enumerate() {
             let i = roi.i0 as isize + c as isize - HALF as isize;
-            *v = if j >= 0 && i >= 0 && (j as usize) < rows && (i as usize) < cols {
-                norm.apply(hu[[k, j as usize, i as usize]])
+            *v = if !mix.is_empty()
+                && j >= 0
+                && i >= 0
+                && (j as usize) < rows
+                && (i as usize) < cols
+            {
+                mix.iter()
+                    .map(|&(k, wt)| wt * norm.apply(hu[[k, j as usize, i as usize]]))
+                    .sum()
             } else {
                 pad
             };
         }
     }
+}
+
+/// The input planes of every slice of a `nk`-slice volume for `net`.
+///
+/// # Errors
+/// [`CnnError::Input`] when `net` has neighbour planes and `slice_mm` does not hold one finite
+/// position per slice.
+fn volume_planes(net: &Net, slice_mm: &[f64], nk: usize) -> Result<Vec<Vec<PlaneMix>>, CnnError> {
+    if net.planes() > 1 && (slice_mm.len() != nk || slice_mm.iter().any(|z| !z.is_finite())) {
+        return Err(CnnError::Input(format!(
+            "a model with neighbour planes needs one finite slice position per slice: {} for {nk} \
+             slices",
+            slice_mm.len()
+        )));
+    }
+    Ok((0..nk)
+        .map(|k| input_planes(slice_mm, k, net.neighbour_mm()))
+        .collect())
 }
 
 /// Bone probability `[N, 2, h, w]` logits -> `[N, h, w]` `f32` on the CPU.
@@ -86,17 +120,24 @@ fn forward(net: &Net, xs: &Tensor, half: bool) -> Tensor {
 }
 
 /// Bone probability of every voxel of `hu` (`[k, j, i]`, grey values), each voxel's value being
-/// that of its own 33x33 axial patch; voxels outside the region of interest get 0.
+/// that of its own 33x33 axial patch (on each of the net's input planes: the slice and, with
+/// neighbour planes, the planes interpolated at `slice_mm[k] -+ d`); voxels outside the region of
+/// interest get 0. `slice_mm`: position of each slice along the slice normal, mm (PS3.3
+/// C.7.6.2.1.1, `dot(IPP, normal)`); read only by a model with neighbour planes.
 ///
 /// # Errors
-/// [`CnnError::Torch`] when a tensor cannot be read back.
+/// [`CnnError::Torch`] when a tensor cannot be read back; [`CnnError::Input`] when the model has
+/// neighbour planes and `slice_mm` is not one finite position per slice.
 pub fn dense_probabilities(
     net: &Net,
     norm: &Normaliser,
     hu: ArrayView3<f32>,
+    slice_mm: &[f64],
     opts: &DenseOptions,
 ) -> Result<Array3<f32>, CnnError> {
     let (nk, rows, cols) = hu.dim();
+    let planes = volume_planes(net, slice_mm, nk)?;
+    let np = net.planes();
     let mut out = Array3::<f32>::zeros((nk, rows, cols));
     let level = norm.roi_level();
     let rois: Vec<Option<Roi>> = (0..nk)
@@ -117,12 +158,15 @@ pub fn dense_probabilities(
             .unwrap_or(Roi::full(rows, cols));
         let (h, w) = (roi.j1 - roi.j0, roi.i1 - roi.i0);
         let (hp, wp) = (h + 2 * HALF, w + 2 * HALF);
-        let mut buf = vec![0f32; batch.len() * hp * wp];
+        let mut buf = vec![0f32; batch.len() * np * hp * wp];
         for (b, &k) in batch.iter().enumerate() {
-            padded_window(hu, norm, k, roi, &mut buf[b * hp * wp..(b + 1) * hp * wp]);
+            for (q, mix) in planes[k].iter().enumerate() {
+                let at = (b * np + q) * hp * wp;
+                padded_window(hu, norm, mix, roi, &mut buf[at..at + hp * wp]);
+            }
         }
         let xs = Tensor::from_slice(&buf)
-            .view([batch.len() as i64, 1, hp as i64, wp as i64])
+            .view([batch.len() as i64, np as i64, hp as i64, wp as i64])
             .to_device(opts.device);
         let p = bone_probability(&forward(net, &xs, opts.half))?;
         for (b, &k) in batch.iter().enumerate() {
@@ -137,25 +181,28 @@ pub fn dense_probabilities(
 }
 
 /// The paper's inference: bone probability of each voxel `[k, j, i]` in `centres`, classifying its
-/// own 33x33 patch (padded beyond the slice edge as in [`dense_probabilities`]), `batch` patches per
-/// forward pass.
+/// own 33x33 patch on each input plane (padded beyond the slice edge and interpolated between
+/// slices as in [`dense_probabilities`], `slice_mm` likewise), `batch` patches per forward pass.
 ///
 /// # Errors
 /// [`CnnError::Torch`] when a tensor cannot be read back; [`CnnError::Input`] for a centre outside
-/// the volume.
+/// the volume or slice positions a model with neighbour planes cannot use.
 pub fn patch_probabilities(
     net: &Net,
     norm: &Normaliser,
     hu: ArrayView3<f32>,
+    slice_mm: &[f64],
     centres: &[[usize; 3]],
     batch: usize,
     device: Device,
 ) -> Result<Vec<f32>, CnnError> {
     let (nk, rows, cols) = hu.dim();
+    let planes = volume_planes(net, slice_mm, nk)?;
+    let np = net.planes();
     let p = 2 * HALF + 1;
     let mut probs = Vec::with_capacity(centres.len());
     for chunk in centres.chunks(batch.max(1)) {
-        let mut buf = vec![0f32; chunk.len() * p * p];
+        let mut buf = vec![0f32; chunk.len() * np * p * p];
         for (b, &[k, j, i]) in chunk.iter().enumerate() {
             if k >= nk || j >= rows || i >= cols {
                 return Err(CnnError::Input(format!(
@@ -168,10 +215,13 @@ pub fn patch_probabilities(
                 i0: i,
                 i1: i + 1,
             };
-            padded_window(hu, norm, k, roi, &mut buf[b * p * p..(b + 1) * p * p]);
+            for (q, mix) in planes[k].iter().enumerate() {
+                let at = (b * np + q) * p * p;
+                padded_window(hu, norm, mix, roi, &mut buf[at..at + p * p]);
+            }
         }
         let xs = Tensor::from_slice(&buf)
-            .view([chunk.len() as i64, 1, p as i64, p as i64])
+            .view([chunk.len() as i64, np as i64, p as i64, p as i64])
             .to_device(device);
         probs.extend(bone_probability(&forward(net, &xs, false))?);
     }

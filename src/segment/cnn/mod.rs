@@ -45,6 +45,7 @@
 pub mod arch;
 pub mod meta;
 pub mod normalise;
+pub mod planes;
 pub mod resample;
 pub mod roi;
 

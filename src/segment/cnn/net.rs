@@ -5,7 +5,8 @@ use tch::Tensor;
 
 use super::arch::Architecture;
 
-/// The network of an [`Architecture`]: input `[N, 1, H, W]` normalised grey values, output
+/// The network of an [`Architecture`]: input `[N, P, H, W]` normalised grey values (`P` planes:
+/// the slice, then with neighbour planes the planes below and above it), output
 /// `[N, 2, H - 32, W - 32]` logits (channel 1 = bone), output voxel `(y, x)` being the class of
 /// the 33x33 input patch whose top-left corner is `(y, x)`, i.e. centred on input `(y+16, x+16)`.
 #[derive(Debug)]
@@ -14,6 +15,7 @@ pub struct Net {
     norms: Vec<nn::BatchNorm>,
     last: nn::Conv2D,
     dropout: f64,
+    neighbour_mm: f64,
 }
 
 impl Net {
@@ -22,7 +24,7 @@ impl Net {
     pub fn new(vs: &nn::Path, arch: &Architecture) -> Net {
         let mut convs = Vec::with_capacity(4);
         let mut norms = Vec::with_capacity(4);
-        let mut c_in = 1i64;
+        let mut c_in = arch.planes() as i64;
         for (b, (&f, &k)) in arch.filters.iter().zip(arch.kernels.iter()).enumerate() {
             let f = f as i64;
             convs.push(nn::conv2d(
@@ -46,10 +48,25 @@ impl Net {
             norms,
             last,
             dropout: arch.dropout,
+            neighbour_mm: arch.neighbour_mm,
         }
     }
 
-    /// Logits `[N, 2, H - 32, W - 32]` of `xs` `[N, 1, H, W]`; `train` turns dropout on and makes
+    /// Input planes `P` of the first convolution (1, or 3 with neighbour planes).
+    pub fn planes(&self) -> usize {
+        if self.neighbour_mm > 0.0 {
+            3
+        } else {
+            1
+        }
+    }
+
+    /// Distance of the neighbour planes from the slice, mm (0 = one plane).
+    pub fn neighbour_mm(&self) -> f64 {
+        self.neighbour_mm
+    }
+
+    /// Logits `[N, 2, H - 32, W - 32]` of `xs` `[N, P, H, W]`; `train` turns dropout on and makes
     /// batch norm use (and update) batch statistics.
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         let mut x = xs.shallow_clone();

@@ -208,13 +208,21 @@ impl CnnSegmenter {
 
     /// Bone probability `[k, j, i]` of every voxel of `hu` (grey values of one scan), each voxel's
     /// own patch at the scan's native spacing (the model's working spacing is not applied: see
-    /// [`Self::probabilities_at`]).
+    /// [`Self::probabilities_at`]). `slice_mm`: each slice's position along the normal, mm
+    /// ([`crate::dicom::geometry::Geometry::slice_positions_mm`]); read only by a model with
+    /// neighbour planes.
     ///
     /// # Errors
     /// [`CnnError::Normalise`] for a flat volume, [`CnnError::Torch`] when libtorch fails (its
-    /// panics are caught).
-    pub fn probabilities(&self, hu: ArrayView3<f32>) -> Result<Array3<f32>, CnnError> {
-        self.probabilities_and_normaliser(hu, None).map(|(p, _)| p)
+    /// panics are caught), [`CnnError::Input`] when a model with neighbour planes gets no usable
+    /// slice positions.
+    pub fn probabilities(
+        &self,
+        hu: ArrayView3<f32>,
+        slice_mm: &[f64],
+    ) -> Result<Array3<f32>, CnnError> {
+        self.probabilities_and_normaliser(hu, slice_mm, None)
+            .map(|(p, _)| p)
     }
 
     /// [`Self::probabilities`] of a scan with PixelSpacing `spacing` (`[Δj, Δi]`, mm): when the
@@ -226,9 +234,10 @@ impl CnnSegmenter {
     pub fn probabilities_at(
         &self,
         hu: ArrayView3<f32>,
+        slice_mm: &[f64],
         spacing: [f64; 2],
     ) -> Result<Array3<f32>, CnnError> {
-        self.probabilities_and_normaliser(hu, Some(spacing))
+        self.probabilities_and_normaliser(hu, slice_mm, Some(spacing))
             .map(|(p, _)| p)
     }
 
@@ -245,6 +254,7 @@ impl CnnSegmenter {
     fn probabilities_and_normaliser(
         &self,
         hu: ArrayView3<f32>,
+        slice_mm: &[f64],
         spacing: Option<[f64; 2]>,
     ) -> Result<(Array3<f32>, Normaliser), CnnError> {
         let norm = Normaliser::fit(self.meta.normalisation, hu)?;
@@ -277,10 +287,10 @@ impl CnnSegmenter {
             .lock()
             .map_err(|_| CnnError::Torch("model mutex poisoned".into()))?;
         let run = std::panic::AssertUnwindSafe(|| match grid {
-            None => dense_probabilities(&guard.net, &norm, hu, &self.options),
+            None => dense_probabilities(&guard.net, &norm, hu, slice_mm, &self.options),
             Some(g) => {
                 let work = g.to_working(hu);
-                dense_probabilities(&guard.net, &norm, work.view(), &self.options)
+                dense_probabilities(&guard.net, &norm, work.view(), slice_mm, &self.options)
                     .map(|p| g.to_native(p.view()))
             }
         });
@@ -363,7 +373,11 @@ impl Segmenter for CnnSegmenter {
 
     fn segment(&self, ct: &CtVolume) -> Result<Mask, SegmentError> {
         let (p, norm) = self
-            .probabilities_and_normaliser(ct.hu.view(), Some(ct.geometry.pixel_spacing))
+            .probabilities_and_normaliser(
+                ct.hu.view(),
+                &ct.geometry.slice_positions_mm(),
+                Some(ct.geometry.pixel_spacing),
+            )
             .map_err(|e| SegmentError::Runtime(e.to_string()))?;
         if let Ok(mut a) = self.last_anchors.lock() {
             *a = Some([f64::from(norm.anchors.air), f64::from(norm.anchors.tissue)]);

@@ -65,7 +65,9 @@ pub(super) fn bilinear(
 }
 
 /// Bone contrast, gain/offset error, blur or edge enhancement, noise, then the normalisation's
-/// clip (see [`SampleSettings`]).
+/// clip (see [`SampleSettings`]), of a tile of one or more `side x side` planes (`x` holds them one
+/// after the other): one draw of each setting for the whole tile, blur plane by plane, noise
+/// independent per voxel.
 pub(super) fn augment(
     x: &mut [f32],
     side: usize,
@@ -87,12 +89,18 @@ pub(super) fn augment(
     let kernel = rng.unit();
     if kernel < 0.3 {
         if set.blur > 0.0 {
-            blur(x, side, 0.4 + (set.blur - 0.4).max(0.0) * rng.unit());
+            let sigma = 0.4 + (set.blur - 0.4).max(0.0) * rng.unit();
+            for plane in x.chunks_mut(side * side) {
+                blur(plane, side, sigma);
+            }
         }
     } else if kernel < 0.5 && set.sharpen > 0.0 {
         let a = set.sharpen * rng.unit();
         let mut smooth = x.to_vec();
-        blur(&mut smooth, side, 1.0 + 1.5 * rng.unit());
+        let sigma = 1.0 + 1.5 * rng.unit();
+        for plane in smooth.chunks_mut(side * side) {
+            blur(plane, side, sigma);
+        }
         for (v, g) in x.iter_mut().zip(&smooth) {
             *v += a * (*v - g);
         }

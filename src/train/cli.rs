@@ -92,6 +92,12 @@ pub struct TrainArgs {
     /// labels are defined).
     #[arg(long, value_enum, default_value_t = super::sample::SlabLabel::Centre)]
     pub slab_label: super::sample::SlabLabel,
+    /// Neighbour planes, mm: 0 (the default) = the network sees the slice alone; d > 0 = it also
+    /// sees the planes d mm below and above it along the slice normal, interpolated from the
+    /// series' slice positions (e.g. 3: for thick slices, where one slice cannot tell where in
+    /// the slab the bone lies).
+    #[arg(long, default_value_t = 0.0)]
+    pub neighbour_mm: f32,
     /// Working pixel spacing, mm: scans whose PixelSpacing differs by more than 10 % are
     /// resampled to it for training, and the model does the same at inference, so the 33x33
     /// receptive field covers the same millimetres on every scan (default: each scan's own).
@@ -156,6 +162,7 @@ pub fn options(args: &TrainArgs) -> Result<super::fit::TrainOptions, String> {
             zoom: args.zoom,
             draw: args.draw,
             slab_label: args.slab_label,
+            neighbour_mm: args.neighbour_mm,
             ..SampleSettings::default()
         },
         lr: args.lr,
@@ -295,6 +302,9 @@ pub struct FoldArgs {
     /// Target of thick-slice tiles (as `osteon train --slab-label`).
     #[arg(long, value_enum)]
     pub slab_label: Option<super::sample::SlabLabel>,
+    /// Neighbour planes of the fold models, mm (as `osteon train --neighbour-mm`).
+    #[arg(long)]
+    pub neighbour_mm: Option<f32>,
     /// Where the folds train.
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
@@ -308,7 +318,7 @@ pub struct FoldArgs {
 impl FoldArgs {
     /// The first flag given that only `--folds` uses (`--reuse`, `--train-only`, `--models`, `--steps`,
     /// `--tiles`, `--tile-size`, `--minutes-per-fold`, `--seed`, `--working-pixel-mm`, `--draw`,
-    /// `--slab-mm`, `--slab-label`), so that it
+    /// `--slab-mm`, `--slab-label`, `--neighbour-mm`), so that it
     /// is refused without `--folds` instead of being silently ignored (`--plot` also serves
     /// `evaluate --baseline`).
     pub fn fold_only_flag(&self) -> Option<&'static str> {
@@ -325,6 +335,7 @@ impl FoldArgs {
             (self.draw.is_some(), "--draw"),
             (self.slab_mm.is_some(), "--slab-mm"),
             (self.slab_label.is_some(), "--slab-label"),
+            (self.neighbour_mm.is_some(), "--neighbour-mm"),
         ]
         .into_iter()
         .find_map(|(given, flag)| given.then_some(flag))
@@ -458,6 +469,9 @@ pub fn run_folds(
     }
     if let Some(l) = args.slab_label {
         targs.slab_label = l;
+    }
+    if let Some(d) = args.neighbour_mm {
+        targs.neighbour_mm = d;
     }
     targs.minutes = args.minutes_per_fold;
     targs.device = args.device;

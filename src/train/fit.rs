@@ -142,7 +142,8 @@ pub(super) fn save_vs(vs: &VarStore, arch: &Architecture, path: &Path) -> Result
     cpu.save(path).map_err(|e| torch(e).into())
 }
 
-/// One training batch from `scans`, drawn by `rng`: inputs `[B, 1, S+32, S+32]`, targets `[B, S, S]`,
+/// One training batch from `scans`, drawn by `rng`: inputs `[B, P, S+32, S+32]` (`P` input planes),
+/// targets `[B, S, S]`,
 /// on `device`.
 fn batch(
     scans: &[&ScanData],
@@ -161,7 +162,7 @@ fn batch(
     let b = o.tiles_per_step as i64;
     Some((
         Tensor::from_slice(&xs)
-            .view([b, 1, side, side])
+            .view([b, o.sample.planes() as i64, side, side])
             .to_device(device),
         Tensor::from_slice(&ys).view([b, s, s]).to_device(device),
     ))
@@ -181,7 +182,13 @@ fn scan_probabilities(net: &Net, sc: &ScanData, device: Device) -> Result<Array3
         batch_slices: if device.is_cuda() { 16 } else { 4 },
         ..DenseOptions::default()
     };
-    Ok(dense_probabilities(net, &sc.norm, sc.image.view(), &opts)?)
+    Ok(dense_probabilities(
+        net,
+        &sc.norm,
+        sc.image.view(),
+        &sc.slice_mm,
+        &opts,
+    )?)
 }
 
 /// Mean DSC over `scans` (inside each label's bounding box) for each candidate threshold.
@@ -350,6 +357,14 @@ pub fn check_options(o: &TrainOptions) -> Result<(), TrainError> {
             "",
             "1 or less turns the scale augmentation off",
         ),
+        (
+            "--neighbour-mm",
+            sm.neighbour_mm,
+            20.0,
+            false,
+            " mm",
+            "0 gives the network the slice alone",
+        ),
     ];
     for (flag, v, hi, open, unit, off) in augmentation {
         let inside = v.is_finite() && v >= 0.0 && if open { v < hi } else { v <= hi };
@@ -372,6 +387,7 @@ pub fn check_options(o: &TrainOptions) -> Result<(), TrainError> {
         ));
     }
     Architecture::with_filters(o.filters)
+        .with_neighbours(f64::from(o.sample.neighbour_mm))
         .validate()
         .map_err(TrainError::Settings)
 }
@@ -471,7 +487,8 @@ pub fn fit(
             o.manifest.display()
         )));
     }
-    let arch = Architecture::with_filters(o.filters);
+    let arch =
+        Architecture::with_filters(o.filters).with_neighbours(f64::from(o.sample.neighbour_mm));
     if !device.is_cuda() {
         tch::set_num_threads(o.threads.max(1) as i32);
     }

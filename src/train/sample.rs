@@ -17,6 +17,7 @@ use rand_core::{RngCore, SeedableRng};
 
 use crate::segment::cnn::arch::HALF;
 use crate::segment::cnn::normalise::Normaliser;
+use crate::segment::cnn::planes::{input_planes, PlaneMix};
 use crate::segment::cnn::roi::{bone_roi, Roi};
 
 use super::augment::{augment, bilinear, slab_slices, zoom_factor};
@@ -129,6 +130,29 @@ pub struct SampleSettings {
     /// src/phantom/voxelize.rs). Models trained before this setting read back as `Centre`.
     #[serde(default)]
     pub slab_label: SlabLabel,
+    /// Neighbour planes, mm ([`crate::segment::cnn::arch::Architecture::neighbour_mm`]): 0 = one
+    /// input plane; `d > 0` = each tile also holds the planes `d` mm below and above its slice
+    /// (for a slab tile: below and above every slice of the slab, averaged alike), interpolated
+    /// from the scan's slice positions, air beyond the scan; the two are swapped for half the
+    /// tiles, so that the model does not learn which way the slice normal points (it points to
+    /// the feet on a feet-first series). Older models read back as 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub neighbour_mm: f32,
+}
+
+fn is_zero(v: &f32) -> bool {
+    *v == 0.0
+}
+
+impl SampleSettings {
+    /// Input planes of a tile: 1, or 3 with neighbour planes.
+    pub fn planes(&self) -> usize {
+        if self.neighbour_mm > 0.0 {
+            3
+        } else {
+            1
+        }
+    }
 }
 
 /// How [`draw_tile`] picks a tile's slice (see [`SampleSettings::draw`]).
@@ -192,6 +216,7 @@ impl Default for SampleSettings {
             zoom: 0.0,
             draw: Draw::Slice,
             slab_label: SlabLabel::Centre,
+            neighbour_mm: 0.0,
         }
     }
 }
@@ -220,10 +245,10 @@ impl Rng {
     }
 }
 
-/// One tile: `input` is `(tile + 32)^2` normalised values, `target` `tile^2` classes (0, 1 or
-/// [`IGNORE`]).
+/// One tile: `input` is `P x (tile + 32)^2` normalised values (`P` = [`SampleSettings::planes`]),
+/// `target` `tile^2` classes (0, 1 or [`IGNORE`]).
 pub struct Tile {
-    /// Row-major input window.
+    /// Row-major input window, plane after plane.
     pub input: Vec<f32>,
     /// Row-major target.
     pub target: Vec<i64>,
@@ -279,6 +304,22 @@ pub fn draw_tile<S: std::borrow::Borrow<ScanData>>(
     let slab = slab_slices(sc, k, set, rng);
     let f = zoom_factor(set, rng);
     let weight = 1.0 / slab.len() as f32;
+    // Neighbour planes (empty without them): the slab shifted by -d and +d mm, in random order.
+    let mut neighbours = neighbour_planes(sc, &slab, set.neighbour_mm, weight);
+    if neighbours.len() == 2 && rng.unit() < 0.5 {
+        neighbours.swap(0, 1);
+    }
+    let np = 1 + neighbours.len();
+    // Input plane `q` at (j, i): the slab's mean (q = 0), else the neighbour plane's mix; `None`
+    // for a neighbour plane outside the scan.
+    let value = |q: usize, j: usize, i: usize| -> Option<f32> {
+        if q == 0 {
+            Some(slab.iter().map(|&s| sc.image[[s, j, i]]).sum::<f32>() * weight)
+        } else {
+            let mix = &neighbours[q - 1];
+            (!mix.is_empty()).then(|| mix.iter().map(|&(s, w)| w * sc.image[[s, j, i]]).sum())
+        }
+    };
     // The target's bone fraction at (j, i): the central slice's label, or for an occupancy
     // target the mean of the slab's labels.
     let occupancy = set.slab_label == SlabLabel::Occupancy && slab.len() > 1;
@@ -292,7 +333,8 @@ pub fn draw_tile<S: std::borrow::Borrow<ScanData>>(
             f32::from(u8::from(sc.label[[k, j, i]] != 0))
         }
     };
-    let mut input = vec![sc.norm.pad_value(); side * side];
+    let pad = sc.norm.pad_value();
+    let mut input = vec![pad; np * side * side];
     let (mut bone, mut back) = (Vec::new(), Vec::new());
     let in_rect = |j: isize, i: isize| {
         j >= rect.j0 as isize
@@ -309,11 +351,11 @@ pub fn draw_tile<S: std::borrow::Borrow<ScanData>>(
             for c in 0..side {
                 let i = oi + c as isize - HALF as isize;
                 if i >= 0 && (i as usize) < cols {
-                    input[r * side + c] = slab
-                        .iter()
-                        .map(|&q| sc.image[[q, j as usize, i as usize]])
-                        .sum::<f32>()
-                        * weight;
+                    for q in 0..np {
+                        if let Some(v) = value(q, j as usize, i as usize) {
+                            input[(q * side + r) * side + c] = v;
+                        }
+                    }
                 }
             }
         }
@@ -342,14 +384,14 @@ pub fn draw_tile<S: std::borrow::Borrow<ScanData>>(
                 ci as f64 + (c as f64 - off - centre) * f,
             )
         };
-        for r in 0..side {
-            for c in 0..side {
-                let (y, x) = at(r, c, HALF as f64);
-                let v = bilinear(rows, cols, y, x, |j, i| {
-                    slab.iter().map(|&q| sc.image[[q, j, i]]).sum::<f32>() * weight
-                });
-                if let Some(v) = v {
-                    input[r * side + c] = v;
+        for q in (0..np).filter(|&q| q == 0 || !neighbours[q - 1].is_empty()) {
+            for r in 0..side {
+                for c in 0..side {
+                    let (y, x) = at(r, c, HALF as f64);
+                    let v = bilinear(rows, cols, y, x, |j, i| value(q, j, i).unwrap_or(pad));
+                    if let Some(v) = v {
+                        input[(q * side + r) * side + c] = v;
+                    }
                 }
             }
         }
@@ -382,9 +424,44 @@ pub fn draw_tile<S: std::borrow::Borrow<ScanData>>(
     augment(&mut input, side, sc, set, rng);
     let d = rng.below(8);
     Some(Tile {
-        input: dihedral(&input, side, d),
+        input: input
+            .chunks(side * side)
+            .flat_map(|plane| dihedral(plane, side, d))
+            .collect(),
         target: dihedral(&target, t, d),
     })
+}
+
+/// The neighbour planes of a tile whose input is the mean of `slab` (`weight` = 1 / its length):
+/// none when `neighbour_mm` is 0, else the same mean of the planes `neighbour_mm` below and above
+/// each of its slices ([`input_planes`]), each as `(slice, weight)` pairs; a plane any part of
+/// which lies outside the scan (or a scan without slice positions) is empty (air).
+fn neighbour_planes(
+    sc: &ScanData,
+    slab: &[usize],
+    neighbour_mm: f32,
+    weight: f32,
+) -> Vec<PlaneMix> {
+    if neighbour_mm <= 0.0 {
+        return Vec::new();
+    }
+    let mut out = vec![Vec::new(), Vec::new()];
+    if sc.slice_mm.is_empty() {
+        return out;
+    }
+    for (side, plane) in out.iter_mut().enumerate() {
+        let mut mix = Vec::new();
+        for &s in slab {
+            let one = &input_planes(&sc.slice_mm, s, f64::from(neighbour_mm))[1 + side];
+            if one.is_empty() {
+                mix.clear();
+                break;
+            }
+            mix.extend(one.iter().map(|&(q, w)| (q, w * weight)));
+        }
+        *plane = mix;
+    }
+    out
 }
 
 /// One of the 8 flips/rotations of a square `side x side` image.
@@ -475,6 +552,57 @@ pub(crate) mod tests {
             zoom: 0.0,
             ..SampleSettings::default()
         }
+    }
+
+    #[test]
+    fn neighbour_planes_hold_the_interpolated_slices_in_either_order() {
+        // 12 slices 2 mm apart, slice q filled with the value q / 4 (inside the clip), bone in
+        // slices 3..=8: planes 3 mm below and above slice k are (k -+ 1.5) / 4 (linear between
+        // neighbours), in random order; plane 0 is k / 4.
+        let label = Array3::from_shape_fn((12, 80, 80), |(q, j, i)| {
+            u8::from((3..9).contains(&q) && (30..40).contains(&j) && (20..60).contains(&i))
+        });
+        let image = Array3::from_shape_fn((12, 80, 80), |(q, _, _)| 0.25 * q as f32);
+        let norm = air_tissue_normaliser();
+        let sc = ScanData::new("z".into(), image, label, norm.identity(), 8)
+            .with_slice_positions((0..12).map(|q| 2.0 * q as f64).collect());
+        let set = SampleSettings {
+            neighbour_mm: 3.0,
+            ..quiet()
+        };
+        let side = set.tile + 32;
+        let centre = (set.tile / 2 + 16) * side + set.tile / 2 + 16;
+        let mut rng = Rng::new(5);
+        let (mut below_first, n) = (0, 200);
+        for _ in 0..n {
+            let t = draw_tile(&[&sc], &set, &mut rng).unwrap();
+            assert_eq!(t.input.len(), 3 * side * side);
+            let [k, a, b] = [0, 1, 2].map(|q| t.input[q * side * side + centre]);
+            let (lo, hi) = (a.min(b), a.max(b));
+            assert!(
+                (lo - (k - 0.375)).abs() < 1e-5 && (hi - (k + 0.375)).abs() < 1e-5,
+                "{k} {a} {b}"
+            );
+            below_first += usize::from(a < b);
+        }
+        assert!(
+            (70..=130).contains(&below_first),
+            "{below_first} of {n} below first"
+        );
+        // A plane beyond the scan is air: bone in the last slice only.
+        let label = Array3::from_shape_fn((4, 80, 80), |(q, j, i)| {
+            u8::from(q == 3 && (30..40).contains(&j) && (20..60).contains(&i))
+        });
+        let image = Array3::from_shape_fn((4, 80, 80), |(q, _, _)| 0.25 * q as f32);
+        let last = ScanData::new("top".into(), image, label, norm.identity(), 8)
+            .with_slice_positions(vec![0.0, 2.0, 4.0, 6.0]);
+        let t = draw_tile(&[&last], &set, &mut rng).unwrap();
+        let mut planes = [1, 2].map(|q| t.input[q * side * side + centre]);
+        planes.sort_by(f32::total_cmp);
+        assert_eq!(planes, [last.norm.pad_value(), 0.375]);
+        // Without neighbour planes a tile is one plane, as before.
+        let t = draw_tile(&[&sc], &quiet(), &mut rng).unwrap();
+        assert_eq!(t.input.len(), side * side);
     }
 
     /// Settings with every augmentation off but zoom.

@@ -15,7 +15,9 @@
 //! each segmenter's own post-processing), plus, with `OSTEON_CNN_VARIANTS=1`, a cone-beam-like
 //! (0.75 x HU + 200) and a low-dose (+120 HU SD noise) variant of each.
 //! `OSTEON_CNN_SERIES=all` runs the whole series for every entry (default: the first only; `none`:
-//! no whole series).
+//! no whole series). `OSTEON_CNN_NEIGHBOUR_MM=3` gives the random-weight entries neighbour planes
+//! at +-3 mm (three input planes, [`osteon::segment::cnn::planes`]); the one-slice timings then
+//! read the neighbours as air (the slice is timed alone), the series timing reads them.
 #[cfg(feature = "torch")]
 #[path = "common/rss.rs"]
 mod rss;
@@ -192,7 +194,12 @@ mod bench {
                     (meta.architecture, meta.threshold, meta.normalisation)
                 }
                 (None, c) => (
-                    Architecture::with_filters(c.unwrap_or(DEFAULT_FILTERS)),
+                    Architecture::with_filters(c.unwrap_or(DEFAULT_FILTERS)).with_neighbours(
+                        std::env::var("OSTEON_CNN_NEIGHBOUR_MM")
+                            .ok()
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(0.0),
+                    ),
                     0.5,
                     Normalisation::default(),
                 ),
@@ -207,6 +214,7 @@ mod bench {
             let norm = Normaliser::fit(norm_mode, ct.hu.view()).expect("normalise the series");
             let k = nk / 2;
             let one = ct.hu.slice(s![k..k + 1, .., ..]);
+            let one_mm = [ct.geometry.slice_positions_mm()[k]];
             let roi = slice_roi(one.slice(s![0, .., ..]), norm.roi_level(), 4)
                 .expect("head in the middle slice");
             let opts = DenseOptions {
@@ -214,11 +222,11 @@ mod bench {
                 half: device.is_cuda(),
                 ..DenseOptions::default()
             };
-            let _ = dense_probabilities(&net, &norm, one, &[], &opts); // warm-up
+            let _ = dense_probabilities(&net, &norm, one, &one_mm, &opts); // warm-up
             let reps = 3;
             let t = Instant::now();
             for _ in 0..reps {
-                let _ = dense_probabilities(&net, &norm, one, &[], &opts);
+                let _ = dense_probabilities(&net, &norm, one, &one_mm, &opts);
             }
             let dense_s = t.elapsed().as_secs_f64() / reps as f64;
             let mut rng = Rng::new(7);
@@ -231,9 +239,9 @@ mod bench {
                     ]
                 })
                 .collect();
-            let _ = patch_probabilities(&net, &norm, one, &[], &centres[..128], 128, device);
+            let _ = patch_probabilities(&net, &norm, one, &one_mm, &centres[..128], 128, device);
             let t = Instant::now();
-            let _ = patch_probabilities(&net, &norm, one, &[], &centres, 128, device);
+            let _ = patch_probabilities(&net, &norm, one, &one_mm, &centres, 128, device);
             let patch_s = t.elapsed().as_secs_f64() / centres.len() as f64 * roi.area() as f64;
             eprintln!(
                 "{:?}: dense slice {dense_s:.3} s, per-patch slice {patch_s:.1} s",
@@ -269,11 +277,16 @@ mod bench {
             };
             let f = arch.filters;
             println!(
-                "| {}/{}/{}/{}{} | {} | {} | {:.3} | {:.1} | {:.0}x | {} | {} |",
+                "| {}/{}/{}/{}{}{} | {} | {} | {:.3} | {:.1} | {:.0}x | {} | {} |",
                 f[0],
                 f[1],
                 f[2],
                 f[3],
+                if arch.planes() > 1 {
+                    format!(", planes +-{} mm", arch.neighbour_mm)
+                } else {
+                    String::new()
+                },
                 if model.is_some() { " (model)" } else { "" },
                 arch.macs_per_voxel(),
                 roi.area(),

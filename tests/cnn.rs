@@ -127,47 +127,33 @@ fn neighbour_planes_are_the_interpolated_slices_above_and_below() {
     let want = tch::no_grad(|| net.forward_t(&x, false))
         .softmax(1, tch::Kind::Float)
         .double_value(&[0, 1, 0, 0]) as f32;
-    let got = patch_probabilities(
-        &net,
-        &norm,
-        hu.view(),
-        &SLICE_MM,
-        &[[2, 16, 16]],
-        1,
-        Device::Cpu,
-    )
-    .unwrap()[0];
+    // Slice 2's centre patch of a volume.
+    let centre = |v: &Array3<f32>| {
+        patch_probabilities(
+            &net,
+            &norm,
+            v.view(),
+            &SLICE_MM,
+            &[[2, 16, 16]],
+            1,
+            Device::Cpu,
+        )
+        .unwrap()[0]
+    };
+    let got = centre(&hu);
     assert!((got - want).abs() < 1e-5, "{got} against {want} by hand");
     // The neighbours matter: changing slice 3 moves slice 2's probability; changing slice 4
     // (12 mm, beyond z 8) does not.
     let mut other = hu.clone();
     other.slice_mut(s![3, .., ..]).mapv_inplace(|v| -v);
-    let moved = patch_probabilities(
-        &net,
-        &norm,
-        other.view(),
-        &SLICE_MM,
-        &[[2, 16, 16]],
-        1,
-        Device::Cpu,
-    )
-    .unwrap()[0];
+    let moved = centre(&other);
     assert!(
         (moved - got).abs() > 1e-4,
         "slice 3 did not reach slice 2 ({moved})"
     );
     let mut far = hu.clone();
     far.slice_mut(s![4, .., ..]).mapv_inplace(|v| -v);
-    let same = patch_probabilities(
-        &net,
-        &norm,
-        far.view(),
-        &SLICE_MM,
-        &[[2, 16, 16]],
-        1,
-        Device::Cpu,
-    )
-    .unwrap()[0];
+    let same = centre(&far);
     assert_eq!(same, got);
     // Without slice positions a model with neighbour planes refuses, naming what is missing.
     let err = patch_probabilities(&net, &norm, hu.view(), &[], &[[2, 16, 16]], 1, Device::Cpu)

@@ -3,10 +3,11 @@
 //! own slice positions (so that variable slice spacing and thick slices are handled alike).
 //!
 //! A single axial slice cannot say where within a 5 mm slab the bone lies (the skull base, where
-//! bone runs oblique to the slices, is where one-plane models lose; models/MODEL.md, "Next:
-//! neighbouring planes as input"). Two planes at +-d mm give the classifier the through-plane
-//! gradient at +3 % multiply-adds per voxel. A plane beyond the first or last slice is air
-//! ([`super::normalise::Normaliser::pad_value`]), as the in-plane context beyond the slice edge.
+//! bone runs oblique to the slices, is where one-plane models lose;
+//! models/MODEL-cpu-3-leave-2-out.md, "Neighbouring planes as input"). Two planes at +-d mm give
+//! the classifier the through-plane gradient at +3 % multiply-adds per voxel. A plane beyond the
+//! first or last slice is air ([`super::normalise::Normaliser::pad_value`]), as the in-plane
+//! context beyond the slice edge.
 
 /// One input plane as a weighted sum of slices: `(k, weight)` pairs whose weights sum to 1; empty
 /// when the plane lies outside the series (the plane is then air).

@@ -35,6 +35,7 @@ mod bench {
     };
     use osteon::segment::cnn::net::Net;
     use osteon::segment::cnn::normalise::{Normalisation, Normaliser};
+    use osteon::segment::cnn::planes::Neighbours;
     use osteon::segment::post::post_process;
     use osteon::segment::PostMode;
     use osteon::train::sample::Rng;
@@ -195,10 +196,13 @@ mod bench {
                 }
                 (None, c) => (
                     Architecture::with_filters(c.unwrap_or(DEFAULT_FILTERS)).with_neighbours(
-                        std::env::var("OSTEON_CNN_NEIGHBOUR_MM")
-                            .ok()
-                            .and_then(|v| v.parse().ok())
-                            .unwrap_or(0.0),
+                        Neighbours::from_settings(
+                            std::env::var("OSTEON_CNN_NEIGHBOUR_MM")
+                                .ok()
+                                .and_then(|v| v.parse().ok())
+                                .unwrap_or(0.0),
+                            false,
+                        ),
                     ),
                     0.5,
                     Normalisation::default(),

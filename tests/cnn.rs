@@ -9,6 +9,7 @@ use osteon::segment::cnn::infer::{dense_probabilities, patch_probabilities, Dens
 use osteon::segment::cnn::meta::{meta_path, ModelMeta, FORMAT};
 use osteon::segment::cnn::net::Net;
 use osteon::segment::cnn::normalise::{Anchors, Normalisation, Normaliser};
+use osteon::segment::cnn::planes::Neighbours;
 use osteon::segment::cnn::{load, CnnError};
 use osteon::train::sample::{draw_tile, Rng, SampleSettings, ScanData};
 use tch::nn::{self, OptimizerConfig, VarStore};
@@ -55,15 +56,16 @@ fn noise_normaliser() -> Normaliser {
 /// Slice positions of the 5-slice test volumes with neighbour planes: variable spacing, mm.
 const SLICE_MM: [f64; 5] = [0.0, 2.5, 5.0, 8.0, 12.0];
 
-fn dense_equals_patches(device: Device, half: bool, neighbour_mm: f64) {
+fn dense_equals_patches(device: Device, half: bool, nb: Neighbours) {
     tch::manual_seed(3);
     let vs = VarStore::new(device);
-    let arch = Architecture::with_filters(DEFAULT_FILTERS).with_neighbours(neighbour_mm);
+    let arch = Architecture::with_filters(DEFAULT_FILTERS).with_neighbours(nb);
     let net = random_net_of(&vs, &arch);
-    let (hu, slice_mm) = if neighbour_mm > 0.0 {
-        (random_volume((5, 37, 45), 11), SLICE_MM.to_vec())
-    } else {
-        (random_volume((3, 37, 45), 11), Vec::new())
+    let (hu, slice_mm) = match nb {
+        Neighbours::AtMm(_) => (random_volume((5, 37, 45), 11), SLICE_MM.to_vec()),
+        // Adjacent planes need no slice positions.
+        Neighbours::Adjacent => (random_volume((5, 37, 45), 11), Vec::new()),
+        Neighbours::One => (random_volume((3, 37, 45), 11), Vec::new()),
     };
     let norm = noise_normaliser();
     let opts = DenseOptions {
@@ -92,12 +94,17 @@ fn dense_equals_patches(device: Device, half: bool, neighbour_mm: f64) {
 
 #[test]
 fn dense_inference_equals_per_patch_classification_cpu() {
-    dense_equals_patches(Device::Cpu, false, 0.0);
+    dense_equals_patches(Device::Cpu, false, Neighbours::One);
 }
 
 #[test]
 fn dense_inference_equals_per_patch_classification_with_neighbour_planes_cpu() {
-    dense_equals_patches(Device::Cpu, false, 3.0);
+    dense_equals_patches(Device::Cpu, false, Neighbours::AtMm(3.0));
+}
+
+#[test]
+fn dense_inference_equals_per_patch_classification_with_adjacent_slices_cpu() {
+    dense_equals_patches(Device::Cpu, false, Neighbours::Adjacent);
 }
 
 #[test]
@@ -106,7 +113,7 @@ fn neighbour_planes_are_the_interpolated_slices_above_and_below() {
     // z 2 = 0.2 x slice 0 + 0.8 x slice 1, z 8 = slice 3; channel order centre, below, above.
     tch::manual_seed(5);
     let vs = VarStore::new(Device::Cpu);
-    let arch = Architecture::with_filters([4, 4, 4, 4]).with_neighbours(3.0);
+    let arch = Architecture::with_filters([4, 4, 4, 4]).with_neighbours(Neighbours::AtMm(3.0));
     let net = random_net_of(&vs, &arch);
     let hu = random_volume((5, 33, 33), 12);
     let norm = noise_normaliser();
@@ -165,9 +172,10 @@ fn neighbour_planes_are_the_interpolated_slices_above_and_below() {
 fn dense_inference_equals_per_patch_classification_cuda() {
     // The same check on the GPU, in fp32 and with mixed precision, whenever one is present.
     if tch::Cuda::is_available() {
-        dense_equals_patches(Device::Cuda(0), false, 0.0);
-        dense_equals_patches(Device::Cuda(0), true, 0.0);
-        dense_equals_patches(Device::Cuda(0), false, 3.0);
+        dense_equals_patches(Device::Cuda(0), false, Neighbours::One);
+        dense_equals_patches(Device::Cuda(0), true, Neighbours::One);
+        dense_equals_patches(Device::Cuda(0), false, Neighbours::AtMm(3.0));
+        dense_equals_patches(Device::Cuda(0), false, Neighbours::Adjacent);
     } else {
         eprintln!("no CUDA device: the GPU variant ran on nothing (CPU variant is the other test)");
     }
@@ -607,6 +615,13 @@ fn osteon_train_writes_weights_metadata_and_a_resumable_checkpoint() {
     refused(
         &|b| b.sample.slab_label = osteon::train::sample::SlabLabel::Occupancy,
         "--slab-label occupancy needs the thick-slice augmentation",
+    );
+    refused(
+        &|b| {
+            b.sample.neighbour_adjacent = true;
+            b.sample.neighbour_mm = 3.0;
+        },
+        "--neighbour-adjacent and --neighbour-mm exclude each other",
     );
     refused(&|b| b.steps = 0, "--steps must be >= 1");
     refused(&|b| b.threads = 0, "--threads must be >= 1");

@@ -98,6 +98,11 @@ pub struct TrainArgs {
     /// the slab the bone lies).
     #[arg(long, default_value_t = 0.0)]
     pub neighbour_mm: f32,
+    /// Neighbour planes that are the adjacent slices (k - 1, k + 1), whatever their distance; in
+    /// training a thick-slab tile's are the slabs of its thickness below and above it (use with
+    /// --slab-mm). Excludes --neighbour-mm.
+    #[arg(long)]
+    pub neighbour_adjacent: bool,
     /// Working pixel spacing, mm: scans whose PixelSpacing differs by more than 10 % are
     /// resampled to it for training, and the model does the same at inference, so the 33x33
     /// receptive field covers the same millimetres on every scan (default: each scan's own).
@@ -163,6 +168,7 @@ pub fn options(args: &TrainArgs) -> Result<super::fit::TrainOptions, String> {
             draw: args.draw,
             slab_label: args.slab_label,
             neighbour_mm: args.neighbour_mm,
+            neighbour_adjacent: args.neighbour_adjacent,
             ..SampleSettings::default()
         },
         lr: args.lr,
@@ -305,6 +311,10 @@ pub struct FoldArgs {
     /// Neighbour planes of the fold models, mm (as `osteon train --neighbour-mm`).
     #[arg(long)]
     pub neighbour_mm: Option<f32>,
+    /// Adjacent slices as neighbour planes of the fold models (as `osteon train
+    /// --neighbour-adjacent`).
+    #[arg(long)]
+    pub neighbour_adjacent: bool,
     /// Where the folds train.
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
@@ -318,7 +328,7 @@ pub struct FoldArgs {
 impl FoldArgs {
     /// The first flag given that only `--folds` uses (`--reuse`, `--train-only`, `--models`, `--steps`,
     /// `--tiles`, `--tile-size`, `--minutes-per-fold`, `--seed`, `--working-pixel-mm`, `--draw`,
-    /// `--slab-mm`, `--slab-label`, `--neighbour-mm`), so that it
+    /// `--slab-mm`, `--slab-label`, `--neighbour-mm`, `--neighbour-adjacent`), so that it
     /// is refused without `--folds` instead of being silently ignored (`--plot` also serves
     /// `evaluate --baseline`).
     pub fn fold_only_flag(&self) -> Option<&'static str> {
@@ -336,6 +346,7 @@ impl FoldArgs {
             (self.slab_mm.is_some(), "--slab-mm"),
             (self.slab_label.is_some(), "--slab-label"),
             (self.neighbour_mm.is_some(), "--neighbour-mm"),
+            (self.neighbour_adjacent, "--neighbour-adjacent"),
         ]
         .into_iter()
         .find_map(|(given, flag)| given.then_some(flag))
@@ -473,6 +484,7 @@ pub fn run_folds(
     if let Some(d) = args.neighbour_mm {
         targs.neighbour_mm = d;
     }
+    targs.neighbour_adjacent = args.neighbour_adjacent;
     targs.minutes = args.minutes_per_fold;
     targs.device = args.device;
     targs.log_every = 100;

@@ -386,8 +386,13 @@ pub fn check_options(o: &TrainOptions) -> Result<(), TrainError> {
             "--slab-label occupancy needs the thick-slice augmentation (--slab-mm > 0)".into(),
         ));
     }
+    if o.sample.neighbour_adjacent && o.sample.neighbour_mm != 0.0 {
+        return Err(TrainError::Settings(
+            "--neighbour-adjacent and --neighbour-mm exclude each other".into(),
+        ));
+    }
     Architecture::with_filters(o.filters)
-        .with_neighbours(f64::from(o.sample.neighbour_mm))
+        .with_neighbours(o.sample.neighbours())
         .validate()
         .map_err(TrainError::Settings)
 }
@@ -487,8 +492,7 @@ pub fn fit(
             o.manifest.display()
         )));
     }
-    let arch =
-        Architecture::with_filters(o.filters).with_neighbours(f64::from(o.sample.neighbour_mm));
+    let arch = Architecture::with_filters(o.filters).with_neighbours(o.sample.neighbours());
     if !device.is_cuda() {
         tch::set_num_threads(o.threads.max(1) as i32);
     }

@@ -17,7 +17,7 @@ use rand_core::{RngCore, SeedableRng};
 
 use crate::segment::cnn::arch::HALF;
 use crate::segment::cnn::normalise::Normaliser;
-use crate::segment::cnn::planes::{input_planes, PlaneMix};
+use crate::segment::cnn::planes::{input_planes, Neighbours, PlaneMix};
 use crate::segment::cnn::roi::{bone_roi, Roi};
 
 use super::augment::{augment, bilinear, slab_slices, zoom_factor};
@@ -138,20 +138,32 @@ pub struct SampleSettings {
     /// the feet on a feet-first series). Older models read back as 0.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub neighbour_mm: f32,
+    /// Neighbour planes that are the adjacent slices ([`Neighbours::Adjacent`]; `neighbour_mm`
+    /// is then 0): a tile's planes are the slabs of its own thickness just below and above it
+    /// (for a one-slice tile the slices `k - 1`, `k + 1`), so that a thick-slab tile shows what a
+    /// thick-slice series' adjacent slices show; swapped for half the tiles as above. Older
+    /// models read back as false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub neighbour_adjacent: bool,
 }
 
 fn is_zero(v: &f32) -> bool {
     *v == 0.0
 }
 
+fn is_false(v: &bool) -> bool {
+    !*v
+}
+
 impl SampleSettings {
+    /// The neighbour planes of a tile.
+    pub fn neighbours(&self) -> Neighbours {
+        Neighbours::from_settings(f64::from(self.neighbour_mm), self.neighbour_adjacent)
+    }
+
     /// Input planes of a tile: 1, or 3 with neighbour planes.
     pub fn planes(&self) -> usize {
-        if self.neighbour_mm > 0.0 {
-            3
-        } else {
-            1
-        }
+        self.neighbours().planes()
     }
 }
 
@@ -217,6 +229,7 @@ impl Default for SampleSettings {
             draw: Draw::Slice,
             slab_label: SlabLabel::Centre,
             neighbour_mm: 0.0,
+            neighbour_adjacent: false,
         }
     }
 }
@@ -304,8 +317,9 @@ pub fn draw_tile<S: std::borrow::Borrow<ScanData>>(
     let slab = slab_slices(sc, k, set, rng);
     let f = zoom_factor(set, rng);
     let weight = 1.0 / slab.len() as f32;
-    // Neighbour planes (empty without them): the slab shifted by -d and +d mm, in random order.
-    let mut neighbours = neighbour_planes(sc, &slab, set.neighbour_mm, weight);
+    // Neighbour planes (empty without them): the slab shifted by -d and +d mm, or by its own
+    // length for adjacent planes, in random order.
+    let mut neighbours = neighbour_planes(sc, &slab, set.neighbours(), weight);
     if neighbours.len() == 2 && rng.unit() < 0.5 {
         neighbours.swap(0, 1);
     }
@@ -433,35 +447,48 @@ pub fn draw_tile<S: std::borrow::Borrow<ScanData>>(
 }
 
 /// The neighbour planes of a tile whose input is the mean of `slab` (`weight` = 1 / its length):
-/// none when `neighbour_mm` is 0, else the same mean of the planes `neighbour_mm` below and above
-/// each of its slices ([`input_planes`]), each as `(slice, weight)` pairs; a plane any part of
-/// which lies outside the scan (or a scan without slice positions) is empty (air).
-fn neighbour_planes(
-    sc: &ScanData,
-    slab: &[usize],
-    neighbour_mm: f32,
-    weight: f32,
-) -> Vec<PlaneMix> {
-    if neighbour_mm <= 0.0 {
-        return Vec::new();
-    }
-    let mut out = vec![Vec::new(), Vec::new()];
-    if sc.slice_mm.is_empty() {
-        return out;
-    }
-    for (side, plane) in out.iter_mut().enumerate() {
-        let mut mix = Vec::new();
-        for &s in slab {
-            let one = &input_planes(&sc.slice_mm, s, f64::from(neighbour_mm))[1 + side];
-            if one.is_empty() {
-                mix.clear();
-                break;
-            }
-            mix.extend(one.iter().map(|&(q, w)| (q, w * weight)));
+/// none for [`Neighbours::One`]; for [`Neighbours::AtMm`] `d` the same mean of the planes `d` mm
+/// below and above each of its slices ([`input_planes`]); for [`Neighbours::Adjacent`] the slabs
+/// of the same slices just below and above it (`slab` is consecutive slices, so its indices
+/// shifted by its length). Each plane is `(slice, weight)` pairs; a plane any part of which lies
+/// outside the scan (or, at a distance in mm, a scan without slice positions) is empty (air).
+fn neighbour_planes(sc: &ScanData, slab: &[usize], nb: Neighbours, weight: f32) -> Vec<PlaneMix> {
+    let nk = sc.image.dim().0;
+    match nb {
+        Neighbours::One => Vec::new(),
+        Neighbours::Adjacent => {
+            let n = slab.len();
+            let shifted = |down: bool| -> PlaneMix {
+                slab.iter()
+                    .map(|&s| {
+                        let q = if down { s.checked_sub(n) } else { Some(s + n) };
+                        q.filter(|&q| q < nk).map(|q| (q, weight))
+                    })
+                    .collect::<Option<PlaneMix>>()
+                    .unwrap_or_default()
+            };
+            vec![shifted(true), shifted(false)]
         }
-        *plane = mix;
+        Neighbours::AtMm(_) => {
+            let mut out = vec![Vec::new(), Vec::new()];
+            if sc.slice_mm.is_empty() {
+                return out;
+            }
+            for (side, plane) in out.iter_mut().enumerate() {
+                let mut mix = Vec::new();
+                for &s in slab {
+                    let one = &input_planes(&sc.slice_mm, nk, s, nb)[1 + side];
+                    if one.is_empty() {
+                        mix.clear();
+                        break;
+                    }
+                    mix.extend(one.iter().map(|&(q, w)| (q, w * weight)));
+                }
+                *plane = mix;
+            }
+            out
+        }
     }
-    out
 }
 
 /// One of the 8 flips/rotations of a square `side x side` image.
@@ -603,6 +630,50 @@ pub(crate) mod tests {
         // Without neighbour planes a tile is one plane, as before.
         let t = draw_tile(&[&sc], &quiet(), &mut rng).unwrap();
         assert_eq!(t.input.len(), side * side);
+    }
+
+    #[test]
+    fn adjacent_planes_are_the_slabs_of_the_tiles_own_thickness_below_and_above() {
+        // 12 slices 2 mm apart, slice q holding q / 4, bone in slices 4..=7 (so that every
+        // adjacent slab lies inside the scan). Slabs of 2-6 mm are
+        // slice k alone (half-thickness < 2 mm) or k - 1..=k + 1, so the adjacent planes are
+        // (k -+ 1) / 4 or the three-slice slabs' means (k -+ 3) / 4, in random order.
+        let label = Array3::from_shape_fn((12, 80, 80), |(q, j, i)| {
+            u8::from((4..8).contains(&q) && (30..40).contains(&j) && (20..60).contains(&i))
+        });
+        let image = Array3::from_shape_fn((12, 80, 80), |(q, _, _)| 0.25 * q as f32);
+        let norm = air_tissue_normaliser();
+        let sc = ScanData::new("z".into(), image, label, norm.identity(), 8)
+            .with_slice_positions((0..12).map(|q| 2.0 * q as f64).collect());
+        let set = SampleSettings {
+            neighbour_adjacent: true,
+            slab_mm: 6.0,
+            ..quiet()
+        };
+        assert_eq!(set.planes(), 3);
+        let side = set.tile + 32;
+        let centre = (set.tile / 2 + 16) * side + set.tile / 2 + 16;
+        let mut rng = Rng::new(9);
+        let (mut one, mut three) = (0, 0);
+        for _ in 0..400 {
+            let t = draw_tile(&[&sc], &set, &mut rng).unwrap();
+            let [c, a, b] = [0, 1, 2].map(|q| t.input[q * side * side + centre]);
+            let (lo, hi) = (a.min(b), a.max(b));
+            assert!((hi - c - (c - lo)).abs() < 1e-5, "{c} {a} {b}");
+            match ((hi - lo) * 4.0).round() as i32 {
+                2 => one += 1,
+                6 => three += 1,
+                d => panic!("planes {d} slices apart: {c} {a} {b}"),
+            }
+        }
+        // A quarter of the tiles are slabs, of which those thicker than 4 mm span three slices.
+        assert!(one > 250 && (25..100).contains(&three), "{one} {three}");
+        // Without slice positions (no slabs then) the planes are the adjacent slices all the same.
+        let image = Array3::from_shape_fn((12, 80, 80), |(q, _, _)| 0.25 * q as f32);
+        let bare = ScanData::new("b".into(), image, sc.label.clone(), norm.identity(), 8);
+        let t = draw_tile(&[&bare], &set, &mut rng).unwrap();
+        let [c, a, b] = [0, 1, 2].map(|q| t.input[q * side * side + centre]);
+        assert!(((a - b).abs() - 0.5).abs() < 1e-5 && (a + b - 2.0 * c).abs() < 1e-5);
     }
 
     /// Settings with every augmentation off but zoom.

@@ -13,6 +13,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::planes::Neighbours;
+
 /// Side of the square axial patch the classifier sees, voxels.
 pub const PATCH: usize = 33;
 /// Half patch: voxels of context on each side of the centre (`PATCH / 2`).
@@ -39,10 +41,19 @@ pub struct Architecture {
     /// the slice normal ([`super::planes::input_planes`]).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub neighbour_mm: f64,
+    /// Neighbour planes that are the series' adjacent slices (`k - 1`, `k + 1`), whatever their
+    /// distance ([`Neighbours::Adjacent`]); `neighbour_mm` is then 0. Absent (false) in models
+    /// before it existed.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub neighbour_adjacent: bool,
 }
 
 fn is_zero(v: &f64) -> bool {
     *v == 0.0
+}
+
+fn is_false(v: &bool) -> bool {
+    !*v
 }
 
 /// The family name in [`Architecture::family`].
@@ -59,22 +70,29 @@ impl Architecture {
             dropout: 0.1,
             patch: PATCH,
             neighbour_mm: 0.0,
+            neighbour_adjacent: false,
         }
     }
 
-    /// The same with neighbour planes at `neighbour_mm` (0 = one plane).
-    pub fn with_neighbours(mut self, neighbour_mm: f64) -> Architecture {
-        self.neighbour_mm = neighbour_mm;
+    /// The same with the neighbour planes `nb` ([`Neighbours::AtMm`] is not checked here:
+    /// [`Architecture::validate`] does).
+    pub fn with_neighbours(mut self, nb: Neighbours) -> Architecture {
+        (self.neighbour_mm, self.neighbour_adjacent) = match nb {
+            Neighbours::One => (0.0, false),
+            Neighbours::AtMm(d) => (d, false),
+            Neighbours::Adjacent => (0.0, true),
+        };
         self
+    }
+
+    /// The neighbour planes the model reads.
+    pub fn neighbours(&self) -> Neighbours {
+        Neighbours::from_settings(self.neighbour_mm, self.neighbour_adjacent)
     }
 
     /// Input planes of the first convolution: 1, or 3 with neighbour planes.
     pub fn planes(&self) -> usize {
-        if self.neighbour_mm > 0.0 {
-            3
-        } else {
-            1
-        }
+        self.neighbours().planes()
     }
 
     /// Voxels one side of the map loses through the four blocks (valid convs + stride-1 pools).
@@ -141,6 +159,12 @@ impl Architecture {
                 self.neighbour_mm
             ));
         }
+        if self.neighbour_adjacent && self.neighbour_mm != 0.0 {
+            return Err(format!(
+                "neighbour planes both adjacent and at {} mm: expected one of the two",
+                self.neighbour_mm
+            ));
+        }
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(format!("dropout {} outside [0, 1)", self.dropout));
         }
@@ -191,7 +215,7 @@ mod tests {
     #[test]
     fn neighbour_planes_cost_and_json() {
         let one = Architecture::with_filters(DEFAULT_FILTERS);
-        let three = one.clone().with_neighbours(3.0);
+        let three = one.clone().with_neighbours(Neighbours::AtMm(3.0));
         assert_eq!(three.planes(), 3);
         // Only the first convolution grows: 49 x 16 x 2 more multiply-adds and weights.
         assert_eq!(three.macs_per_voxel() - one.macs_per_voxel(), 1568);
@@ -204,8 +228,21 @@ mod tests {
             serde_json::from_str(&serde_json::to_string(&three).unwrap()).unwrap();
         assert_eq!(back.neighbour_mm, 3.0);
         assert!(three.validate().is_ok());
+        let adjacent = one.clone().with_neighbours(Neighbours::Adjacent);
+        assert_eq!(adjacent.planes(), 3);
+        assert_eq!(adjacent.parameters(), three.parameters());
+        let json = serde_json::to_string(&adjacent).unwrap();
+        assert!(json.contains("\"neighbour_adjacent\":true") && !json.contains("neighbour_mm"));
+        let back: Architecture = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.neighbours(), Neighbours::Adjacent);
+        assert!(adjacent.validate().is_ok());
+        let both = Architecture {
+            neighbour_mm: 3.0,
+            ..adjacent
+        };
+        assert!(both.validate().unwrap_err().contains("both adjacent"));
         assert!(one
-            .with_neighbours(f64::NAN)
+            .with_neighbours(Neighbours::AtMm(f64::NAN))
             .validate()
             .unwrap_err()
             .contains("neighbour"));

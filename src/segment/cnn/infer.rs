@@ -82,18 +82,20 @@ fn padded_window(
 /// The input planes of every slice of a `nk`-slice volume for `net`.
 ///
 /// # Errors
-/// [`CnnError::Input`] when `net` has neighbour planes and `slice_mm` does not hold one finite
-/// position per slice.
+/// [`CnnError::Input`] when `net` has neighbour planes at a distance in mm and `slice_mm` does
+/// not hold one finite position per slice.
 fn volume_planes(net: &Net, slice_mm: &[f64], nk: usize) -> Result<Vec<Vec<PlaneMix>>, CnnError> {
-    if net.planes() > 1 && (slice_mm.len() != nk || slice_mm.iter().any(|z| !z.is_finite())) {
+    if net.neighbours().needs_positions()
+        && (slice_mm.len() != nk || slice_mm.iter().any(|z| !z.is_finite()))
+    {
         return Err(CnnError::Input(format!(
-            "a model with neighbour planes needs one finite slice position per slice: {} for {nk} \
-             slices",
+            "a model with neighbour planes at a distance in mm needs one finite slice position per \
+             slice: {} for {nk} slices",
             slice_mm.len()
         )));
     }
     Ok((0..nk)
-        .map(|k| input_planes(slice_mm, k, net.neighbour_mm()))
+        .map(|k| input_planes(slice_mm, nk, k, net.neighbours()))
         .collect())
 }
 
@@ -121,13 +123,14 @@ fn forward(net: &Net, xs: &Tensor, half: bool) -> Tensor {
 
 /// Bone probability of every voxel of `hu` (`[k, j, i]`, grey values), each voxel's value being
 /// that of its own 33x33 axial patch (on each of the net's input planes: the slice and, with
-/// neighbour planes, the planes interpolated at `slice_mm[k] -+ d`); voxels outside the region of
-/// interest get 0. `slice_mm`: position of each slice along the slice normal, mm (PS3.3
-/// C.7.6.2.1.1, `dot(IPP, normal)`); read only by a model with neighbour planes.
+/// neighbour planes, the planes interpolated at `slice_mm[k] -+ d` or the adjacent slices
+/// `k -+ 1`); voxels outside the region of interest get 0. `slice_mm`: position of each slice
+/// along the slice normal, mm (PS3.3 C.7.6.2.1.1, `dot(IPP, normal)`); read only by a model with
+/// neighbour planes at a distance in mm.
 ///
 /// # Errors
 /// [`CnnError::Torch`] when a tensor cannot be read back; [`CnnError::Input`] when the model has
-/// neighbour planes and `slice_mm` is not one finite position per slice.
+/// neighbour planes at a distance in mm and `slice_mm` is not one finite position per slice.
 pub fn dense_probabilities(
     net: &Net,
     norm: &Normaliser,

@@ -4,6 +4,7 @@ use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
 use super::arch::Architecture;
+use super::planes::Neighbours;
 
 /// The network of an [`Architecture`]: input `[N, P, H, W]` normalised grey values (`P` planes:
 /// the slice, then with neighbour planes the planes below and above it), output
@@ -15,7 +16,7 @@ pub struct Net {
     norms: Vec<nn::BatchNorm>,
     last: nn::Conv2D,
     dropout: f64,
-    neighbour_mm: f64,
+    neighbours: Neighbours,
 }
 
 impl Net {
@@ -48,22 +49,18 @@ impl Net {
             norms,
             last,
             dropout: arch.dropout,
-            neighbour_mm: arch.neighbour_mm,
+            neighbours: arch.neighbours(),
         }
     }
 
     /// Input planes `P` of the first convolution (1, or 3 with neighbour planes).
     pub fn planes(&self) -> usize {
-        if self.neighbour_mm > 0.0 {
-            3
-        } else {
-            1
-        }
+        self.neighbours.planes()
     }
 
-    /// Distance of the neighbour planes from the slice, mm (0 = one plane).
-    pub fn neighbour_mm(&self) -> f64 {
-        self.neighbour_mm
+    /// The neighbour planes the net reads beside its slice.
+    pub fn neighbours(&self) -> Neighbours {
+        self.neighbours
     }
 
     /// Logits `[N, 2, H - 32, W - 32]` of `xs` `[N, P, H, W]`; `train` turns dropout on and makes

@@ -581,18 +581,24 @@ pub(crate) mod tests {
         }
     }
 
+    /// 12 slices 2 mm apart of 80 x 80, slice q holding the value q / 4 (inside the clip), bone
+    /// in a 10 x 40 box on the slices `bone`.
+    fn slice_ramp(bone: std::ops::Range<usize>, norm: &Normaliser) -> ScanData {
+        let label = Array3::from_shape_fn((12, 80, 80), |(q, j, i)| {
+            u8::from(bone.contains(&q) && (30..40).contains(&j) && (20..60).contains(&i))
+        });
+        let image = Array3::from_shape_fn((12, 80, 80), |(q, _, _)| 0.25 * q as f32);
+        ScanData::new("z".into(), image, label, norm.identity(), 8)
+            .with_slice_positions((0..12).map(|q| 2.0 * q as f64).collect())
+    }
+
     #[test]
     fn neighbour_planes_hold_the_interpolated_slices_in_either_order() {
         // 12 slices 2 mm apart, slice q filled with the value q / 4 (inside the clip), bone in
         // slices 3..=8: planes 3 mm below and above slice k are (k -+ 1.5) / 4 (linear between
         // neighbours), in random order; plane 0 is k / 4.
-        let label = Array3::from_shape_fn((12, 80, 80), |(q, j, i)| {
-            u8::from((3..9).contains(&q) && (30..40).contains(&j) && (20..60).contains(&i))
-        });
-        let image = Array3::from_shape_fn((12, 80, 80), |(q, _, _)| 0.25 * q as f32);
         let norm = air_tissue_normaliser();
-        let sc = ScanData::new("z".into(), image, label, norm.identity(), 8)
-            .with_slice_positions((0..12).map(|q| 2.0 * q as f64).collect());
+        let sc = slice_ramp(3..9, &norm);
         let set = SampleSettings {
             neighbour_mm: 3.0,
             ..quiet()
@@ -638,13 +644,8 @@ pub(crate) mod tests {
         // adjacent slab lies inside the scan). Slabs of 2-6 mm are
         // slice k alone (half-thickness < 2 mm) or k - 1..=k + 1, so the adjacent planes are
         // (k -+ 1) / 4 or the three-slice slabs' means (k -+ 3) / 4, in random order.
-        let label = Array3::from_shape_fn((12, 80, 80), |(q, j, i)| {
-            u8::from((4..8).contains(&q) && (30..40).contains(&j) && (20..60).contains(&i))
-        });
-        let image = Array3::from_shape_fn((12, 80, 80), |(q, _, _)| 0.25 * q as f32);
         let norm = air_tissue_normaliser();
-        let sc = ScanData::new("z".into(), image, label, norm.identity(), 8)
-            .with_slice_positions((0..12).map(|q| 2.0 * q as f64).collect());
+        let sc = slice_ramp(4..8, &norm);
         let set = SampleSettings {
             neighbour_adjacent: true,
             slab_mm: 6.0,

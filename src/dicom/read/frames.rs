@@ -108,6 +108,19 @@ pub(super) fn j2k_signed(cs: &[u8]) -> Option<bool> {
     cs.get(42).map(|s| s & 0x80 != 0)
 }
 
+/// The (7FE0,0010) PixelData element of `obj`. Errors: [`PixelError::NoPixelData`].
+fn pixel_data<'a>(
+    obj: &'a DicomFile,
+    file: &Path,
+) -> Result<&'a dicom_object::mem::InMemElement, PixelError> {
+    obj.element_opt(PIXEL_DATA)
+        .ok()
+        .flatten()
+        .ok_or_else(|| PixelError::NoPixelData {
+            file: file.to_owned(),
+        })
+}
+
 /// The encapsulated frames of `obj` (one byte stream per frame, fragments joined per PS3.5 A.4 as
 /// in [`super::decode_hu`]); `None` for native pixel data.
 pub fn encapsulated_frames(
@@ -115,13 +128,7 @@ pub fn encapsulated_frames(
     file: &Path,
 ) -> Result<Option<Vec<Vec<u8>>>, PixelError> {
     let fmt = pixel_format(obj, file)?;
-    let elem =
-        obj.element_opt(PIXEL_DATA)
-            .ok()
-            .flatten()
-            .ok_or_else(|| PixelError::NoPixelData {
-                file: file.to_owned(),
-            })?;
+    let elem = pixel_data(obj, file)?;
     match elem.value() {
         Value::PixelSequence(seq) => frame_fragments(
             seq.offset_table(),
@@ -159,13 +166,7 @@ pub(super) fn stored_words(
     fmt: &PixelFormat,
     file: &Path,
 ) -> Result<Vec<Vec<u32>>, PixelError> {
-    let elem =
-        obj.element_opt(PIXEL_DATA)
-            .ok()
-            .flatten()
-            .ok_or_else(|| PixelError::NoPixelData {
-                file: file.to_owned(),
-            })?;
+    let elem = pixel_data(obj, file)?;
     let n = fmt.rows * fmt.cols;
     let bpp = fmt.bits_allocated as usize / 8;
     let frame_bytes = n * bpp;

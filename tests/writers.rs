@@ -621,3 +621,87 @@ fn seg_and_stl_of_real_tilted_series() {
     }
     check_stl_round_trip(&ct, &stl_bytes(1));
 }
+
+/// LossyImageCompression (0028,2110), ratio and method of a written object, as text.
+fn lossy_attributes(path: &Path) -> (String, Option<String>, Option<String>) {
+    let obj = dicom_object::open_file(path).expect("open");
+    let text = |t| {
+        obj.element_opt(t)
+            .expect("element")
+            .map(|e| e.to_str().expect("text").trim().to_string())
+    };
+    (
+        text(tags::LOSSY_IMAGE_COMPRESSION).expect("LossyImageCompression"),
+        text(tags::LOSSY_IMAGE_COMPRESSION_RATIO),
+        text(tags::LOSSY_IMAGE_COMPRESSION_METHOD),
+    )
+}
+
+/// A SEG made from a JPEG-LS near-lossless series (compressed by DCMTK's dcmcjpls) says the source
+/// went through lossy compression: LossyImageCompression "01" with the largest of the slices' ratios
+/// and the method, as PS3.3 C.7.6.1.1.5 asks; the same series uncompressed gives "00".
+#[test]
+fn seg_of_lossy_source_carries_lossy_history() {
+    use osteon::dicom::ct_writer::{write_ct_series_with, CtWriteOptions, PixelStorage};
+    common::require_tool("dcmcjpls");
+    let dir = tmp();
+    let mut ct = synthetic_ct();
+    ct.hu = Array3::from_shape_fn(ct.hu.raw_dim(), |(k, j, i)| {
+        ((k * 131 + j * 17 + i * 29) % 400) as f32 - 200.0
+    });
+    let options = CtWriteOptions {
+        storage: PixelStorage::Unsigned { intercept: -1024 },
+        ..Default::default()
+    };
+    let plain = dir.path().join("plain");
+    let files = write_ct_series_with(ct.hu.view(), &ct.geometry, &ct.info, &plain, &options)
+        .expect("write CT");
+    let lossy = dir.path().join("lossy");
+    std::fs::create_dir_all(&lossy).unwrap();
+    let mut ratios = Vec::new();
+    for f in &files {
+        let out = lossy.join(f.file_name().unwrap());
+        let status = Command::new("dcmcjpls")
+            .args(["--encode-nearlossless", "--max-deviation", "3"])
+            .arg(f)
+            .arg(&out)
+            .status()
+            .expect("run dcmcjpls");
+        assert!(status.success(), "dcmcjpls {}", f.display());
+        let (flag, ratio, method) = lossy_attributes(&out);
+        assert_eq!(flag, "01", "dcmcjpls flags its output");
+        assert_eq!(method.as_deref(), Some("ISO_14495_1"));
+        ratios.push(
+            ratio
+                .expect("dcmcjpls records the ratio")
+                .parse::<f64>()
+                .unwrap(),
+        );
+    }
+    let worst = ratios.iter().copied().fold(0.0, f64::max);
+
+    let mask = pattern(ct.geometry.dims());
+    for (source, want) in [
+        (&plain, ("00".to_string(), None, None)),
+        (
+            &lossy,
+            (
+                "01".to_string(),
+                Some(format_ds(worst).unwrap()),
+                Some("ISO_14495_1".to_string()),
+            ),
+        ),
+    ] {
+        let load = osteon::dicom::series::load_series(std::slice::from_ref(source));
+        assert_eq!(load.volumes.len(), 1, "{:?}", load.refused);
+        let src = &load.volumes[0];
+        let path = dir.path().join(format!(
+            "seg-{}.dcm",
+            source.file_name().unwrap().to_string_lossy()
+        ));
+        let obj = seg::build_seg(src, mask.view(), &SegmentDescription::default()).expect("SEG");
+        seg::write(&obj, &path).expect("write SEG");
+        assert_dciodvfy_clean(&path);
+        assert_eq!(lossy_attributes(&path), want, "{}", source.display());
+    }
+}

@@ -12,8 +12,11 @@ use super::geometry::{dot, norm, sub, Geometry};
 use super::meta::{self, MetaError};
 use super::pixels::{self, PixelError};
 
+#[path = "read/lossy.rs"]
+mod lossy;
 #[path = "read/scan.rs"]
 mod scan;
+pub use lossy::{method_of_transfer_syntax, LossyHistory};
 pub use scan::{
     read_header, scan, scan_files, series_info, valid_uid, FrameHeader, InstanceHeader, Scan,
     SeriesGroup, SkipReason, Skipped, SliceDefect, PIXEL_SPACING_RANGE_MM,
@@ -53,6 +56,9 @@ pub struct SeriesInfo {
     pub exposure: Option<f64>,
     /// SliceThickness (mm), nominal; never used for geometry.
     pub slice_thickness: Option<f64>,
+    /// Lossy compression the pixels went through (LossyImageCompression "01" or a lossy transfer
+    /// syntax); for a volume, the most lossy of its slices' ([`lossy::most_lossy`]). `None`: never.
+    pub lossy_compression: Option<LossyHistory>,
 }
 
 /// One source slice: a single-frame instance or one frame of a multi-frame (Enhanced CT) instance.
@@ -329,7 +335,9 @@ pub fn load_volume(group: &SeriesGroup) -> Result<CtVolume, SeriesError> {
             path: p.inst.path.clone(),
         })
         .collect();
-    let info = plan[0].inst.info.clone();
+    let mut info = plan[0].inst.info.clone();
+    info.lossy_compression =
+        lossy::most_lossy(plan.iter().map(|p| p.inst.info.lossy_compression.as_ref()));
     tracing::info!(series = %group.series_instance_uid, slices = plan.len(), rows, cols, "volume loaded");
     Ok(CtVolume {
         hu,

@@ -11,7 +11,7 @@ use dicom_dictionary_std::{tags, uids};
 use dicom_object::meta::FileMetaTableBuilder;
 use dicom_object::{FileDicomObject, InMemDicomObject};
 
-use crate::dicom::series::{CtVolume, SeriesInfo};
+use crate::dicom::series::{CtVolume, LossyHistory, SeriesInfo};
 
 /// Implementation Class UID (0002,0012) of Osteon: a fixed UUID-derived UID (PS3.5 B.2).
 pub const IMPLEMENTATION_CLASS_UID: &str = "2.25.140490695990426595136575110813153410842";
@@ -134,6 +134,33 @@ pub fn format_ds(v: f64) -> Option<String> {
 pub(crate) fn ds_el(tag: Tag, values: &[f64]) -> Option<DataElement<InMemDicomObject>> {
     let strs: Option<Vec<String>> = values.iter().map(|&v| format_ds(v)).collect();
     Some(strs_el(tag, VR::DS, &strs?))
+}
+
+/// LossyImageCompression (0028,2110) of an image derived from a source with history `source`:
+/// "00" when the source never was lossy compressed, else "01" with the source's
+/// LossyImageCompressionRatio (0028,2112) and LossyImageCompressionMethod (0028,2114) carried on
+/// (PS3.3 C.7.6.1.1.5: once "01", never reset; C.8.20.2 makes ratio and method type 1C on "01").
+/// Ratio or method is left out only when the source gave no way to know it. highdicom's SEG
+/// (`highdicom/seg/sop.py`) copies the flag, ratio and method from its first source image.
+pub(crate) fn put_lossy_history(obj: &mut InMemDicomObject, source: Option<&LossyHistory>) {
+    let Some(h) = source else {
+        obj.put(str_el(tags::LOSSY_IMAGE_COMPRESSION, VR::CS, "00"));
+        return;
+    };
+    obj.put(str_el(tags::LOSSY_IMAGE_COMPRESSION, VR::CS, "01"));
+    if let Some(el) = (!h.ratios.is_empty())
+        .then(|| ds_el(tags::LOSSY_IMAGE_COMPRESSION_RATIO, &h.ratios))
+        .flatten()
+    {
+        obj.put(el);
+    }
+    if !h.methods.is_empty() {
+        obj.put(strs_el(
+            tags::LOSSY_IMAGE_COMPRESSION_METHOD,
+            VR::CS,
+            &h.methods,
+        ));
+    }
 }
 
 /// Current local date (DA `YYYYMMDD`) and time (TM `HHMMSS.ffffff`).

@@ -134,6 +134,7 @@ fn series_info(p: &Phantom) -> SeriesInfo {
         xray_tube_current: Some(prof.tube_current_ma),
         exposure: Some(prof.tube_current_ma * prof.rotation_s),
         slice_thickness: Some(prof.slice_thickness_mm),
+        lossy_compression: None,
     }
 }
 

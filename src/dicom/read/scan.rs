@@ -366,7 +366,8 @@ pub fn read_header(path: &Path) -> Result<InstanceHeader, Skipped> {
     {
         return Err(skip(SkipReason::SopClass(sop_class_uid)));
     }
-    let info = series_info(&obj);
+    let mut info = series_info(&obj);
+    info.lossy_compression = super::lossy::history(&obj, &ts, layout);
     if info.modality != "CT" {
         return Err(skip(SkipReason::Modality(info.modality)));
     }
@@ -658,5 +659,7 @@ pub fn series_info(obj: &InMemDicomObject) -> SeriesInfo {
         xray_tube_current: f(tags::X_RAY_TUBE_CURRENT),
         exposure: f(tags::EXPOSURE),
         slice_thickness: f(tags::SLICE_THICKNESS),
+        // Needs the transfer syntax and PixelData layout: set by read_header.
+        lossy_compression: None,
     }
 }

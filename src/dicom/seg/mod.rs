@@ -300,7 +300,7 @@ pub fn build_seg(
         &d.content_creator_name,
     ));
     obj.put(str_el(tags::BURNED_IN_ANNOTATION, VR::CS, "NO"));
-    obj.put(str_el(tags::LOSSY_IMAGE_COMPRESSION, VR::CS, "00"));
+    shared::put_lossy_history(&mut obj, ct.info.lossy_compression.as_ref());
     obj.put(str_el(tags::SEGMENTATION_TYPE, VR::CS, "BINARY"));
     obj.put(str_el(tags::SEGMENTS_OVERLAP, VR::CS, "NO"));
     obj.put(seq_el(tags::SEGMENT_SEQUENCE, vec![segment_item(d)]));

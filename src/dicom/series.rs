@@ -12,15 +12,18 @@ use super::geometry::{dot, norm, sub, Geometry};
 use super::meta::{self, MetaError};
 use super::pixels::{self, PixelError};
 
+#[path = "read/header.rs"]
+mod header;
 #[path = "read/lossy.rs"]
 mod lossy;
 #[path = "read/scan.rs"]
 mod scan;
-pub use lossy::{method_of_transfer_syntax, LossyHistory};
-pub use scan::{
-    read_header, scan, scan_files, series_info, valid_uid, FrameHeader, InstanceHeader, Scan,
-    SeriesGroup, SkipReason, Skipped, SliceDefect, PIXEL_SPACING_RANGE_MM,
+pub use header::{
+    read_header, series_info, valid_uid, FrameHeader, InstanceHeader, SkipReason, Skipped,
+    SliceDefect, PIXEL_SPACING_RANGE_MM,
 };
+pub use lossy::{method_of_transfer_syntax, LossyHistory};
+pub use scan::{scan, scan_files, Scan, SeriesGroup};
 
 /// Identity and acquisition attributes of a series, taken from its first slice. Empty string / None
 /// when the attribute is absent.

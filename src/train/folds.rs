@@ -3,7 +3,9 @@
 //! scored by a model that never saw it, beside the threshold baseline on the same scan.
 //!
 //! Which model holds out which scans is the plan of [`super::plan`]; the final model is the one
-//! one would ship. Scans are loaded once for all folds.
+//! one would ship. Scans are loaded once for all folds. A model already in the work folder is
+//! reused when it was trained with these settings on this fold's scans (`reuse`); a held-out scan's
+//! scores are kept in `work/scores/` and reused by a run of the same model (`score_cache`).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -23,6 +25,11 @@ use crate::eval::{evaluate_scan, label_for, Evaluation, ScanResult};
 use crate::segment::cnn::infer::DenseOptions;
 use crate::segment::threshold::ThresholdSegmenter;
 use crate::segment::Segmenter;
+
+mod reuse;
+mod score_cache;
+use reuse::reusable;
+use score_cache::CacheKey;
 
 /// What cross-validation produced.
 pub struct FoldReport {
@@ -125,121 +132,6 @@ pub struct FoldOptions {
     pub only: Option<Vec<ModelPick>>,
     /// Threshold of the baseline, HU.
     pub threshold_hu: f32,
-}
-
-/// Whether the model at `path` is complete and was trained by these settings on exactly this
-/// fold's scans (its JSON: filters, normalisation, seed, sampling, learning rate, training budget,
-/// and the names and splits of its training scans).
-///
-/// # Errors
-/// Why not, in words.
-fn reusable(
-    path: &std::path::Path,
-    o: &TrainOptions,
-    fold: &Fold,
-    manifest: &Manifest,
-) -> Result<(), String> {
-    if !path.is_file() {
-        return Err("no model yet".into());
-    }
-    safetensors_complete(path)?;
-    let json = path.with_extension("json");
-    let text = std::fs::read(&json).map_err(|e| format!("{}: {e}", json.display()))?;
-    let meta: serde_json::Value =
-        serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", json.display()))?;
-    let t = &meta["training"];
-    // Read back through TrainOptions, so that a setting added since the model was trained takes
-    // its default (off, as when the model runs) instead of counting as a difference.
-    let opts = serde_json::from_value::<TrainOptions>(t["options"].clone())
-        .and_then(serde_json::to_value)
-        .map_err(|e| format!("{}: training options: {e}", json.display()))?;
-    let want = serde_json::to_value(o).map_err(|e| e.to_string())?;
-    for key in [
-        "filters",
-        "normalisation",
-        "seed",
-        "sample",
-        "lr",
-        "decay",
-        "steps",
-        "tiles_per_step",
-        "minutes",
-        "working_pixel_mm",
-    ] {
-        if opts[key] != want[key] {
-            return Err(format!(
-                "its {key} {} differs from this run's {}",
-                opts[key], want[key]
-            ));
-        }
-    }
-    let mut had: Vec<(String, String)> = t["scans"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|s| {
-                    (
-                        s["name"].as_str().unwrap_or("").to_owned(),
-                        s["split"].as_str().unwrap_or("").to_owned(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut expect: Vec<(String, String)> = fold
-        .train
-        .iter()
-        .map(|&i| (manifest.scan[i].name.clone(), "train".to_owned()))
-        .chain(
-            fold.validation
-                .iter()
-                .map(|&i| (manifest.scan[i].name.clone(), "validation".to_owned())),
-        )
-        .collect();
-    had.sort();
-    expect.sort();
-    if had != expect {
-        return Err("it was trained on other scans than this fold's".into());
-    }
-    Ok(())
-}
-
-/// Checks that `path` is a whole safetensors file: an 8-byte header length, a JSON header, and
-/// every tensor's data offsets inside the file (a truncated or foreign file fails here, not when
-/// the scoring loads it).
-///
-/// # Errors
-/// What is wrong, naming the file.
-fn safetensors_complete(path: &std::path::Path) -> Result<(), String> {
-    let bad = |why: String| {
-        format!(
-            "{}: not a complete safetensors file ({why})",
-            path.display()
-        )
-    };
-    let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-    let n = bytes
-        .get(..8)
-        .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
-        .ok_or_else(|| bad(format!("{} bytes", bytes.len())))?;
-    let header = usize::try_from(n)
-        .ok()
-        .and_then(|n| bytes.get(8..8usize.checked_add(n)?))
-        .ok_or_else(|| bad(format!("header of {n} bytes in a file of {}", bytes.len())))?;
-    let meta: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(header).map_err(|e| bad(e.to_string()))?;
-    let data = (bytes.len() - 8 - header.len()) as u64;
-    for (name, t) in meta.iter().filter(|(k, _)| *k != "__metadata__") {
-        let end = t["data_offsets"][1]
-            .as_u64()
-            .ok_or_else(|| bad(format!("tensor {name} has no data_offsets")))?;
-        if end > data {
-            return Err(bad(format!(
-                "tensor {name} ends at byte {end} of {data} data bytes"
-            )));
-        }
-    }
-    Ok(())
 }
 
 fn fold_records(records: &[ScanRecord], fold: &Fold) -> Vec<ScanRecord> {
@@ -588,102 +480,6 @@ pub fn cross_validate(o: &FoldOptions) -> Result<FoldReport, TrainError> {
         train_seconds,
         variants,
     })
-}
-
-/// What a held-out scan's kept scores (`work/scores/<scan>.json`) were made with: they are
-/// reused only by a run of the same model file, CNN identity (weights digest, post-processing,
-/// version) and baseline threshold. A change to the scoring code itself is not seen: delete
-/// `scores/` after one.
-#[derive(serde::Serialize, serde::Deserialize, PartialEq)]
-struct CacheKey {
-    model_sha256: String,
-    cnn: String,
-    threshold_hu: f32,
-    /// `CPU fp32` or `CUDA fp16` (mixed precision on a GPU scores slightly differently).
-    device: String,
-    /// The manifest entry (name, scanner group, series, label, regions).
-    entry: serde_json::Value,
-    /// SHA-256 of the series files, the label file (empty for a reference label) and the
-    /// phantom.json (empty without one).
-    series_sha256: String,
-    label_sha256: String,
-    phantom_sha256: String,
-}
-
-/// A kept row: its key, the CNN's and the threshold's scores and the degraded copies' DSCs.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Cached {
-    key: CacheKey,
-    osteon: String,
-    cnn: ScanResult,
-    threshold: ScanResult,
-    variants: VariantRow,
-}
-
-impl CacheKey {
-    /// The key of scoring `e` with `cnn` (weights `model`) on `device`; `None` when a file cannot
-    /// be hashed or the scan's name cannot be a file name (then the scan is scored, not kept).
-    fn of(
-        e: &ScanEntry,
-        model: &std::path::Path,
-        cnn: &dyn Segmenter,
-        threshold_hu: f32,
-        device: Device,
-    ) -> Option<CacheKey> {
-        use crate::eval::manifest::LabelSpec;
-        let plain =
-            !e.name.is_empty() && !e.name.starts_with('.') && !e.name.contains(['/', '\\', '\0']);
-        if !plain {
-            return None;
-        }
-        let id = cnn.identity();
-        let sha = |p: &std::path::Path| super::data::sha256_file(p).ok();
-        Some(CacheKey {
-            model_sha256: sha(model)?,
-            cnn: format!("{} {}", id.name, id.version),
-            threshold_hu,
-            device: if device.is_cuda() {
-                "CUDA fp16"
-            } else {
-                "CPU fp32"
-            }
-            .to_owned(),
-            entry: serde_json::to_value(e).ok()?,
-            series_sha256: super::data::sha256_series(&e.series).ok()?.1,
-            label_sha256: match &e.label {
-                LabelSpec::Seg { path } | LabelSpec::Stl { path } => sha(path)?,
-                LabelSpec::Reference { .. } => String::new(),
-            },
-            phantom_sha256: match &e.phantom {
-                Some(p) => sha(p)?,
-                None => String::new(),
-            },
-        })
-    }
-
-    /// The rows kept in `path` when they were made with this key.
-    fn read(&self, path: &std::path::Path) -> Option<(ScanResult, ScanResult, VariantRow)> {
-        let c: Cached = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-        (c.key == *self).then_some((c.cnn, c.threshold, c.variants))
-    }
-
-    /// Keeps `rows` in `path` (a temporary file renamed over it).
-    fn write(
-        self,
-        path: &std::path::Path,
-        rows: &(ScanResult, ScanResult, VariantRow),
-    ) -> std::io::Result<()> {
-        let c = Cached {
-            key: self,
-            osteon: env!("CARGO_PKG_VERSION").to_owned(),
-            cnn: rows.0.clone(),
-            threshold: rows.1.clone(),
-            variants: rows.2.clone(),
-        };
-        let tmp = path.with_extension("json.partial");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&c)?)?;
-        std::fs::rename(&tmp, path)
-    }
 }
 
 fn device_name(d: Device) -> &'static str {

@@ -62,7 +62,7 @@ pub fn history(
         .unwrap_or_default()
         .split('\\')
         .map(|m| m.trim().to_string())
-        .filter(|m| !m.is_empty())
+        .filter(|m| valid_cs(m))
         .collect();
     if ts_lossy {
         if ratios.is_empty() {
@@ -73,6 +73,16 @@ pub fn history(
         }
     }
     Some(LossyHistory { ratios, methods })
+}
+
+/// Whether `v` is a non-empty CS value (PS3.5 6.2: at most 16 of upper-case letters, digits,
+/// space and `_`): a malformed method in the source is dropped rather than copied into the SEG,
+/// where it would make the object invalid.
+fn valid_cs(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 16
+        && v.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b' ' || b == b'_')
 }
 
 /// Uncompressed size over the encapsulated PixelData's bytes, rounded to 0.01.
@@ -152,6 +162,22 @@ mod tests {
         };
         let h = history(&o, JPEG_BASELINE, Some(layout)).unwrap();
         assert_eq!(h.ratios, vec![8.0]);
+        assert_eq!(h.methods, vec!["ISO_10918_1".to_string()]);
+    }
+
+    #[test]
+    fn malformed_values_are_dropped_and_named_from_the_syntax() {
+        let o = obj(&[
+            (tags::LOSSY_IMAGE_COMPRESSION, VR::CS, "01"),
+            (tags::LOSSY_IMAGE_COMPRESSION_RATIO, VR::DS, "-3\\abc"),
+            (
+                tags::LOSSY_IMAGE_COMPRESSION_METHOD,
+                VR::CS,
+                "iso 10918-1 baseline",
+            ),
+        ]);
+        let h = history(&o, JPEG_BASELINE, None).unwrap();
+        assert_eq!(h.ratios, Vec::<f64>::new());
         assert_eq!(h.methods, vec!["ISO_10918_1".to_string()]);
     }
 

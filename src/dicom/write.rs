@@ -78,6 +78,15 @@ pub(crate) fn strs_el(tag: Tag, vr: VR, values: &[String]) -> DataElement<InMemD
     )
 }
 
+/// Whether `v` is a non-empty CS value (PS3.5 6.2: at most 16 of upper-case letters, digits, space
+/// and `_`).
+pub(crate) fn is_cs(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 16
+        && v.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b' ' || b == b'_')
+}
+
 /// US element.
 pub(crate) fn us_el(tag: Tag, value: u16) -> DataElement<InMemDicomObject> {
     DataElement::new(tag, VR::US, PrimitiveValue::from(value))

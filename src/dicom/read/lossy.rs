@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::super::meta::PixelDataLayout;
 use super::super::pixels::{floats_of, int_of, is_lossy, str_of};
+use super::super::write::is_cs;
 
 /// The lossy compression steps an image went through, oldest first (PS3.3 C.7.6.1.1.5.1: one value
 /// of each attribute per successive compression).
@@ -62,7 +63,9 @@ pub fn history(
         .unwrap_or_default()
         .split('\\')
         .map(|m| m.trim().to_string())
-        .filter(|m| valid_cs(m))
+        // A malformed method is dropped rather than copied into the SEG, where it would make the
+        // object invalid.
+        .filter(|m| is_cs(m))
         .collect();
     if ts_lossy {
         if ratios.is_empty() {
@@ -73,16 +76,6 @@ pub fn history(
         }
     }
     Some(LossyHistory { ratios, methods })
-}
-
-/// Whether `v` is a non-empty CS value (PS3.5 6.2: at most 16 of upper-case letters, digits,
-/// space and `_`): a malformed method in the source is dropped rather than copied into the SEG,
-/// where it would make the object invalid.
-fn valid_cs(v: &str) -> bool {
-    !v.is_empty()
-        && v.len() <= 16
-        && v.bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b' ' || b == b'_')
 }
 
 /// Uncompressed size over the encapsulated PixelData's bytes, rounded to 0.01.

@@ -177,11 +177,7 @@ pub enum SegError {
 
 /// Checks a CS value (PS3.5 6.2: upper case, digits, space, underscore; at most 16 characters).
 fn check_cs(attribute: &'static str, v: &str) -> Result<(), SegError> {
-    let ok = !v.is_empty()
-        && v.len() <= 16
-        && v.chars()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == ' ' || c == '_');
-    if ok {
+    if shared::is_cs(v) {
         Ok(())
     } else {
         Err(SegError::BadValue {

@@ -47,6 +47,15 @@ enum Command {
         /// CNN weights (safetensors, trained by `osteon train`; its .json metadata beside it).
         #[arg(long)]
         model: Option<PathBuf>,
+        /// Thick-slice CNN of a thin/thick pair: series whose median slice gap is at least
+        /// --thick-from-mm go to it, the others to --model (default, when no --model is
+        /// given: models/osteon-cnn-thick.safetensors if it exists).
+        #[arg(long)]
+        thick_model: Option<PathBuf>,
+        /// Median slice gap (mm) from which a series goes to the thick model of a pair.
+        #[arg(long, default_value_t = osteon::segment::pair::THICK_FROM_MM,
+              value_parser = osteon::segment::pair::parse_thick_from_mm)]
+        thick_from_mm: f64,
         /// Bone threshold in HU for the threshold segmenter (a finite number).
         #[arg(long, default_value_t = osteon::segment::threshold::DEFAULT_THRESHOLD_HU,
               value_parser = finite_hu)]
@@ -113,6 +122,10 @@ enum Command {
         /// CNN weights for `--segmenter cnn` (default models/osteon-cnn.safetensors).
         #[arg(long)]
         model: Option<PathBuf>,
+        /// Thick-slice CNN of a thin/thick pair for `--segmenter cnn` (as `osteon segment
+        /// --thick-model`; split at --thick-from-mm). With --folds use --thick-work.
+        #[arg(long)]
+        thick_model: Option<PathBuf>,
         /// Bone threshold in HU for the threshold segmenter.
         #[arg(long, default_value_t = osteon::segment::threshold::DEFAULT_THRESHOLD_HU)]
         threshold: f32,
@@ -230,6 +243,8 @@ fn evaluate_beside_baseline(
         segmenter: SegmenterChoice::Threshold,
         threshold_hu,
         model: None,
+        thick_model: None,
+        thick_from_mm: osteon::segment::pair::THICK_FROM_MM,
         mesh: osteon::mesh::MeshOptions::default(),
         progress: false,
         post_processing: Default::default(),
@@ -358,11 +373,17 @@ fn main() -> ExitCode {
             out,
             segmenter,
             model,
+            thick_model,
+            thick_from_mm,
             threshold,
             smooth_iterations,
             max_triangles,
             post_processing,
         } => {
+            if thick_model.is_some() && matches!(segmenter, Some(SegmenterArg::Threshold)) {
+                eprintln!("osteon segment: --thick-model is a CNN; not with --segmenter threshold");
+                return ExitCode::from(2);
+            }
             if post_processing.is_some() && matches!(segmenter, Some(SegmenterArg::Threshold)) {
                 eprintln!(
                     "osteon segment: --post-processing applies to the CNN; the threshold \
@@ -379,6 +400,8 @@ fn main() -> ExitCode {
                 },
                 threshold_hu: threshold,
                 model,
+                thick_model,
+                thick_from_mm,
                 mesh: osteon::mesh::MeshOptions {
                     smoothing_iterations: smooth_iterations,
                     max_triangles: (max_triangles > 0).then_some(max_triangles),
@@ -506,6 +529,7 @@ fn main() -> ExitCode {
             manifest,
             segmenter,
             model,
+            thick_model,
             threshold,
             csv,
             post_processing,
@@ -525,14 +549,16 @@ fn main() -> ExitCode {
                 // --folds scores the models it trains (CNN) beside the threshold: a --model or
                 // --segmenter given with it would be silently ignored.
                 if model.is_some()
+                    || thick_model.is_some()
                     || post_processing.is_some()
                     || matches!(segmenter, EvalSegmenterArg::Cnn)
                 {
                     eprintln!(
                         "osteon evaluate: --folds scores the models it trains in --work beside \
                          the threshold (CNN post-processing `bones`); --segmenter cnn / --model / \
-                         --post-processing do not apply (reuse a trained model with --reuse, or \
-                         score one model without --folds)"
+                         --thick-model / --post-processing do not apply (reuse a trained model \
+                         with --reuse, a thin/thick pair with --thick-work, or score one model \
+                         without --folds)"
                     );
                     return ExitCode::from(2);
                 }
@@ -544,6 +570,10 @@ fn main() -> ExitCode {
             }
             if folds.plot.is_some() && !baseline {
                 eprintln!("osteon evaluate: --plot needs --folds or --baseline (the plot sets the CNN beside the threshold)");
+                return ExitCode::from(2);
+            }
+            if thick_model.is_some() && matches!(segmenter, EvalSegmenterArg::Threshold) {
+                eprintln!("osteon evaluate: --thick-model needs --segmenter cnn");
                 return ExitCode::from(2);
             }
             if post_processing.is_some() && matches!(segmenter, EvalSegmenterArg::Threshold) {
@@ -561,6 +591,8 @@ fn main() -> ExitCode {
                 },
                 threshold_hu: threshold,
                 model,
+                thick_model,
+                thick_from_mm: folds.thick_from_mm,
                 mesh: osteon::mesh::MeshOptions::default(),
                 progress: false,
                 post_processing,

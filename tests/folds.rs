@@ -102,7 +102,7 @@ fn train_only_then_reuse_scores_every_scan_without_training_again() {
     // --model with --folds would be ignored: refused.
     let o = run(&["--segmenter", "cnn", "--model", "x.safetensors"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
-    assert!(text(&o.stderr).contains("--model / --post-processing do not apply"));
+    assert!(text(&o.stderr).contains("--model / --thick-model / --post-processing do not apply"));
     // So would --post-processing (the folds score the CNN with its default, `bones`).
     let o = run(&["--post-processing", "raw"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
@@ -173,6 +173,90 @@ fn train_only_then_reuse_scores_every_scan_without_training_again() {
                 "{name} in {}",
                 Path::new(&csv).display()
             );
+        }
+    }
+
+    // A thin/thick pair: the same models copied as the "thick" ones. The fast phantoms have 24
+    // slices over each profile's coverage: gaps of 8.25 mm (Philips), 8.203 (GE) and 8.208 (cbct);
+    // split at 8.23 mm, the Philips scans go to the thick folder and the others stay.
+    let thick = root.join("thick");
+    std::fs::create_dir_all(&thick).unwrap();
+    let pcsv = root.join("pair.csv");
+    let o = run_with(
+        &m,
+        "leave-2-out",
+        &work,
+        &pcsv,
+        &["--reuse", "--thick-work", thick.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("fold-01.safetensors (and its .json) is missing: train the thick"),
+        "{}",
+        text(&o.stderr)
+    );
+    for m in models {
+        for ext in ["safetensors", "json"] {
+            std::fs::copy(
+                work.join(format!("{m}.{ext}")),
+                thick.join(format!("{m}.{ext}")),
+            )
+            .unwrap();
+        }
+    }
+    let o = run_with(
+        &m,
+        "leave-2-out",
+        &work,
+        &pcsv,
+        &[
+            "--reuse",
+            "--thick-work",
+            thick.to_str().unwrap(),
+            "--thick-from-mm",
+            "8.23",
+        ],
+    );
+    let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
+    assert!(
+        stdout.contains("CNN leave-2-out thin/thick pair (thick from 8.23 mm"),
+        "{stdout}\n{stderr}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(pcsv.with_extension("json")).unwrap())
+            .unwrap();
+    let by = report["scored_by"].as_array().unwrap();
+    assert_eq!(by.len(), 6, "{report}");
+    let thick_rows: Vec<&serde_json::Value> =
+        by.iter().filter(|r| r[1]["model"] == "thick").collect();
+    assert_eq!(thick_rows.len(), 2, "the two Philips scans: {report}");
+    for r in &thick_rows {
+        assert!(r[0].as_str().unwrap().contains("/thick/"), "{r}");
+        assert!(
+            (r[1]["median_slice_gap_mm"].as_f64().unwrap() - 8.25).abs() < 1e-6,
+            "{r}"
+        );
+    }
+    for r in by.iter().filter(|r| r[1]["model"] == "thin") {
+        assert!(r[0].as_str().unwrap().contains("/folds/"), "{r}");
+        assert!(r[1]["median_slice_gap_mm"].as_f64().unwrap() < 8.23, "{r}");
+    }
+    // The thick model scored the Philips scans again (its scores go to its own folder); the thin
+    // scans' kept scores were reused.
+    for seed in 1..=2 {
+        assert!(
+            stderr.contains(&format!("scored philips-ingenuity-ub-s{seed} (")),
+            "{stderr}"
+        );
+        assert!(!thick.join(format!("scores/cbct-s{seed}.json")).exists());
+        for p in ["cbct", "ge-lightspeed-bone"] {
+            let name = format!("{p}-s{seed}");
+            if work.join(format!("scores/{name}.json")).is_file() {
+                assert!(
+                    stderr.contains(&format!("scores of {name} reused")),
+                    "{stderr}"
+                );
+            }
         }
     }
 

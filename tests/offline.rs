@@ -19,6 +19,8 @@ fn options() -> OfflineOptions {
         segmenter: SegmenterChoice::Threshold,
         threshold_hu: 226.0,
         model: None,
+        thick_model: None,
+        thick_from_mm: osteon::segment::pair::THICK_FROM_MM,
         mesh: MeshOptions::default(),
         progress: false,
         post_processing: osteon::segment::PostMode::default(),

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::dicom::series::{load_volume, scan, SeriesInfo};
 use crate::mesh::MeshOptions;
+use crate::segment::pair::PairSegmenter;
 use crate::segment::threshold::ThresholdSegmenter;
 use crate::segment::Segmenter;
 
@@ -29,6 +30,11 @@ pub enum SegmenterChoice {
 /// directory); its JSON metadata lies beside it (`.json`).
 pub const DEFAULT_MODEL: &str = "models/osteon-cnn.safetensors";
 
+/// Where the thick-slice model of a thin/thick pair ([`crate::segment::pair`]) is looked for when
+/// neither `--model` nor `--thick-model` is given: with it beside [`DEFAULT_MODEL`], series whose
+/// median slice gap is at least [`OfflineOptions::thick_from_mm`] go to it.
+pub const DEFAULT_THICK_MODEL: &str = "models/osteon-cnn-thick.safetensors";
+
 /// Options of an offline run.
 #[derive(Clone, Debug)]
 pub struct OfflineOptions {
@@ -37,6 +43,12 @@ pub struct OfflineOptions {
     pub threshold_hu: f32,
     /// CNN weights (safetensors, JSON metadata beside them); `None` = [`DEFAULT_MODEL`].
     pub model: Option<PathBuf>,
+    /// Thick-slice CNN weights of a thin/thick pair (`model` then serves the thin series);
+    /// `None` = [`DEFAULT_THICK_MODEL`] when it exists and `model` is `None`, else no pair.
+    pub thick_model: Option<PathBuf>,
+    /// Median slice gap (mm) from which a series goes to the thick model
+    /// ([`crate::segment::pair::THICK_FROM_MM`] by default).
+    pub thick_from_mm: f64,
     pub mesh: MeshOptions,
     /// Show a progress bar on stderr when it is a terminal.
     pub progress: bool,
@@ -132,6 +144,9 @@ impl Summary {
 /// [`OfflineError::NoCnnModel`] when the CNN is asked for and the model file does not exist,
 /// [`OfflineError::CnnModel`] when it cannot be loaded (or the binary was built without libtorch).
 /// [`SegmenterChoice::Default`] is the CNN when the model file exists, else the threshold baseline.
+/// With a thick model (`thick_model`, or [`DEFAULT_THICK_MODEL`] beside the default model) the
+/// CNN is a [`PairSegmenter`]; a `thick_model` that does not exist is
+/// [`OfflineError::NoCnnModel`].
 pub fn segmenter_for(options: &OfflineOptions) -> Result<Box<dyn Segmenter>, OfflineError> {
     let model = options
         .model
@@ -149,7 +164,24 @@ pub fn segmenter_for(options: &OfflineOptions) -> Result<Box<dyn Segmenter>, Off
             Err(OfflineError::NoCnnModel(model.display().to_string()))
         }
         SegmenterChoice::Default | SegmenterChoice::Cnn => {
-            load_cnn(&model, options.post_processing)
+            let thin = load_cnn(&model, options.post_processing)?;
+            let thick = match (&options.thick_model, &options.model) {
+                (Some(p), _) if !p.is_file() => {
+                    return Err(OfflineError::NoCnnModel(p.display().to_string()))
+                }
+                (Some(p), _) => Some(p.clone()),
+                (None, None) => Some(PathBuf::from(DEFAULT_THICK_MODEL)).filter(|p| p.is_file()),
+                (None, Some(_)) => None,
+            };
+            match thick {
+                None => Ok(thin),
+                Some(p) => {
+                    let thick = load_cnn(&p, options.post_processing)?;
+                    PairSegmenter::new(thin, thick, options.thick_from_mm)
+                        .map(|s| Box::new(s) as Box<dyn Segmenter>)
+                        .map_err(OfflineError::CnnModel)
+                }
+            }
         }
     }
 }

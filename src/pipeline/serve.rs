@@ -60,6 +60,8 @@ async fn serve(config: &Config) -> Result<(), ServeError> {
             segmenter: super::offline::SegmenterChoice::Default,
             threshold_hu: crate::segment::threshold::DEFAULT_THRESHOLD_HU,
             model: None,
+            thick_model: None,
+            thick_from_mm: crate::segment::pair::THICK_FROM_MM,
             mesh: crate::mesh::MeshOptions::default(),
             progress: false,
             post_processing: crate::segment::PostMode::default(),

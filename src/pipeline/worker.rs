@@ -77,7 +77,7 @@ pub fn process_volume(
         move |source| WorkerError::Io { path, source }
     };
     std::fs::create_dir_all(out_dir).map_err(io(out_dir))?;
-    let identity = segmenter.identity();
+    let identity = segmenter.identity_for(&ct);
 
     let t = Instant::now();
     let mask = segmenter
@@ -88,6 +88,7 @@ pub fn process_volume(
         })?;
     let segment_ms = ms(t);
     let post_processing = segmenter.post_processing();
+    let model_choice = segmenter.model_choice();
     // The HU voxels move to a volume of their own for the image QA; `ct` keeps the geometry
     // and the source references, all the later stages need.
     let qa_ct = CtVolume {
@@ -141,6 +142,7 @@ pub fn process_volume(
             bone_voxels,
             bone_volume_ml: ct.geometry.volume_ml(&per_slice),
             post_processing,
+            model_choice,
         },
         mesh: mesh_stats,
         outputs: Outputs {

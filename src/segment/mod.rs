@@ -7,12 +7,14 @@
 //! * [`bones`]: which pieces the CNN's mask keeps (the skull and separate bones inside the body).
 //! * [`fill`]: the CNN's marrow fill (bone-enclosed holes of bone-like mean grey value become bone).
 //! * [`grow`]: the CNN's half-maximum grow (partial-volume bone beside the mask becomes bone).
+//! * [`pair`]: a thin/thick model pair, the model chosen per series by its median slice gap.
 
 pub mod bones;
 pub mod cnn;
 pub mod components;
 pub mod fill;
 pub mod grow;
+pub mod pair;
 pub mod post;
 pub mod threshold;
 
@@ -112,6 +114,12 @@ pub enum SegmentError {
 pub trait Segmenter: Send + Sync {
     /// Name and version for the SEG and the report.
     fn identity(&self) -> AlgorithmIdentity;
+    /// Name and version of what [`Segmenter::segment`] runs on `ct`: the model a
+    /// [`pair::PairSegmenter`] chooses for it; [`Segmenter::identity`] for a single segmenter.
+    fn identity_for(&self, ct: &CtVolume) -> AlgorithmIdentity {
+        let _ = ct;
+        self.identity()
+    }
     /// Segments `ct`; the mask has the shape of `ct.hu`.
     ///
     /// # Errors
@@ -134,6 +142,11 @@ pub trait Segmenter: Send + Sync {
     /// without one (the threshold baseline keeps the paper's largest component) and before any
     /// result.
     fn post_processing(&self) -> Option<PostProcessing> {
+        None
+    }
+    /// Which model of a thin/thick pair made the last result, and why ([`pair::PairChoice`]);
+    /// `None` for a single segmenter and before any result.
+    fn model_choice(&self) -> Option<pair::PairChoice> {
         None
     }
 }

@@ -315,6 +315,17 @@ pub struct FoldArgs {
     /// --neighbour-adjacent`).
     #[arg(long)]
     pub neighbour_adjacent: bool,
+    /// Score a thin/thick model pair: held-out scans whose median slice gap is at least
+    /// --thick-from-mm are scored by the same-named fold model in this folder (trained beforehand
+    /// with the thick recipe, `--train-only --work DIR`), the others by --work's; its scores are
+    /// kept in DIR/scores/.
+    #[arg(long, value_name = "DIR")]
+    pub thick_work: Option<PathBuf>,
+    /// Median slice gap (mm) from which a series goes to the thick model of a pair (--thick-work,
+    /// or --thick-model without --folds).
+    #[arg(long, default_value_t = crate::segment::pair::THICK_FROM_MM,
+          value_parser = crate::segment::pair::parse_thick_from_mm)]
+    pub thick_from_mm: f64,
     /// Where the folds train.
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
@@ -326,7 +337,8 @@ pub struct FoldArgs {
 }
 
 impl FoldArgs {
-    /// The first flag given that only `--folds` uses (`--reuse`, `--train-only`, `--models`, `--steps`,
+    /// The first flag given that only `--folds` uses (`--reuse`, `--train-only`, `--models`,
+    /// `--thick-work`, `--steps`,
     /// `--tiles`, `--tile-size`, `--minutes-per-fold`, `--seed`, `--working-pixel-mm`, `--draw`,
     /// `--slab-mm`, `--slab-label`, `--neighbour-mm`, `--neighbour-adjacent`), so that it
     /// is refused without `--folds` instead of being silently ignored (`--plot` also serves
@@ -336,6 +348,7 @@ impl FoldArgs {
             (self.reuse, "--reuse"),
             (self.train_only, "--train-only"),
             (self.models.is_some(), "--models"),
+            (self.thick_work.is_some(), "--thick-work"),
             (self.steps.is_some(), "--steps"),
             (self.tiles.is_some(), "--tiles"),
             (self.tile_size.is_some(), "--tile-size"),
@@ -444,6 +457,13 @@ pub fn run_folds(
             return ExitCode::FAILURE;
         }
     }
+    if args.train_only && args.thick_work.is_some() {
+        eprintln!(
+            "osteon evaluate: --thick-work scores a thin/thick pair; --train-only scores nothing \
+             (train the thick models with their own --work)"
+        );
+        return ExitCode::from(2);
+    }
     if !threshold_hu.is_finite() {
         eprintln!("osteon evaluate: --threshold {threshold_hu} is not a finite HU value");
         return ExitCode::from(2);
@@ -507,6 +527,13 @@ pub fn run_folds(
         reuse: args.reuse,
         only: args.models.clone().map(|m| m.0),
         threshold_hu,
+        thick: args
+            .thick_work
+            .clone()
+            .map(|work| super::folds::ThickFolds {
+                work,
+                from_mm: args.thick_from_mm,
+            }),
     };
     if args.train_only {
         return match train_folds(&o) {
@@ -558,6 +585,7 @@ pub fn run_folds(
             let doc = serde_json::json!({
                 "plan": r.plan,
                 "fold_of": r.fold_of,
+                "scored_by": r.scored_by,
                 "models": r.models,
                 "train_seconds": r.train_seconds,
                 "variants": r.variants,

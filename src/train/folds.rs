@@ -26,8 +26,10 @@ use crate::segment::cnn::infer::DenseOptions;
 use crate::segment::threshold::ThresholdSegmenter;
 use crate::segment::Segmenter;
 
+mod pair;
 mod reuse;
 mod score_cache;
+pub use pair::ThickFolds;
 use reuse::reusable;
 use score_cache::CacheKey;
 
@@ -42,6 +44,9 @@ pub struct FoldReport {
     /// Per scored scan (the rows of `cnn` and `threshold`), the fold number (1-based) that scored
     /// it; 0 = the final model.
     pub fold_of: Vec<usize>,
+    /// Per scored scan, the weights that scored it and, for a thin/thick pair
+    /// ([`FoldOptions::thick`]), the choice by its median slice gap.
+    pub scored_by: Vec<(PathBuf, Option<crate::segment::pair::PairChoice>)>,
     /// Weights of fold 1..m, then the final model.
     pub models: Vec<PathBuf>,
     /// Seconds of training per model (0 when an existing model was reused).
@@ -132,6 +137,10 @@ pub struct FoldOptions {
     pub only: Option<Vec<ModelPick>>,
     /// Threshold of the baseline, HU.
     pub threshold_hu: f32,
+    /// Score a thin/thick pair: scans whose median slice gap is at least
+    /// [`ThickFolds::from_mm`] are scored by the same-named model in [`ThickFolds::work`]
+    /// (trained beforehand; never trained here). `None` = the models of `work` only.
+    pub thick: Option<ThickFolds>,
 }
 
 fn fold_records(records: &[ScanRecord], fold: &Fold) -> Vec<ScanRecord> {
@@ -378,6 +387,9 @@ pub fn cross_validate(o: &FoldOptions) -> Result<FoldReport, TrainError> {
         path: cache_dir.clone(),
         source,
     })?;
+    if let Some(thick) = &o.thick {
+        thick.check(&model_paths, &wanted)?;
+    }
     let threshold = ThresholdSegmenter {
         threshold_hu: o.threshold_hu,
     };
@@ -386,14 +398,29 @@ pub fn cross_validate(o: &FoldOptions) -> Result<FoldReport, TrainError> {
         half: device.is_cuda(),
         ..DenseOptions::default()
     };
-    let rows: Vec<(ScanResult, ScanResult, VariantRow)> = scored
+    let routes: Vec<pair::Route> = scored
         .par_iter()
         .map(|&(i, f)| {
+            let thin = &model_paths[model_of(f)];
+            match &o.thick {
+                Some(t) => t.route(&manifest.scan[i], thin, &cache_dir),
+                None => pair::Route {
+                    model: thin.clone(),
+                    cache_dir: cache_dir.clone(),
+                    choice: None,
+                },
+            }
+        })
+        .collect();
+    let rows: Vec<(ScanResult, ScanResult, VariantRow)> = scored
+        .par_iter()
+        .zip(&routes)
+        .map(|(&(i, _), route)| {
             let e = &manifest.scan[i];
-            let model = &model_paths[model_of(f)];
+            let model = &route.model;
             match crate::segment::cnn::segmenter::load_with(model, opts.clone()) {
                 Ok(cnn) => {
-                    let cache = cache_dir.join(format!("{}.json", e.name));
+                    let cache = route.cache_dir.join(format!("{}.json", e.name));
                     let key = CacheKey::of(e, model, &cnn, o.threshold_hu, device);
                     if o.reuse {
                         if let Some(rows) = key.as_ref().and_then(|k| k.read(&cache)) {
@@ -452,7 +479,12 @@ pub fn cross_validate(o: &FoldOptions) -> Result<FoldReport, TrainError> {
             manifest: manifest.manifest.name.clone(),
             segmenter: match o.scheme {
                 Scheme::LeaveTwoOut => format!(
-                    "CNN leave-2-out ({} folds + final model, {}{})",
+                    "CNN leave-2-out{} ({} folds + final model, {}{})",
+                    o.thick.as_ref().map_or(String::new(), |t| format!(
+                        " thin/thick pair (thick from {} mm: {})",
+                        t.from_mm,
+                        t.work.display()
+                    )),
                     plan.folds.len(),
                     device_name(device),
                     if wanted.iter().all(|&w| w) {
@@ -476,6 +508,7 @@ pub fn cross_validate(o: &FoldOptions) -> Result<FoldReport, TrainError> {
         },
         plan,
         fold_of,
+        scored_by: routes.into_iter().map(|r| (r.model, r.choice)).collect(),
         models: model_paths,
         train_seconds,
         variants,

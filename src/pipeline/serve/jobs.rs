@@ -188,6 +188,8 @@ fn process(config: &Config, job: &Job) -> Result<(PathBuf, SeriesReport), String
         },
         threshold_hu: p.threshold_hu,
         model: None,
+        thick_model: None,
+        thick_from_mm: crate::segment::pair::THICK_FROM_MM,
         mesh: mesh.clone(),
         progress: false,
         post_processing: p.post_processing,

@@ -1,0 +1,95 @@
+//! Cross-validation of a thin/thick model pair ([`crate::segment::pair`]): each held-out scan is
+//! scored by the fold model of the work folder its median slice gap chooses, the thin one
+//! (`--work`) or the thick one (`--thick-work`, trained beforehand with its own recipe by
+//! `--folds leave-2-out --train-only --work THICK`). Each model's scores are kept in its own
+//! work folder's `scores/`, so a pair run reuses what the two single runs scored.
+
+use std::path::{Path, PathBuf};
+
+use super::super::TrainError;
+use crate::eval::manifest::ScanEntry;
+use crate::segment::pair::{choose, PairChoice, PairModel};
+
+/// The thick half of a pair under cross-validation.
+#[derive(Clone, Debug)]
+pub struct ThickFolds {
+    /// Folder of the thick fold models (`fold-NN.safetensors`, `final.safetensors` + JSON), named
+    /// as in the thin work folder.
+    pub work: PathBuf,
+    /// Median slice gap (mm) from which a scan goes to the thick model.
+    pub from_mm: f64,
+}
+
+/// Where one scan is scored: the model file, the folder of its kept scores and the choice (`None`
+/// without a pair).
+pub(super) struct Route {
+    pub model: PathBuf,
+    pub cache_dir: PathBuf,
+    pub choice: Option<PairChoice>,
+}
+
+impl ThickFolds {
+    /// Checks, before any scoring, that the thick model of every wanted thin model (same file
+    /// name) and its JSON exist, and makes the thick `scores/` folder.
+    ///
+    /// # Errors
+    /// [`TrainError::Settings`] naming the first missing model, [`TrainError::Io`] when `scores/`
+    /// cannot be made.
+    pub(super) fn check(&self, thin_models: &[PathBuf], wanted: &[bool]) -> Result<(), TrainError> {
+        if !(self.from_mm.is_finite() && self.from_mm > 0.0) {
+            return Err(TrainError::Settings(format!(
+                "--thick-from-mm {}: must be a positive number of mm",
+                self.from_mm
+            )));
+        }
+        for (thin, _) in thin_models.iter().zip(wanted).filter(|(_, &w)| w) {
+            let thick = self.model_for(thin);
+            if !thick.is_file() || !thick.with_extension("json").is_file() {
+                return Err(TrainError::Settings(format!(
+                    "--thick-work: {} (and its .json) is missing: train the thick fold models \
+                     first (osteon evaluate --folds leave-2-out --train-only --work {} with the \
+                     thick recipe)",
+                    thick.display(),
+                    self.work.display()
+                )));
+            }
+        }
+        let scores = self.work.join("scores");
+        std::fs::create_dir_all(&scores).map_err(|source| TrainError::Io {
+            path: scores,
+            source,
+        })
+    }
+
+    /// The thick model standing for the thin model `thin` (same file name in [`Self::work`]).
+    fn model_for(&self, thin: &Path) -> PathBuf {
+        self.work.join(thin.file_name().unwrap_or_default())
+    }
+
+    /// Where `e` is scored: reads its series (geometry only matters) and chooses by the median
+    /// slice gap. A series that cannot be read goes to the thin model, whose scoring then reports
+    /// the reading error in the scan's row.
+    pub(super) fn route(&self, e: &ScanEntry, thin: &Path, thin_cache: &Path) -> Route {
+        let ct = crate::label::load_ct(
+            std::slice::from_ref(&e.series),
+            e.series_selector.as_deref(),
+        );
+        let Ok(ct) = ct else {
+            return Route {
+                model: thin.to_owned(),
+                cache_dir: thin_cache.to_owned(),
+                choice: None,
+            };
+        };
+        let choice = choose(&ct, self.from_mm);
+        let (model, cache_dir) = match choice.model {
+            PairModel::Thin => (thin.to_owned(), thin_cache.to_owned()),
+            PairModel::Thick => (self.model_for(thin), self.work.join("scores")),
+        };
+        Route {
+            model,
+            cache_dir,
+            choice: Some(choice),
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! A thin/thick model pair in `osteon segment` (issue 4: the model chosen per series by its
+//! median slice gap): the tilted GE head of `../shared/data` (gaps of 4 mm x 13, 1.08 mm, 7 mm x
+//! 13: median 4.0 mm) goes to the thick model, a 2.4 mm phantom to the thin one, and each result
+//! names its model in report.json and in the SEG's AlgorithmVersion (0066,0031).
+#![cfg(feature = "torch")]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn osteon(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_osteon"))
+        .args(args)
+        .output()
+        .expect("run osteon")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The shipped thin model (0.488 mm working pixels) and the thick one (0.976 mm).
+fn models() -> (String, String) {
+    let thin = root().join("models/osteon-cnn-cpu-3.safetensors");
+    let thick = root().join("models/leave-2-out-cpu-8/final.safetensors");
+    (
+        thin.to_str().unwrap().to_owned(),
+        thick.to_str().unwrap().to_owned(),
+    )
+}
+
+/// `osteon segment` of `input` into `out` with the pair (`extra` appended); the report's
+/// segmentation object and the SEG file's bytes.
+fn segment(input: &Path, out: &Path, extra: &[&str]) -> (serde_json::Value, Vec<u8>) {
+    let (thin, thick) = models();
+    let mut args = vec![
+        "segment",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--model",
+        &thin,
+        "--thick-model",
+        &thick,
+    ];
+    args.extend_from_slice(extra);
+    let o = osteon(&args);
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let seg = std::fs::read(out.join("seg.dcm")).unwrap();
+    (report["segmentation"].clone(), seg)
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn the_pair_segments_each_series_with_the_model_of_its_slice_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let ge = root().join("../shared/data/ct/ge-hispeed-dual-head-tilt");
+
+    let (s, seg) = segment(&ge, &dir.path().join("ge"), &[]);
+    assert_eq!(s["model_choice"]["model"], "thick", "{s}");
+    let gap = s["model_choice"]["median_slice_gap_mm"].as_f64().unwrap();
+    assert!((gap - 4.0).abs() < 0.01, "{s}");
+    assert_eq!(s["model_choice"]["thick_from_mm"], 3.0);
+    let version = s["algorithm"]["version"].as_str().unwrap();
+    assert!(version.contains("-p0.976-"), "{version}");
+    assert!(contains(&seg, version), "the SEG names the thick model");
+
+    // Split above the GE head's median gap: the same series goes to the thin model.
+    let (s, seg) = segment(&ge, &dir.path().join("ge-5"), &["--thick-from-mm", "5"]);
+    assert_eq!(s["model_choice"]["model"], "thin", "{s}");
+    let version = s["algorithm"]["version"].as_str().unwrap();
+    assert!(version.contains("-p0.488-"), "{version}");
+    assert!(contains(&seg, version), "the SEG names the thin model");
+
+    // A thin series: 80 slices over the Philips profile's coverage (2.4 mm gaps).
+    let ph = dir.path().join("phantom");
+    let o = osteon(&[
+        "phantom",
+        "--profile",
+        "philips-ingenuity-ub",
+        "--seed",
+        "3",
+        "--fast",
+        "--slices",
+        "80",
+        "--out",
+        ph.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let (s, _) = segment(&ph.join("ct"), &dir.path().join("ph"), &[]);
+    assert_eq!(s["model_choice"]["model"], "thin", "{s}");
+    let gap = s["model_choice"]["median_slice_gap_mm"].as_f64().unwrap();
+    assert!(gap > 2.0 && gap < 3.0, "{s}");
+
+    // Bad pair settings: a split that is not a length, a thick model that is not there, a thick
+    // model for the threshold segmenter.
+    let (thin, _) = models();
+    let out = dir.path().join("bad");
+    let out = out.to_str().unwrap();
+    let ge = ge.to_str().unwrap();
+    let o = osteon(&["segment", ge, "--out", out, "--thick-from-mm", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("not a positive number of mm"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = osteon(&[
+        "segment",
+        ge,
+        "--out",
+        out,
+        "--model",
+        &thin,
+        "--thick-model",
+        "/nonexistent.safetensors",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("/nonexistent.safetensors"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = osteon(&[
+        "segment",
+        ge,
+        "--out",
+        out,
+        "--segmenter",
+        "threshold",
+        "--thick-model",
+        &thin,
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("--thick-model is a CNN"),
+        "{}",
+        text(&o.stderr)
+    );
+}

@@ -12,6 +12,7 @@
 //! (largest component, smoothing, decimation) → signed deviation of each reference mesh vertex from
 //! the predicted mesh, kept within ±5 mm.
 
+pub mod cli;
 pub mod compare;
 pub mod hausdorff;
 pub mod manifest;

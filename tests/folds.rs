@@ -191,7 +191,7 @@ fn train_only_then_reuse_scores_every_scan_without_training_again() {
     );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
     assert!(
-        text(&o.stderr).contains("fold-01.safetensors (and its .json) is missing: train the thick"),
+        text(&o.stderr).contains("fold-01.safetensors (and its .json) is missing, needed for philips-ingenuity-ub-s1: train the thick"),
         "{}",
         text(&o.stderr)
     );

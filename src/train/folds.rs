@@ -388,7 +388,7 @@ pub fn cross_validate(o: &FoldOptions) -> Result<FoldReport, TrainError> {
         source,
     })?;
     if let Some(thick) = &o.thick {
-        thick.check(&model_paths, &wanted)?;
+        thick.check()?;
     }
     let threshold = ThresholdSegmenter {
         threshold_hu: o.threshold_hu,
@@ -412,6 +412,13 @@ pub fn cross_validate(o: &FoldOptions) -> Result<FoldReport, TrainError> {
             }
         })
         .collect();
+    if let Some(thick) = &o.thick {
+        let names: Vec<&str> = scored
+            .iter()
+            .map(|&(i, _)| manifest.scan[i].name.as_str())
+            .collect();
+        thick.check_routes(&routes, &names)?;
+    }
     let rows: Vec<(ScanResult, ScanResult, VariantRow)> = scored
         .par_iter()
         .zip(&routes)

@@ -29,36 +29,48 @@ pub(super) struct Route {
 }
 
 impl ThickFolds {
-    /// Checks, before any scoring, that the thick model of every wanted thin model (same file
-    /// name) and its JSON exist, and makes the thick `scores/` folder.
+    /// Checks the split and makes the thick `scores/` folder (before any scoring).
     ///
     /// # Errors
-    /// [`TrainError::Settings`] naming the first missing model, [`TrainError::Io`] when `scores/`
-    /// cannot be made.
-    pub(super) fn check(&self, thin_models: &[PathBuf], wanted: &[bool]) -> Result<(), TrainError> {
+    /// [`TrainError::Settings`] for a split that is not a positive length, [`TrainError::Io`]
+    /// when `scores/` cannot be made.
+    pub(super) fn check(&self) -> Result<(), TrainError> {
         if !(self.from_mm.is_finite() && self.from_mm > 0.0) {
             return Err(TrainError::Settings(format!(
                 "--thick-from-mm {}: must be a positive number of mm",
                 self.from_mm
             )));
         }
-        for (thin, _) in thin_models.iter().zip(wanted).filter(|(_, &w)| w) {
-            let thick = self.model_for(thin);
-            if !thick.is_file() || !thick.with_extension("json").is_file() {
-                return Err(TrainError::Settings(format!(
-                    "--thick-work: {} (and its .json) is missing: train the thick fold models \
-                     first (osteon evaluate --folds leave-2-out --train-only --work {} with the \
-                     thick recipe)",
-                    thick.display(),
-                    self.work.display()
-                )));
-            }
-        }
         let scores = self.work.join("scores");
         std::fs::create_dir_all(&scores).map_err(|source| TrainError::Io {
             path: scores,
             source,
         })
+    }
+
+    /// Checks, after routing and before any scoring, that every thick model a scan was routed to
+    /// exists with its JSON (only those: a thick recipe need not train the folds that hold out
+    /// thin series only).
+    ///
+    /// # Errors
+    /// [`TrainError::Settings`] naming the first missing model and the scan that needs it.
+    pub(super) fn check_routes(&self, routes: &[Route], names: &[&str]) -> Result<(), TrainError> {
+        for (r, name) in routes.iter().zip(names) {
+            let thick = r
+                .choice
+                .as_ref()
+                .is_some_and(|c| c.model == PairModel::Thick);
+            if thick && (!r.model.is_file() || !r.model.with_extension("json").is_file()) {
+                return Err(TrainError::Settings(format!(
+                    "--thick-work: {} (and its .json) is missing, needed for {name}: train the \
+                     thick fold models first (osteon evaluate --folds leave-2-out --train-only \
+                     --work {} with the thick recipe)",
+                    r.model.display(),
+                    self.work.display()
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The thick model standing for the thin model `thin` (same file name in [`Self::work`]).

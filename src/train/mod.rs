@@ -30,6 +30,7 @@ mod checkpoint;
 pub mod fit;
 #[cfg(feature = "torch")]
 pub mod folds;
+pub mod folds_cli;
 #[cfg(feature = "torch")]
 pub mod rmsprop;
 #[cfg(feature = "torch")]

@@ -107,9 +107,50 @@ fn the_pair_segments_each_series_with_the_model_of_its_slice_gap() {
     let gap = s["model_choice"]["median_slice_gap_mm"].as_f64().unwrap();
     assert!(gap > 2.0 && gap < 3.0, "{s}");
 
+    // The default pair: models/osteon-cnn.safetensors and models/osteon-cnn-thick.safetensors in
+    // the working directory (as a node's), no --model: the GE head goes to the thick model.
+    let cwd = dir.path().join("node");
+    std::fs::create_dir_all(cwd.join("models")).unwrap();
+    let (thin, thick) = models();
+    for (src, name) in [(&thin, "osteon-cnn"), (&thick, "osteon-cnn-thick")] {
+        for ext in ["safetensors", "json"] {
+            let src = Path::new(src).with_extension(ext);
+            std::fs::copy(&src, cwd.join(format!("models/{name}.{ext}"))).unwrap();
+        }
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_osteon"))
+        .current_dir(&cwd)
+        .args(["segment", ge.to_str().unwrap(), "--out", "out"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cwd.join("out/report.json")).unwrap()).unwrap();
+    assert_eq!(
+        report["segmentation"]["model_choice"]["model"], "thick",
+        "{report}"
+    );
+    // Without the thick file the default CNN is the single model: no choice recorded.
+    std::fs::remove_file(cwd.join("models/osteon-cnn-thick.safetensors")).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_osteon"))
+        .current_dir(&cwd)
+        .args(["segment", ge.to_str().unwrap(), "--out", "out1"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cwd.join("out1/report.json")).unwrap()).unwrap();
+    assert!(
+        report["segmentation"].get("model_choice").is_none(),
+        "{report}"
+    );
+    let version = report["segmentation"]["algorithm"]["version"]
+        .as_str()
+        .unwrap();
+    assert!(version.contains("-p0.488-"), "{version}");
+
     // Bad pair settings: a split that is not a length, a thick model that is not there, a thick
     // model for the threshold segmenter.
-    let (thin, _) = models();
     let out = dir.path().join("bad");
     let out = out.to_str().unwrap();
     let ge = ge.to_str().unwrap();

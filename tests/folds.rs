@@ -180,8 +180,23 @@ fn train_only_then_reuse_scores_every_scan_without_training_again() {
     // slices over each profile's coverage: gaps of 8.25 mm (Philips), 8.203 (GE) and 8.208 (cbct);
     // split at 8.23 mm, the Philips scans go to the thick folder and the others stay.
     let thick = root.join("thick");
-    std::fs::create_dir_all(&thick).unwrap();
     let pcsv = root.join("pair.csv");
+    // A --thick-work that is not a folder is refused before anything trains or scores.
+    let o = run_with(
+        &m,
+        "leave-2-out",
+        &work,
+        &pcsv,
+        &["--reuse", "--thick-work", m.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("tiny.toml: not a folder"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!text(&o.stderr).contains("reusing "), "{}", text(&o.stderr));
+    std::fs::create_dir_all(&thick).unwrap();
     let o = run_with(
         &m,
         "leave-2-out",

@@ -149,8 +149,8 @@ fn the_pair_segments_each_series_with_the_model_of_its_slice_gap() {
         .unwrap();
     assert!(version.contains("-p0.488-"), "{version}");
 
-    // Bad pair settings: a split that is not a length, a thick model that is not there, a thick
-    // model for the threshold segmenter.
+    // Bad pair settings: a split that is not a length, a thick model that is not there or a
+    // folder, a thick model without a thin one, a thick model for the threshold segmenter.
     let out = dir.path().join("bad");
     let out = out.to_str().unwrap();
     let ge = ge.to_str().unwrap();
@@ -173,7 +173,61 @@ fn the_pair_segments_each_series_with_the_model_of_its_slice_gap() {
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
     assert!(
-        text(&o.stderr).contains("/nonexistent.safetensors"),
+        text(&o.stderr).contains("thick-slice model of the thin/thick pair: /nonexistent.safetensors is not a model file"),
+        "{}",
+        text(&o.stderr)
+    );
+    // A folder where the thick model should be: the same refusal.
+    let o = osteon(&[
+        "segment",
+        ge,
+        "--out",
+        out,
+        "--model",
+        &thin,
+        "--thick-model",
+        "/tmp",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("/tmp is not a model file"),
+        "{}",
+        text(&o.stderr)
+    );
+    // A thick model without its thin one is refused, never the threshold in its place: from a
+    // working directory without models/ (no default thin model) ...
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_osteon"))
+        .current_dir(&empty)
+        .args(["segment", ge, "--out", "o", "--thick-model", &thick])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr)
+            .contains("needs its thin model too, and models/osteon-cnn.safetensors does not exist"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!empty.join("o/seg.dcm").exists());
+    // ... and the node's case: only models/osteon-cnn-thick.safetensors in the working directory.
+    std::fs::create_dir_all(empty.join("models")).unwrap();
+    for ext in ["safetensors", "json"] {
+        std::fs::copy(
+            Path::new(&thick).with_extension(ext),
+            empty.join(format!("models/osteon-cnn-thick.{ext}")),
+        )
+        .unwrap();
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_osteon"))
+        .current_dir(&empty)
+        .args(["segment", ge, "--out", "o"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("needs its thin model too"),
         "{}",
         text(&o.stderr)
     );

@@ -65,6 +65,12 @@ pub enum OfflineError {
     NoCnnModel(String),
     #[error("the CNN model could not be loaded: {0}")]
     CnnModel(String),
+    #[error("the thick-slice model of the thin/thick pair: {0} is not a model file (safetensors weights with their .json beside them)")]
+    NoThickModel(String),
+    #[error("the thick-slice model of the thin/thick pair could not be loaded: {0}")]
+    ThickModel(String),
+    #[error("thick-slice model {thick}: a thin/thick pair needs its thin model too, and {thin} does not exist (pass --model, or put the thin model at models/osteon-cnn.safetensors)")]
+    ThickWithoutThin { thick: String, thin: String },
     #[error("writing {path}: {source}")]
     Io {
         path: PathBuf,
@@ -145,8 +151,10 @@ impl Summary {
 /// [`OfflineError::CnnModel`] when it cannot be loaded (or the binary was built without libtorch).
 /// [`SegmenterChoice::Default`] is the CNN when the model file exists, else the threshold baseline.
 /// With a thick model (`thick_model`, or [`DEFAULT_THICK_MODEL`] beside the default model) the
-/// CNN is a [`PairSegmenter`]; a `thick_model` that does not exist is
-/// [`OfflineError::NoCnnModel`].
+/// CNN is a [`PairSegmenter`]: a `thick_model` (or a [`DEFAULT_THICK_MODEL`] path) that is not a
+/// file is [`OfflineError::NoThickModel`], one that does not load [`OfflineError::ThickModel`],
+/// and a thick model without the thin model [`OfflineError::ThickWithoutThin`] (never the
+/// threshold in its place: a node with only `models/osteon-cnn-thick.safetensors` does not start).
 pub fn segmenter_for(options: &OfflineOptions) -> Result<Box<dyn Segmenter>, OfflineError> {
     let model = options
         .model
@@ -157,29 +165,40 @@ pub fn segmenter_for(options: &OfflineOptions) -> Result<Box<dyn Segmenter>, Off
             threshold_hu: options.threshold_hu,
         })
     };
+    // The thick model of a pair: given, or the default one when present (a default path that
+    // exists but is not a file is an error, not silently a single model).
+    let thick = match (&options.thick_model, &options.model) {
+        (Some(p), _) => Some(p.clone()),
+        (None, None) => Some(PathBuf::from(DEFAULT_THICK_MODEL)).filter(|p| p.exists()),
+        (None, Some(_)) => None,
+    };
     match options.segmenter {
         SegmenterChoice::Threshold => Ok(threshold()),
+        SegmenterChoice::Default | SegmenterChoice::Cnn if !model.is_file() && thick.is_some() => {
+            Err(OfflineError::ThickWithoutThin {
+                thick: thick.unwrap_or_default().display().to_string(),
+                thin: model.display().to_string(),
+            })
+        }
         SegmenterChoice::Default if !model.is_file() => Ok(threshold()),
         SegmenterChoice::Cnn if !model.is_file() => {
             Err(OfflineError::NoCnnModel(model.display().to_string()))
         }
         SegmenterChoice::Default | SegmenterChoice::Cnn => {
+            if let Some(p) = thick.as_ref().filter(|p| !p.is_file()) {
+                return Err(OfflineError::NoThickModel(p.display().to_string()));
+            }
             let thin = load_cnn(&model, options.post_processing)?;
-            let thick = match (&options.thick_model, &options.model) {
-                (Some(p), _) if !p.is_file() => {
-                    return Err(OfflineError::NoCnnModel(p.display().to_string()))
-                }
-                (Some(p), _) => Some(p.clone()),
-                (None, None) => Some(PathBuf::from(DEFAULT_THICK_MODEL)).filter(|p| p.is_file()),
-                (None, Some(_)) => None,
-            };
             match thick {
                 None => Ok(thin),
                 Some(p) => {
-                    let thick = load_cnn(&p, options.post_processing)?;
+                    let thick = load_cnn(&p, options.post_processing).map_err(|e| match e {
+                        OfflineError::CnnModel(m) => OfflineError::ThickModel(m),
+                        other => other,
+                    })?;
                     PairSegmenter::new(thin, thick, options.thick_from_mm)
                         .map(|s| Box::new(s) as Box<dyn Segmenter>)
-                        .map_err(OfflineError::CnnModel)
+                        .map_err(OfflineError::ThickModel)
                 }
             }
         }

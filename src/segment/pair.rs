@@ -23,14 +23,21 @@ use crate::dicom::series::CtVolume;
 /// for fine structures.
 pub const THICK_FROM_MM: f64 = 3.0;
 
-/// Parses a split given on the command line (`--thick-from-mm`): a positive finite number of mm.
+/// Largest split accepted on the command line, mm: no CT series of a head has slices this far
+/// apart, so a larger value would only send every series to the thin model unnoticed.
+pub const MAX_THICK_FROM_MM: f64 = 20.0;
+
+/// Parses a split given on the command line (`--thick-from-mm`): a number of mm above 0 and at
+/// most [`MAX_THICK_FROM_MM`].
 ///
 /// # Errors
 /// A message naming the value otherwise.
 pub fn parse_thick_from_mm(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
-        _ => Err(format!("{s:?} is not a positive number of mm")),
+        Ok(v) if v.is_finite() && v > 0.0 && v <= MAX_THICK_FROM_MM => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a positive number of mm up to {MAX_THICK_FROM_MM}"
+        )),
     }
 }
 
@@ -56,9 +63,28 @@ pub struct PairChoice {
     pub thick_from_mm: f64,
 }
 
-/// Chooses the model for `ct`: thick when its median slice gap is at least `thick_from_mm`.
+/// Median (mm) of the gaps between consecutive slices along the slice normal
+/// ([`crate::dicom::geometry::Geometry::slice_spacings`]); for an even count the mean of the two
+/// middle gaps (gaps 1, 1, 1, 4, 4, 4 give 2.5: neither block decides alone). `None` for a single
+/// slice.
+pub fn median_slice_gap_mm(geometry: &crate::dicom::geometry::Geometry) -> Option<f64> {
+    let mut g = geometry.slice_spacings();
+    if g.is_empty() {
+        return None;
+    }
+    g.sort_by(f64::total_cmp);
+    let n = g.len();
+    Some(if n % 2 == 1 {
+        g[n / 2]
+    } else {
+        (g[n / 2 - 1] + g[n / 2]) / 2.0
+    })
+}
+
+/// Chooses the model for `ct`: thick when its median slice gap ([`median_slice_gap_mm`]) is at
+/// least `thick_from_mm`; a single slice (no gap) goes to the thin model.
 pub fn choose(ct: &CtVolume, thick_from_mm: f64) -> PairChoice {
-    let gap = ct.geometry.nominal_slice_spacing();
+    let gap = median_slice_gap_mm(&ct.geometry).unwrap_or(0.0);
     PairChoice {
         model: if gap >= thick_from_mm {
             PairModel::Thick
@@ -255,13 +281,22 @@ mod tests {
         // Gaps 1, 1, 1, 7, 7: median 1 -> thin, whatever the long gaps.
         let mostly_thin = ct(&[0.0, 1.0, 2.0, 3.0, 10.0, 17.0]);
         assert_eq!(choose(&mostly_thin, 4.0).model, PairModel::Thin);
+        // An even count: gaps 1, 1, 4, 4 -> 2.5 (the mean of the middle two) -> thin at 3 mm.
+        let even = choose(&ct(&[0.0, 1.0, 2.0, 6.0, 10.0]), 3.0);
+        assert_eq!(
+            (even.model, even.median_slice_gap_mm),
+            (PairModel::Thin, 2.5)
+        );
         assert_eq!(bone(&p.segment(&mostly_thin).unwrap()), 6 * 36);
     }
 
     #[test]
     fn a_split_that_is_not_a_positive_length_is_refused() {
         assert_eq!(parse_thick_from_mm(" 2.5"), Ok(2.5));
-        for bad in ["0", "-3", "nan", "inf", "3mm", ""] {
+        assert_eq!(parse_thick_from_mm("20"), Ok(20.0));
+        for bad in [
+            "0", "-3", "nan", "inf", "3mm", "", "20.5", "1e300", "1e-300x",
+        ] {
             assert!(parse_thick_from_mm(bad).is_err(), "{bad}");
         }
         for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {

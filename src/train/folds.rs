@@ -365,6 +365,9 @@ pub fn train_folds(o: &FoldOptions) -> Result<Vec<(PathBuf, f64)>, TrainError> {
 /// [`TrainError`] for a bad manifest or settings, an unloadable scan or a failed training; a scan
 /// that fails to score is reported in its row instead.
 pub fn cross_validate(o: &FoldOptions) -> Result<FoldReport, TrainError> {
+    if let Some(thick) = &o.thick {
+        thick.check()?;
+    }
     let Trained {
         manifest,
         plan,
@@ -387,9 +390,6 @@ pub fn cross_validate(o: &FoldOptions) -> Result<FoldReport, TrainError> {
         path: cache_dir.clone(),
         source,
     })?;
-    if let Some(thick) = &o.thick {
-        thick.check()?;
-    }
     let threshold = ThresholdSegmenter {
         threshold_hu: o.threshold_hu,
     };

@@ -29,16 +29,24 @@ pub(super) struct Route {
 }
 
 impl ThickFolds {
-    /// Checks the split and makes the thick `scores/` folder (before any scoring).
+    /// Checks the split and the folder, and makes the thick `scores/` folder (before any
+    /// training or scoring: a wrong `--thick-work` must not cost hours of folds first).
     ///
     /// # Errors
-    /// [`TrainError::Settings`] for a split that is not a positive length, [`TrainError::Io`]
-    /// when `scores/` cannot be made.
+    /// [`TrainError::Settings`] for a split that is not a positive length or a folder that does
+    /// not exist, [`TrainError::Io`] when `scores/` cannot be made.
     pub(super) fn check(&self) -> Result<(), TrainError> {
         if !(self.from_mm.is_finite() && self.from_mm > 0.0) {
             return Err(TrainError::Settings(format!(
                 "--thick-from-mm {}: must be a positive number of mm",
                 self.from_mm
+            )));
+        }
+        if !self.work.is_dir() {
+            return Err(TrainError::Settings(format!(
+                "--thick-work {}: not a folder (the thick recipe's fold models, trained \
+                 beforehand with --folds leave-2-out --train-only --work)",
+                self.work.display()
             )));
         }
         let scores = self.work.join("scores");
@@ -60,12 +68,18 @@ impl ThickFolds {
                 .choice
                 .as_ref()
                 .is_some_and(|c| c.model == PairModel::Thick);
-            if thick && (!r.model.is_file() || !r.model.with_extension("json").is_file()) {
+            let json = r.model.with_extension("json");
+            let missing = match (r.model.is_file(), json.is_file()) {
+                (true, true) => continue,
+                (false, true) => r.model.display().to_string(),
+                (true, false) => json.display().to_string(),
+                (false, false) => format!("{} (and its .json)", r.model.display()),
+            };
+            if thick {
                 return Err(TrainError::Settings(format!(
-                    "--thick-work: {} (and its .json) is missing, needed for {name}: train the \
-                     thick fold models first (osteon evaluate --folds leave-2-out --train-only \
-                     --work {} with the thick recipe)",
-                    r.model.display(),
+                    "--thick-work: {missing} is missing, needed for {name}: train the thick fold \
+                     models first (osteon evaluate --folds leave-2-out --train-only --work {} \
+                     with the thick recipe)",
                     self.work.display()
                 )));
             }

@@ -12,10 +12,23 @@ fn root() -> PathBuf {
 }
 
 fn osteon(args: &[&str]) -> std::process::Output {
+    osteon_in(&root(), args)
+}
+
+/// `osteon ARGS` run in the working directory `cwd` (where the default models are looked for).
+fn osteon_in(cwd: &Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_osteon"))
+        .current_dir(cwd)
         .args(args)
         .output()
         .expect("run osteon")
+}
+
+/// Asserts that `o` exited with `code` and said `needle` on stderr.
+fn refused(o: &std::process::Output, code: i32, needle: &str) {
+    let stderr = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(code), "{stderr}");
+    assert!(stderr.contains(needle), "expected {needle:?} in: {stderr}");
 }
 
 fn text(b: &[u8]) -> String {
@@ -118,11 +131,7 @@ fn the_pair_segments_each_series_with_the_model_of_its_slice_gap() {
             std::fs::copy(&src, cwd.join(format!("models/{name}.{ext}"))).unwrap();
         }
     }
-    let o = Command::new(env!("CARGO_BIN_EXE_osteon"))
-        .current_dir(&cwd)
-        .args(["segment", ge.to_str().unwrap(), "--out", "out"])
-        .output()
-        .unwrap();
+    let o = osteon_in(&cwd, &["segment", ge.to_str().unwrap(), "--out", "out"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(cwd.join("out/report.json")).unwrap()).unwrap();
@@ -132,11 +141,7 @@ fn the_pair_segments_each_series_with_the_model_of_its_slice_gap() {
     );
     // Without the thick file the default CNN is the single model: no choice recorded.
     std::fs::remove_file(cwd.join("models/osteon-cnn-thick.safetensors")).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_osteon"))
-        .current_dir(&cwd)
-        .args(["segment", ge.to_str().unwrap(), "--out", "out1"])
-        .output()
-        .unwrap();
+    let o = osteon_in(&cwd, &["segment", ge.to_str().unwrap(), "--out", "out1"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(cwd.join("out1/report.json")).unwrap()).unwrap();
@@ -155,60 +160,30 @@ fn the_pair_segments_each_series_with_the_model_of_its_slice_gap() {
     let out = out.to_str().unwrap();
     let ge = ge.to_str().unwrap();
     let o = osteon(&["segment", ge, "--out", out, "--thick-from-mm", "0"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        text(&o.stderr).contains("not a positive number of mm"),
-        "{}",
-        text(&o.stderr)
-    );
-    let o = osteon(&[
-        "segment",
-        ge,
-        "--out",
-        out,
-        "--model",
-        &thin,
-        "--thick-model",
-        "/nonexistent.safetensors",
-    ]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
-    assert!(
-        text(&o.stderr).contains("thick-slice model of the thin/thick pair: /nonexistent.safetensors is not a model file"),
-        "{}",
-        text(&o.stderr)
-    );
-    // A folder where the thick model should be: the same refusal.
-    let o = osteon(&[
-        "segment",
-        ge,
-        "--out",
-        out,
-        "--model",
-        &thin,
-        "--thick-model",
-        "/tmp",
-    ]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
-    assert!(
-        text(&o.stderr).contains("/tmp is not a model file"),
-        "{}",
-        text(&o.stderr)
-    );
+    refused(&o, 2, "not a positive number of mm");
+    // A thick model that is not there, or a folder where it should be.
+    for (bad, needle) in [
+        (
+            "/nonexistent.safetensors",
+            "thick-slice model of the thin/thick pair: /nonexistent.safetensors is not a model file",
+        ),
+        ("/tmp", "/tmp is not a model file"),
+    ] {
+        let o = osteon(&["segment", ge, "--out", out, "--model", &thin, "--thick-model", bad]);
+        refused(&o, 1, needle);
+    }
     // A thick model without its thin one is refused, never the threshold in its place: from a
     // working directory without models/ (no default thin model) ...
     let empty = dir.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_osteon"))
-        .current_dir(&empty)
-        .args(["segment", ge, "--out", "o", "--thick-model", &thick])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
-    assert!(
-        text(&o.stderr)
-            .contains("needs its thin model too, and models/osteon-cnn.safetensors does not exist"),
-        "{}",
-        text(&o.stderr)
+    let o = osteon_in(
+        &empty,
+        &["segment", ge, "--out", "o", "--thick-model", &thick],
+    );
+    refused(
+        &o,
+        1,
+        "needs its thin model too, and models/osteon-cnn.safetensors does not exist",
     );
     assert!(!empty.join("o/seg.dcm").exists());
     // ... and the node's case: only models/osteon-cnn-thick.safetensors in the working directory.
@@ -220,17 +195,8 @@ fn the_pair_segments_each_series_with_the_model_of_its_slice_gap() {
         )
         .unwrap();
     }
-    let o = Command::new(env!("CARGO_BIN_EXE_osteon"))
-        .current_dir(&empty)
-        .args(["segment", ge, "--out", "o"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
-    assert!(
-        text(&o.stderr).contains("needs its thin model too"),
-        "{}",
-        text(&o.stderr)
-    );
+    let o = osteon_in(&empty, &["segment", ge, "--out", "o"]);
+    refused(&o, 1, "needs its thin model too");
     let o = osteon(&[
         "segment",
         ge,
@@ -241,10 +207,5 @@ fn the_pair_segments_each_series_with_the_model_of_its_slice_gap() {
         "--thick-model",
         &thin,
     ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        text(&o.stderr).contains("--thick-model is a CNN"),
-        "{}",
-        text(&o.stderr)
-    );
+    refused(&o, 2, "--thick-model is a CNN");
 }

@@ -236,8 +236,8 @@ pub use routes::*;
 /// have variant constructor cnn"); the administrator needs the values the key takes.
 fn with_valid_values(reason: String) -> String {
     let hint = if reason.contains("SegmenterName") {
-        "valid: \"default\" (the CNN once a validated model ships as models/osteon-cnn.safetensors, \
-         else the threshold) or \"threshold\"; the experimental CNN runs offline only \
+        "valid: \"default\" (the CNN when osteon-cnn.safetensors is in [pipeline] model_dir, \
+         else the threshold) or \"threshold\"; other CNN models run offline only \
          (osteon segment --segmenter cnn --model FILE)"
     } else if reason.contains("LatePolicy") {
         "valid: \"rerun\" or \"report\""

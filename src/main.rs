@@ -40,16 +40,20 @@ enum Command {
         /// Output folder (created if missing).
         #[arg(long)]
         out: PathBuf,
-        /// Segmenter: `cnn` needs a model (--model, or models/osteon-cnn.safetensors); the
+        /// Segmenter: `cnn` needs a model (--model, or osteon-cnn.safetensors in --model-dir); the
         /// default is `cnn` when that model file exists, else `threshold`.
         #[arg(long, value_enum)]
         segmenter: Option<SegmenterArg>,
+        /// Folder of the shipped models, used when neither --model nor --thick-model is given:
+        /// osteon-cnn.safetensors (thin) and, when present, osteon-cnn-thick.safetensors (thick).
+        #[arg(long, default_value = osteon::pipeline::offline::DEFAULT_MODEL_DIR)]
+        model_dir: PathBuf,
         /// CNN weights (safetensors, trained by `osteon train`; its .json metadata beside it).
         #[arg(long)]
         model: Option<PathBuf>,
         /// Thick-slice CNN of a thin/thick pair: series whose median slice gap is at least
         /// --thick-from-mm go to it, the others to --model (default, when no --model is
-        /// given: models/osteon-cnn-thick.safetensors if it exists).
+        /// given: osteon-cnn-thick.safetensors in --model-dir if it exists).
         #[arg(long)]
         thick_model: Option<PathBuf>,
         /// Median slice gap (mm) from which a series goes to the thick model of a pair.
@@ -259,6 +263,7 @@ fn main() -> ExitCode {
             inputs,
             out,
             segmenter,
+            model_dir,
             model,
             thick_model,
             thick_from_mm,
@@ -286,6 +291,7 @@ fn main() -> ExitCode {
                     None => SegmenterChoice::Default,
                 },
                 threshold_hu: threshold,
+                model_dir,
                 model,
                 thick_model,
                 thick_from_mm,

@@ -18,6 +18,7 @@ fn options() -> OfflineOptions {
     OfflineOptions {
         segmenter: SegmenterChoice::Threshold,
         threshold_hu: 226.0,
+        model_dir: PathBuf::from("models"),
         model: None,
         thick_model: None,
         thick_from_mm: osteon::segment::pair::THICK_FROM_MM,

@@ -139,12 +139,25 @@ fn the_pair_segments_each_series_with_the_model_of_its_slice_gap() {
         report["segmentation"]["model_choice"]["model"], "thick",
         "{report}"
     );
-    // Without the thick file the default CNN is the single model: no choice recorded.
+    // Without the thick file the default CNN is the single model (no choice recorded); here the
+    // model folder is given with --model-dir, from another working directory.
     std::fs::remove_file(cwd.join("models/osteon-cnn-thick.safetensors")).unwrap();
-    let o = osteon_in(&cwd, &["segment", ge.to_str().unwrap(), "--out", "out1"]);
+    let folder = cwd.join("models");
+    let o = osteon_in(
+        dir.path(),
+        &[
+            "segment",
+            ge.to_str().unwrap(),
+            "--out",
+            "out1",
+            "--model-dir",
+            folder.to_str().unwrap(),
+        ],
+    );
     assert!(o.status.success(), "{}", text(&o.stderr));
     let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(cwd.join("out1/report.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(dir.path().join("out1/report.json")).unwrap())
+            .unwrap();
     assert!(
         report["segmentation"].get("model_choice").is_none(),
         "{report}"

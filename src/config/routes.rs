@@ -1,6 +1,7 @@
 //! The pipeline side of the configuration: series completion (`[pipeline]`), export (`[export]`),
 //! routing rules (`[[route]]`) and destination AEs (`[[destination]]`). Defaults live here.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,15 @@ pub struct PipelineConfig {
     pub workers: usize,
     /// Instances arriving after a series' job was made.
     pub late_instances: LatePolicy,
+    /// Folder of the shipped CNN models (`osteon-cnn.safetensors`, and for a thin/thick pair
+    /// `osteon-cnn-thick.safetensors`, each with its `.json`): a route's `segmenter = "default"`
+    /// is the CNN when the thin model is there, else the threshold. Relative to the node's
+    /// working directory; an installed node names an absolute folder
+    /// (e.g. `/usr/local/share/osteon/models`).
+    pub model_dir: PathBuf,
+    /// Median slice gap (mm, above 0 and at most 20) from which a series goes to the thick
+    /// model of a pair ([`crate::segment::pair`]; default 3 mm).
+    pub thick_from_mm: f64,
 }
 
 impl Default for PipelineConfig {
@@ -42,6 +52,8 @@ impl Default for PipelineConfig {
             max_wait: Duration::from_secs(600),
             workers: 1,
             late_instances: LatePolicy::Rerun,
+            model_dir: PathBuf::from(crate::pipeline::offline::DEFAULT_MODEL_DIR),
+            thick_from_mm: crate::segment::pair::THICK_FROM_MM,
         }
     }
 }
@@ -201,6 +213,12 @@ pub(super) fn validate(c: &Config) -> Result<(), ConfigError> {
             "must be at least pipeline.quiet_period".to_owned(),
         ));
     }
+    if let Err(reason) = crate::segment::pair::check_thick_from_mm(p.thick_from_mm) {
+        return Err(invalid("pipeline.thick_from_mm", reason));
+    }
+    if p.model_dir.as_os_str().is_empty() {
+        return Err(invalid("pipeline.model_dir", "empty path".to_owned()));
+    }
     if c.export.max_attempts == 0 || c.export.timeout.is_zero() {
         return Err(invalid(
             "export",
@@ -340,5 +358,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("pipeline.workers"), "{e}");
+    }
+
+    #[test]
+    fn model_folder_and_thick_split_are_read_and_checked() {
+        let c = load("").unwrap();
+        assert_eq!(c.pipeline.model_dir, PathBuf::from("models"));
+        assert_eq!(c.pipeline.thick_from_mm, 3.0);
+        let c = load(
+            "[pipeline]\nmodel_dir = \"/usr/local/share/osteon/models\"\nthick_from_mm = 4.5\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.pipeline.model_dir,
+            PathBuf::from("/usr/local/share/osteon/models")
+        );
+        assert_eq!(c.pipeline.thick_from_mm, 4.5);
+        for bad in ["0.0", "-3.0", "25.0", "nan"] {
+            let e = load(&format!("[pipeline]\nthick_from_mm = {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("pipeline.thick_from_mm"), "{bad}: {e}");
+        }
+        let e = load("[pipeline]\nmodel_dir = \"\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("pipeline.model_dir"), "{e}");
     }
 }

@@ -122,6 +122,7 @@ pub fn run(args: EvaluateArgs) -> ExitCode {
             EvalSegmenterArg::Cnn => SegmenterChoice::Cnn,
         },
         threshold_hu: threshold,
+        model_dir: PathBuf::from(offline::DEFAULT_MODEL_DIR),
         model,
         thick_model,
         thick_from_mm: folds.thick_from_mm,
@@ -194,6 +195,7 @@ fn evaluate_beside_baseline(
     let base = match offline::segmenter_for(&OfflineOptions {
         segmenter: SegmenterChoice::Threshold,
         threshold_hu,
+        model_dir: PathBuf::from(offline::DEFAULT_MODEL_DIR),
         model: None,
         thick_model: None,
         thick_from_mm: crate::segment::pair::THICK_FROM_MM,

@@ -18,7 +18,7 @@ use super::worker::{process_volume, REPORT_FILE};
 /// Which segmenter to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SegmenterChoice {
-    /// The CNN when a model is shipped in `models/`, else the threshold baseline.
+    /// The CNN when a model is shipped in the model folder, else the threshold baseline.
     Default,
     /// Global threshold + largest component.
     Threshold,
@@ -26,14 +26,20 @@ pub enum SegmenterChoice {
     Cnn,
 }
 
-/// Where the shipped CNN model is looked for when no `--model` is given (relative to the working
-/// directory); its JSON metadata lies beside it (`.json`).
-pub const DEFAULT_MODEL: &str = "models/osteon-cnn.safetensors";
+/// Folder in which the shipped CNN models are looked for when no `--model` is given: relative to
+/// the working directory for `osteon segment` (`--model-dir`), `[pipeline] model_dir` for the
+/// node.
+pub const DEFAULT_MODEL_DIR: &str = "models";
 
-/// Where the thick-slice model of a thin/thick pair ([`crate::segment::pair`]) is looked for when
-/// neither `--model` nor `--thick-model` is given: with it beside [`DEFAULT_MODEL`], series whose
-/// median slice gap is at least [`OfflineOptions::thick_from_mm`] go to it.
-pub const DEFAULT_THICK_MODEL: &str = "models/osteon-cnn-thick.safetensors";
+/// File name of the shipped (thin-slice) CNN model in the model folder; its JSON metadata lies
+/// beside it (`.json`).
+pub const MODEL_FILE: &str = "osteon-cnn.safetensors";
+
+/// File name of the thick-slice model of a thin/thick pair ([`crate::segment::pair`]) in the model
+/// folder: with it beside [`MODEL_FILE`], series whose median slice gap is at least
+/// [`OfflineOptions::thick_from_mm`] go to it (when neither `--model` nor `--thick-model` is
+/// given).
+pub const THICK_MODEL_FILE: &str = "osteon-cnn-thick.safetensors";
 
 /// Options of an offline run.
 #[derive(Clone, Debug)]
@@ -41,10 +47,15 @@ pub struct OfflineOptions {
     pub segmenter: SegmenterChoice,
     /// Threshold (HU) of the threshold segmenter.
     pub threshold_hu: f32,
-    /// CNN weights (safetensors, JSON metadata beside them); `None` = [`DEFAULT_MODEL`].
+    /// Folder of the shipped models ([`DEFAULT_MODEL_DIR`] by default): `model_dir/`[`MODEL_FILE`]
+    /// and `model_dir/`[`THICK_MODEL_FILE`] stand in for `model` and `thick_model` when both are
+    /// `None`.
+    pub model_dir: PathBuf,
+    /// CNN weights (safetensors, JSON metadata beside them); `None` = `model_dir/`[`MODEL_FILE`].
     pub model: Option<PathBuf>,
     /// Thick-slice CNN weights of a thin/thick pair (`model` then serves the thin series);
-    /// `None` = [`DEFAULT_THICK_MODEL`] when it exists and `model` is `None`, else no pair.
+    /// `None` = `model_dir/`[`THICK_MODEL_FILE`] when it exists and `model` is `None`, else no
+    /// pair.
     pub thick_model: Option<PathBuf>,
     /// Median slice gap (mm) from which a series goes to the thick model
     /// ([`crate::segment::pair::THICK_FROM_MM`] by default).
@@ -61,7 +72,7 @@ pub struct OfflineOptions {
 pub enum OfflineError {
     #[error("no CT series found in the inputs ({skipped} file(s) skipped: {reasons})")]
     NoSeries { skipped: usize, reasons: String },
-    #[error("the CNN segmenter needs a model: {0} does not exist (no model is shipped in models/ yet; train one with `osteon train` and pass --model, or use --segmenter threshold)")]
+    #[error("the CNN segmenter needs a model: {0} does not exist (pass --model or --model-dir, `[pipeline] model_dir` for the node, or use --segmenter threshold)")]
     NoCnnModel(String),
     #[error("the CNN model could not be loaded: {0}")]
     CnnModel(String),
@@ -69,7 +80,7 @@ pub enum OfflineError {
     NoThickModel(String),
     #[error("the thick-slice model of the thin/thick pair could not be loaded: {0}")]
     ThickModel(String),
-    #[error("thick-slice model {thick}: a thin/thick pair needs its thin model too, and {thin} does not exist (pass --model, or put the thin model at models/osteon-cnn.safetensors)")]
+    #[error("thick-slice model {thick}: a thin/thick pair needs its thin model too, and {thin} does not exist (pass --model, or put the thin model beside it as osteon-cnn.safetensors)")]
     ThickWithoutThin { thick: String, thin: String },
     #[error("writing {path}: {source}")]
     Io {
@@ -150,16 +161,17 @@ impl Summary {
 /// [`OfflineError::NoCnnModel`] when the CNN is asked for and the model file does not exist,
 /// [`OfflineError::CnnModel`] when it cannot be loaded (or the binary was built without libtorch).
 /// [`SegmenterChoice::Default`] is the CNN when the model file exists, else the threshold baseline.
-/// With a thick model (`thick_model`, or [`DEFAULT_THICK_MODEL`] beside the default model) the
-/// CNN is a [`PairSegmenter`]: a `thick_model` (or a [`DEFAULT_THICK_MODEL`] path) that is not a
+/// With a thick model (`thick_model`, or [`THICK_MODEL_FILE`] beside the default model) the
+/// CNN is a [`PairSegmenter`]: a `thick_model` (or a [`THICK_MODEL_FILE`] path) that is not a
 /// file is [`OfflineError::NoThickModel`], one that does not load [`OfflineError::ThickModel`],
 /// and a thick model without the thin model [`OfflineError::ThickWithoutThin`] (never the
-/// threshold in its place: a node with only `models/osteon-cnn-thick.safetensors` does not start).
+/// threshold in its place: a node with only `osteon-cnn-thick.safetensors` in its model folder
+/// does not start).
 pub fn segmenter_for(options: &OfflineOptions) -> Result<Box<dyn Segmenter>, OfflineError> {
     let model = options
         .model
         .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_MODEL));
+        .unwrap_or_else(|| options.model_dir.join(MODEL_FILE));
     let threshold = || -> Box<dyn Segmenter> {
         Box::new(ThresholdSegmenter {
             threshold_hu: options.threshold_hu,
@@ -169,7 +181,7 @@ pub fn segmenter_for(options: &OfflineOptions) -> Result<Box<dyn Segmenter>, Off
     // exists but is not a file is an error, not silently a single model).
     let thick = match (&options.thick_model, &options.model) {
         (Some(p), _) => Some(p.clone()),
-        (None, None) => Some(PathBuf::from(DEFAULT_THICK_MODEL)).filter(|p| p.exists()),
+        (None, None) => Some(options.model_dir.join(THICK_MODEL_FILE)).filter(|p| p.exists()),
         (None, Some(_)) => None,
     };
     match options.segmenter {

@@ -54,19 +54,28 @@ pub fn run(config: &Config) -> Result<(), ServeError> {
 }
 
 async fn serve(config: &Config) -> Result<(), ServeError> {
-    // Fail fast on a model that cannot be loaded (jobs load it again; this only checks it).
-    drop(super::offline::segmenter_for(
-        &super::offline::OfflineOptions {
-            segmenter: super::offline::SegmenterChoice::Default,
-            threshold_hu: crate::segment::threshold::DEFAULT_THRESHOLD_HU,
-            model: None,
-            thick_model: None,
-            thick_from_mm: crate::segment::pair::THICK_FROM_MM,
-            mesh: crate::mesh::MeshOptions::default(),
-            progress: false,
-            post_processing: crate::segment::PostMode::default(),
-        },
-    )?);
+    // Fail fast on a model that cannot be loaded (jobs load it again; this only checks it), and
+    // say which segmenter a route's "default" means on this node.
+    let p = &config.pipeline;
+    let default = super::offline::segmenter_for(&super::offline::OfflineOptions {
+        segmenter: super::offline::SegmenterChoice::Default,
+        threshold_hu: crate::segment::threshold::DEFAULT_THRESHOLD_HU,
+        model_dir: p.model_dir.clone(),
+        model: None,
+        thick_model: None,
+        thick_from_mm: p.thick_from_mm,
+        mesh: crate::mesh::MeshOptions::default(),
+        progress: false,
+        post_processing: crate::segment::PostMode::default(),
+    })?;
+    let id = default.identity();
+    info!(
+        model_dir = %p.model_dir.display(),
+        algorithm = %id.name,
+        version = %id.version,
+        "default segmenter"
+    );
+    drop(default);
     // The marching-tetrahedra case table is derived once per process (~0.1 s of CPU): now,
     // rather than inside the first job.
     crate::mesh::cube_table::cube_table();

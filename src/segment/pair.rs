@@ -33,11 +33,24 @@ pub const MAX_THICK_FROM_MM: f64 = 20.0;
 /// # Errors
 /// A message naming the value otherwise.
 pub fn parse_thick_from_mm(s: &str) -> Result<f64, String> {
-    match s.trim().parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 && v <= MAX_THICK_FROM_MM => Ok(v),
-        _ => Err(format!(
-            "{s:?} is not a positive number of mm up to {MAX_THICK_FROM_MM}"
-        )),
+    s.trim()
+        .parse::<f64>()
+        .map_err(|_| format!("{s:?} is not a number of mm"))
+        .and_then(check_thick_from_mm)
+}
+
+/// Checks a split (mm, from the command line or `[pipeline] thick_from_mm`): above 0, finite
+/// and at most [`MAX_THICK_FROM_MM`].
+///
+/// # Errors
+/// A message naming the value otherwise.
+pub fn check_thick_from_mm(v: f64) -> Result<f64, String> {
+    if v.is_finite() && v > 0.0 && v <= MAX_THICK_FROM_MM {
+        Ok(v)
+    } else {
+        Err(format!(
+            "{v} is not a positive number of mm up to {MAX_THICK_FROM_MM}"
+        ))
     }
 }
 

@@ -51,7 +51,7 @@ pub const MAX_VOXEL_MM: f64 = 0.7;
 /// radius 8 mm or less; 6 mm would lose 0.001, the raw mask 0.861). After the whole
 /// post-processing, on the nine independent phantoms of voxels <= 0.7 mm
 /// (`manifests/independent-submm.toml`), every DSC rose: cone-beam 0.864 / 0.877 / 0.883 ->
-/// 0.928 / 0.912 / 0.955, sharp and bone kernels by 0.0002-0.0017 (models/MODEL.md).
+/// 0.928 / 0.912 / 0.955, sharp and bone kernels by 0.0002-0.0017 (models/MODEL-cpu-3.md).
 pub const MAX_HOLE_RADIUS_MM: f64 = 10.0;
 
 /// `true` when a series of this pixel spacing and largest slice gap (mm) is fine enough for the

@@ -1,7 +1,7 @@
 //! A thin/thick model pair: two segmenters, one for thin-slice series and one for thick-slice
 //! (routine) series, the one that runs chosen per series by its median slice gap.
 //!
-//! Why (models/MODEL.md, leave-2-out sessions 31-32): a CNN working at 0.976 mm pixels (`cpu-8`,
+//! Why (models/MODEL-cpu-3.md, leave-2-out sessions 31-32): a CNN working at 0.976 mm pixels (`cpu-8`,
 //! a 33x33 patch spans 32 mm) segments 4-5 mm routine head CT better than the 0.488 mm one
 //! (`cpu-3`, a 16 mm patch): routine-5mm DSC 0.881 against 0.861, because the broad partial-volume
 //! bands where thick slices cut the vault obliquely need more context. On thin series it loses

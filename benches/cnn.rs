@@ -8,7 +8,8 @@
 //! CNN segmenter does them; target <= 180 s on
 //! the 2-core CPU, peak RSS <= 4 GB; <= 5 s on a GPU).
 //!
-//! Environment: `OSTEON_CNN_MODEL=path.safetensors` benchmarks a trained model (else random weights
+//! Environment: `OSTEON_CNN_MODEL=path.safetensors` benchmarks a trained model (default: the
+//! shipped `models/osteon-cnn.safetensors` when present; `none`: random weights
 //! of each `OSTEON_CNN_FILTERS` entry, default `16,32,32,32;24,48,48,48;64,128,128,128`);
 //! `OSTEON_CNN_EVAL=manifest.toml` (with `OSTEON_CNN_MODEL`) instead scores the model and the
 //! 226 HU threshold baseline on the manifest's `test` scans (DSC inside the label's bounding box,
@@ -168,7 +169,16 @@ mod bench {
             "series {nk}x{rows}x{cols} loaded in {load_s:.1} s; device {device:?}, {threads} CPU threads, {}",
             osteon::torch_info::describe()
         );
-        let model = std::env::var_os("OSTEON_CNN_MODEL").map(PathBuf::from);
+        // The shipped model by default (issue 4's series target is on it); `none` = random
+        // weights of each OSTEON_CNN_FILTERS entry.
+        let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join(osteon::pipeline::offline::DEFAULT_MODEL_DIR)
+            .join(osteon::pipeline::offline::MODEL_FILE);
+        let model = match std::env::var_os("OSTEON_CNN_MODEL") {
+            Some(v) if v == "none" => None,
+            Some(v) => Some(PathBuf::from(v)),
+            None => shipped.is_file().then_some(shipped),
+        };
         let all_series = std::env::var("OSTEON_CNN_SERIES").is_ok_and(|v| v == "all");
         let no_series = std::env::var("OSTEON_CNN_SERIES").is_ok_and(|v| v == "none");
         let list: Vec<Option<[usize; 4]>> = if model.is_some() {
@@ -299,6 +309,24 @@ mod bench {
                 patch_s / dense_s,
                 series_s,
                 rss
+            );
+        }
+        // The product's path on the same series: the segmenter `osteon segment` and the node run
+        // (working-grid resampling when the model asks for it, dense inference, the whole
+        // post-processing), timed from the loaded volume to the mask.
+        if let (Some(m), false) = (&model, no_series) {
+            let seg = osteon::segment::cnn::load(m).unwrap_or_else(|e| {
+                eprintln!("bench cnn: {e}");
+                std::process::exit(1);
+            });
+            let t = Instant::now();
+            let mask = osteon::segment::Segmenter::segment(&seg, &ct).expect("segment the series");
+            println!(
+                "\nsegmenter of {} on the whole series: {:.1} s wall, {} bone voxels, peak RSS {:.0} MiB (process so far)",
+                m.display(),
+                t.elapsed().as_secs_f64(),
+                mask.iter().filter(|&&v| v != 0).count(),
+                peak_rss_mib()
             );
         }
     }

@@ -407,8 +407,29 @@ fn main() -> ExitCode {
             }
         }
         Command::Config(ConfigCommand::Check { config }) => {
-            match osteon::config::Config::load(config.as_deref()).and_then(|c| c.to_toml()) {
+            let c = match osteon::config::Config::load(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("osteon config check: error: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            // The models the node would load at start (a route's "default" segmenter).
+            let id = match osteon::pipeline::serve::default_segmenter(&c) {
+                Ok(s) => s.identity(),
+                Err(e) => {
+                    eprintln!("osteon config check: error: pipeline.model_dir: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            match c.to_toml() {
                 Ok(text) => {
+                    println!(
+                        "# default segmenter: {} {} (model_dir {})",
+                        id.name,
+                        id.version,
+                        c.pipeline.model_dir.display()
+                    );
                     print!("{text}");
                     ExitCode::SUCCESS
                 }

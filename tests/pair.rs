@@ -222,3 +222,63 @@ fn the_pair_segments_each_series_with_the_model_of_its_slice_gap() {
     ]);
     refused(&o, 2, "--thick-model is a CNN");
 }
+
+/// `osteon config check` names the segmenter a route's "default" runs on the node (the pair of
+/// `[pipeline] model_dir`, the single thin model, or the threshold) and refuses the folders and
+/// splits `osteon serve` would refuse at start.
+#[test]
+fn config_check_names_the_default_segmenter_of_the_model_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("models");
+    std::fs::create_dir_all(&folder).unwrap();
+    let check = |pipeline: &str| {
+        let config = dir.path().join("osteon.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[pipeline]\nmodel_dir = \"{}\"\n{pipeline}",
+                folder.display()
+            ),
+        )
+        .unwrap();
+        osteon(&["config", "check", "--config", config.to_str().unwrap()])
+    };
+    // An empty folder: the threshold baseline.
+    let o = check("");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let first = text(&o.stdout).lines().next().unwrap_or("").to_owned();
+    assert!(
+        first.starts_with("# default segmenter: osteon-threshold "),
+        "{first}"
+    );
+    // Only the thick model: refused, as `osteon serve` refuses to start.
+    let (thin, thick) = models();
+    let copy = |src: &str, name: &str| {
+        for ext in ["safetensors", "json"] {
+            std::fs::copy(
+                Path::new(src).with_extension(ext),
+                folder.join(format!("{name}.{ext}")),
+            )
+            .unwrap();
+        }
+    };
+    copy(&thick, "osteon-cnn-thick");
+    refused(&check(""), 1, "pipeline.model_dir: thick-slice model");
+    // Both: the pair; its version names both models' working grids and the split.
+    copy(&thin, "osteon-cnn");
+    let o = check("thick_from_mm = 4.0\n");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    let first = out.lines().next().unwrap_or("");
+    assert!(
+        first.starts_with("# default segmenter: osteon-cnn thin "),
+        "{first}"
+    );
+    assert!(
+        first.contains("-p0.488-") && first.contains("-p0.976-") && first.contains("from 4 mm"),
+        "{first}"
+    );
+    assert!(out.contains("thick_from_mm = 4.0"), "{out}");
+    // A split that is not a length.
+    refused(&check("thick_from_mm = 0.0\n"), 1, "pipeline.thick_from_mm");
+}

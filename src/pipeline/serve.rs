@@ -53,11 +53,18 @@ pub fn run(config: &Config) -> Result<(), ServeError> {
     runtime.block_on(serve(config))
 }
 
-async fn serve(config: &Config) -> Result<(), ServeError> {
-    // Fail fast on a model that cannot be loaded (jobs load it again; this only checks it), and
-    // say which segmenter a route's "default" means on this node.
+/// The segmenter a route's `segmenter = "default"` runs on this node: the CNN (a thin/thick pair
+/// when both files are there) of `[pipeline] model_dir`, else the threshold baseline. `osteon
+/// serve` checks it at start, `osteon config check` names it.
+///
+/// # Errors
+/// [`super::offline::OfflineError`] when a model in the folder cannot be loaded, or a thick model
+/// lies there without its thin one.
+pub fn default_segmenter(
+    config: &Config,
+) -> Result<Box<dyn crate::segment::Segmenter>, super::offline::OfflineError> {
     let p = &config.pipeline;
-    let default = super::offline::segmenter_for(&super::offline::OfflineOptions {
+    super::offline::segmenter_for(&super::offline::OfflineOptions {
         segmenter: super::offline::SegmenterChoice::Default,
         threshold_hu: crate::segment::threshold::DEFAULT_THRESHOLD_HU,
         model_dir: p.model_dir.clone(),
@@ -67,15 +74,19 @@ async fn serve(config: &Config) -> Result<(), ServeError> {
         mesh: crate::mesh::MeshOptions::default(),
         progress: false,
         post_processing: crate::segment::PostMode::default(),
-    })?;
-    let id = default.identity();
+    })
+}
+
+async fn serve(config: &Config) -> Result<(), ServeError> {
+    // Fail fast on a model that cannot be loaded (jobs load it again; this only checks it), and
+    // say which segmenter a route's "default" means on this node.
+    let id = default_segmenter(config)?.identity();
     info!(
-        model_dir = %p.model_dir.display(),
+        model_dir = %config.pipeline.model_dir.display(),
         algorithm = %id.name,
         version = %id.version,
         "default segmenter"
     );
-    drop(default);
     // The marching-tetrahedra case table is derived once per process (~0.1 s of CPU): now,
     // rather than inside the first job.
     crate::mesh::cube_table::cube_table();

@@ -68,6 +68,25 @@ impl Node {
     /// `osteon serve` with `quiet` period, one route (threshold segmenter) sending to the PACS
     /// on `pacs_port`; `extra` is appended to the configuration (inside the route table first).
     fn start(dir: &Path, pacs_port: u16, quiet: &str, extra: &str) -> Node {
+        Node::start_with(
+            dir,
+            pacs_port,
+            quiet,
+            "threshold",
+            &dir.join("no-models"),
+            extra,
+        )
+    }
+
+    /// As [`Node::start`] with the route's `segmenter` and `[pipeline] model_dir = models`.
+    fn start_with(
+        dir: &Path,
+        pacs_port: u16,
+        quiet: &str,
+        segmenter: &str,
+        models: &Path,
+        extra: &str,
+    ) -> Node {
         let port = free_port();
         let config = dir.join("osteon.toml");
         std::fs::write(
@@ -75,10 +94,11 @@ impl Node {
             format!(
                 "[node]\nport = {port}\n\
                  [storage]\ndata_dir = \"{}\"\nmin_free_bytes = 0\naccept_other_storage = true\n\
-                 [pipeline]\nquiet_period = \"{quiet}\"\nmax_wait = \"2m\"\nworkers = 2\n\
+                 [pipeline]\nquiet_period = \"{quiet}\"\nmax_wait = \"2m\"\nworkers = 2\nmodel_dir = \"{}\"\n\
                  [[destination]]\nname = \"pacs\"\nae_title = \"PACS\"\nhost = \"127.0.0.1\"\nport = {pacs_port}\n\
-                 [[route]]\nname = \"cranial-ct\"\nsegmenter = \"threshold\"\ndestinations = [\"pacs\"]\n{extra}\n",
-                dir.join("data").display()
+                 [[route]]\nname = \"cranial-ct\"\nsegmenter = \"{segmenter}\"\ndestinations = [\"pacs\"]\n{extra}\n",
+                dir.join("data").display(),
+                models.display()
             ),
         )
         .unwrap();
@@ -603,4 +623,94 @@ fn qa_shows_the_philips_and_ge_scanners_with_their_figures() {
         );
         assert!(f(r, "export_ms") > 0.0 && f(r, "segment_ms") > 0.0, "{r:?}");
     }
+}
+
+/// The node's default route runs the CNN of its model folder (issue 4, "Ship": the node uses the
+/// CNN by default when the model file is present), here a thin/thick pair (the experimental
+/// `cpu-3` as thin model, the cpu-8 leave-2-out's final model as thick one): the tilted GE head
+/// (median slice gap 4 mm) goes to the thick model, and the SEG the PACS receives, the QA row and
+/// report.json all name it.
+#[cfg(feature = "torch")]
+#[test]
+fn the_default_route_runs_the_cnn_pair_of_the_model_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let models = tmp.path().join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    for (src, name) in [
+        ("models/osteon-cnn-cpu-3", "osteon-cnn"),
+        ("models/leave-2-out-cpu-8/final", "osteon-cnn-thick"),
+    ] {
+        for ext in ["safetensors", "json"] {
+            std::fs::copy(
+                root.join(format!("{src}.{ext}")),
+                models.join(format!("{name}.{ext}")),
+            )
+            .unwrap();
+        }
+    }
+    let pacs_dir = tmp.path().join("pacs");
+    let pacs_port = free_port();
+    let _pacs = start_pacs(&pacs_dir, pacs_port);
+    let node = Node::start_with(tmp.path(), pacs_port, "1s", "default", &models, "");
+    let log = node.log();
+    assert!(
+        log.contains("default segmenter") && log.contains("algorithm=osteon-cnn"),
+        "the node says at start that its default segmenter is the CNN:\n{log}"
+    );
+    storescu(
+        node.port,
+        &[common::shared_data().join("ct/ge-hispeed-dual-head-tilt")],
+    );
+    let states = node.wait_jobs(1, &["done"], Duration::from_secs(600));
+
+    // The SEG at the PACS names the thick model (0.976 mm working pixels) and is valid.
+    let mut seg = None;
+    for f in std::fs::read_dir(&pacs_dir).unwrap().flatten() {
+        let (errors, text) = common::dciodvfy(&f.path());
+        assert!(errors.is_empty(), "{}:\n{text}", f.path().display());
+        let out = Command::new("dcmdump")
+            .args(["-Un", "+P", "0062,0009", "+P", "0066,0031"])
+            .arg(f.path())
+            .output()
+            .expect("run dcmdump");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.contains("(0062,0009)") {
+            seg = Some(text);
+        }
+    }
+    let seg = seg.expect("the PACS received a SEG");
+    assert!(seg.contains("[osteon-cnn]"), "{seg}");
+    assert!(
+        seg.contains("-p0.976-"),
+        "AlgorithmVersion of the thick model: {seg}"
+    );
+
+    // The QA row: the CNN, its confidence, and its agreement with the threshold baseline.
+    let (_, rows) = qa_rows(&node, &tmp.path().join("qa.csv"));
+    assert_eq!(rows.len(), 1);
+    let r = &rows[0];
+    assert_eq!(r["model"], "osteon-cnn");
+    assert!(r["model_version"].contains("-p0.976-"), "{r:?}");
+    let confidence = f(r, "mean_confidence");
+    assert!((0.5..=1.0).contains(&confidence), "{r:?}");
+    let dsc = f(r, "dsc_threshold_baseline");
+    assert!((0.6..0.99).contains(&dsc), "CNN vs threshold DSC {dsc}");
+
+    // report.json of the job: the pair's choice from the median slice gap.
+    let report: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            tmp.path()
+                .join(format!("data/results/{}/report.json", states[0].0)),
+        )
+        .expect("report.json in the job's results"),
+    )
+    .unwrap();
+    let choice = &report["segmentation"]["model_choice"];
+    assert_eq!(choice["model"], "thick", "{report}");
+    let gap = choice["median_slice_gap_mm"].as_f64().unwrap();
+    assert!(
+        (gap - 4.0).abs() < 0.01,
+        "median gap 4.0 mm (4.0019): {report}"
+    );
 }

@@ -663,3 +663,44 @@ fn outputs_never_overwrite_other_files() {
     .to_string()
     .contains("missing.stl"));
 }
+
+#[test]
+fn a_homogeneous_skull_can_be_forced_on_the_command_line() {
+    // `osteon phantom --homogeneous-skull true` (make-phantoms SET=heads): seed 1 draws a layered
+    // skull; forced, its cortex and diploe are one resin-like density, and phantom.json says so.
+    let tmp = tempfile::tempdir().unwrap();
+    for (flag, homogeneous) in [("true", true), ("false", false)] {
+        let out = tmp.path().join(flag);
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_osteon"))
+            .args([
+                "phantom",
+                "--profile",
+                "philips-ingenuity-ub",
+                "--seed",
+                "1",
+                "--fast",
+            ])
+            .args(["--homogeneous-skull", flag, "--out"])
+            .arg(&out)
+            .output()
+            .expect("run osteon phantom");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let doc: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("phantom.json")).unwrap()).unwrap();
+        let head = &doc["head"];
+        assert_eq!(head["homogeneous_skull"], homogeneous, "{head}");
+        let hu = head["materials"]["hu"].as_array().unwrap();
+        let (c, t) = (
+            hu[Material::CorticalBone as usize].as_f64().unwrap(),
+            hu[Material::CancellousBone as usize].as_f64().unwrap(),
+        );
+        assert_eq!(c == t, homogeneous, "cortical {c} HU, cancellous {t} HU");
+    }
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_osteon"))
+        .args(["phantom", "--profile", "philips-ingenuity-ub", "--fast"])
+        .args(["--homogeneous-skull", "maybe", "--out"])
+        .arg(tmp.path().join("bad"))
+        .output()
+        .expect("run osteon phantom");
+    assert_eq!(o.status.code(), Some(2));
+}

@@ -29,6 +29,11 @@ pub struct PhantomArgs {
     /// Force a craniotomy (`true`) or none (`false`); default: drawn from the seed.
     #[arg(long)]
     pub craniotomy: Option<bool>,
+    /// Force a homogeneous, resin-like skull of one density (`true`, as in anthropomorphic head
+    /// phantoms) or a layered one with tables and diploe (`false`); default: drawn from the seed
+    /// (one head in ten).
+    #[arg(long)]
+    pub homogeneous_skull: Option<bool>,
     /// Do not write label.stl.
     #[arg(long)]
     pub no_stl: bool,
@@ -40,7 +45,8 @@ pub struct PhantomArgs {
     #[arg(
         long,
         num_args = 1..,
-        conflicts_with_all = ["profile", "out", "slices", "matrix", "fast", "craniotomy", "no_stl"]
+        conflicts_with_all = ["profile", "out", "slices", "matrix", "fast", "craniotomy",
+            "homogeneous_skull", "no_stl"]
     )]
     pub measure: Vec<PathBuf>,
     /// With --measure: write the reference slice of each measured series side by side to this PNG
@@ -76,6 +82,7 @@ pub fn run(args: &PhantomArgs) -> ExitCode {
         slices: args.slices,
         matrix: args.matrix,
         craniotomy: args.craniotomy,
+        homogeneous_skull: args.homogeneous_skull,
         stl: !args.no_stl,
         ..Default::default()
     };

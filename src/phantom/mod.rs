@@ -42,6 +42,9 @@ pub struct PhantomOptions {
     pub top_mm: Option<f64>,
     /// `Some(true)`: force a craniotomy; `Some(false)`: none; `None`: drawn from the seed.
     pub craniotomy: Option<bool>,
+    /// `Some(true)`: a homogeneous (resin-like) skull; `Some(false)`: a layered one; `None`:
+    /// drawn from the seed ([`anatomy::Head::random_with`]).
+    pub homogeneous_skull: Option<bool>,
     /// Supersampling factor per axis at boundary voxels (3 = 27 sub-samples).
     pub supersample: usize,
     /// Write `label.stl`.
@@ -55,6 +58,7 @@ impl Default for PhantomOptions {
             matrix: None,
             top_mm: None,
             craniotomy: None,
+            homogeneous_skull: None,
             supersample: 3,
             stl: true,
         }
@@ -141,7 +145,7 @@ pub fn grid(profile: &ScannerProfile, options: &PhantomOptions, head: &Head) -> 
 /// Generates the phantom of `profile` and `seed` in memory.
 pub fn generate(profile: &'static ScannerProfile, seed: u64, options: &PhantomOptions) -> Phantom {
     let start = Instant::now();
-    let head = Head::random(seed, options.craniotomy);
+    let head = Head::random_with(seed, options.craniotomy, options.homogeneous_skull);
     let geometry = grid(profile, options, &head);
     let t = Instant::now();
     let vox = voxelize::voxelize(&head, &geometry, options.supersample);

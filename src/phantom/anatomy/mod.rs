@@ -251,6 +251,15 @@ impl Head {
     /// `craniotomy`: `Some(true)` forces a defect, `Some(false)` forbids one, `None` draws one with
     /// probability 0.4.
     pub fn random(seed: u64, craniotomy: Option<bool>) -> Head {
+        Head::random_with(seed, craniotomy, None)
+    }
+
+    /// As [`Head::random`], with the skull's kind forced: `homogeneous` `Some(true)` makes a
+    /// homogeneous (resin-like) skull, `Some(false)` a layered one with tables and diploe, `None`
+    /// draws it ([`HOMOGENEOUS_SKULL_P`]). The side generator's draws are the same either way, so
+    /// every other parameter of the seed's head (and its density scale, when layered) is
+    /// unchanged.
+    pub fn random_with(seed: u64, craniotomy: Option<bool>, homogeneous: Option<bool>) -> Head {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x05_7e_0e_4e_ad);
         let pose_deg = [
             range(&mut rng, -6.0, 6.0),
@@ -274,7 +283,8 @@ impl Head {
         // Bone mineral variation from a side generator seeded by the seed alone, so the main
         // stream (every other parameter of a seed's head) is unchanged.
         let mut side = ChaCha8Rng::seed_from_u64(field::mix64(seed ^ 0xb0_4e_de_45));
-        let (bone_density_scale, homogeneous_skull) = bone_mineral(&mut side, &mut materials);
+        let (bone_density_scale, homogeneous_skull) =
+            bone_mineral(&mut side, &mut materials, homogeneous);
         let mut head = Head {
             seed,
             center_lps: [
@@ -414,9 +424,15 @@ pub const HOMOGENEOUS_SKULL_HU: [f64; 2] = [450.0, 1000.0];
 
 /// Draws the bone mineral variation of one head from `side` and applies it to `materials`
 /// (cortical and cancellous bone; teeth unchanged): returns (density scale, homogeneous skull).
-fn bone_mineral(side: &mut ChaCha8Rng, materials: &mut MaterialHu) -> (f64, bool) {
+/// `force` overrides the homogeneous-skull draw (the draw is still taken).
+fn bone_mineral(
+    side: &mut ChaCha8Rng,
+    materials: &mut MaterialHu,
+    force: Option<bool>,
+) -> (f64, bool) {
     let scale = range(side, BONE_DENSITY_RANGE[0], BONE_DENSITY_RANGE[1]);
-    let homogeneous = unit(side) < HOMOGENEOUS_SKULL_P;
+    let drawn = unit(side) < HOMOGENEOUS_SKULL_P;
+    let homogeneous = force.unwrap_or(drawn);
     let hu_one = range(side, HOMOGENEOUS_SKULL_HU[0], HOMOGENEOUS_SKULL_HU[1]) as f32;
     let (c, t) = (
         Material::CorticalBone as usize,
@@ -550,5 +566,34 @@ mod tests {
         assert!((h.vault_thickness_mm[1] - 8.543121314754387).abs() < 1e-12);
         assert!((h.materials.hu[Material::Fat as usize] + 90.77388).abs() < 1e-4);
         assert!((h.bone_density_scale - 0.9373657675479157).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_skull_kind_can_be_forced_without_changing_the_rest_of_the_head() {
+        let drawn = Head::random(1, None);
+        assert!(!drawn.homogeneous_skull);
+        let resin = Head::random_with(1, None, Some(true));
+        assert!(resin.homogeneous_skull);
+        let (c, t) = (
+            resin.materials.hu[Material::CorticalBone as usize],
+            resin.materials.hu[Material::CancellousBone as usize],
+        );
+        assert_eq!(c, t);
+        assert!((450.0..=1000.0).contains(&c), "{c}");
+        assert_eq!(resin.bone_density_scale, 1.0);
+        // Shape, pose and the soft tissues are the seed's.
+        assert_eq!(resin.scale, drawn.scale);
+        assert_eq!(resin.vault_thickness_mm, drawn.vault_thickness_mm);
+        assert_eq!(
+            resin.materials.hu[Material::Fat as usize],
+            drawn.materials.hu[Material::Fat as usize]
+        );
+        // Forcing the drawn kind changes nothing.
+        let layered = Head::random_with(1, None, Some(false));
+        assert_eq!(layered.bone_density_scale, drawn.bone_density_scale);
+        assert_eq!(
+            layered.materials.hu[Material::CorticalBone as usize],
+            drawn.materials.hu[Material::CorticalBone as usize]
+        );
     }
 }

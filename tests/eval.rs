@@ -755,3 +755,49 @@ fn phantom_regions_are_scored_from_phantom_json() {
         .to_string();
     assert!(err.contains("nope/phantom.json"), "{err}");
 }
+
+#[test]
+fn the_heads_pool_is_thirty_heads_with_three_resin_skulls_in_the_standard_fold_order() {
+    // manifests/heads.toml (session 34): the standard pool's scanners in the standard order (so
+    // the same folds pair the same scanners), but one head per scan, seeds 101-130: none of the
+    // standard (1-3) or independent (21-23) heads, and three homogeneous resin-like skulls.
+    let heads = manifest_toml("heads.toml");
+    let standard = manifest_toml("standard.toml");
+    assert_eq!(heads.scan.len(), 32);
+    assert_eq!(heads.scan.len(), standard.scan.len());
+    let mut seeds = Vec::new();
+    for (h, s) in heads.scan.iter().zip(&standard.scan) {
+        assert_eq!(h.scanner, s.scanner);
+        assert_eq!(h.split, s.split);
+        if h.phantom.is_none() {
+            assert_eq!(h.name, s.name, "the real series are the same");
+            continue;
+        }
+        let seed: u64 = h.name.rsplit("-s").next().unwrap().parse().unwrap();
+        assert!(
+            h.series
+                .to_str()
+                .unwrap()
+                .starts_with("target/phantoms-heads/"),
+            "{}",
+            h.series.display()
+        );
+        seeds.push(seed);
+    }
+    assert_eq!(seeds, (101..=130).collect::<Vec<u64>>());
+    // The kind of skull make-phantoms forces for scans 6, 16 and 26 (pool places 5, 15, 25).
+    let resin: Vec<u64> = seeds
+        .iter()
+        .copied()
+        .filter(|s| (s - 101) % 10 == 5)
+        .collect();
+    assert_eq!(resin, [106, 116, 126]);
+    let script = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/make-phantoms"),
+    )
+    .unwrap();
+    assert!(
+        script.contains("[ $((n % 10)) = 5 ] && h=true"),
+        "make-phantoms forces them"
+    );
+}

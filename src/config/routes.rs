@@ -305,6 +305,11 @@ mod tests {
         Config::load_with_env(Some(&f), Some(config::Map::new()))
     }
 
+    /// The error `text` is refused with, as the administrator reads it.
+    fn refusal(text: &str) -> String {
+        load(text).unwrap_err().to_string()
+    }
+
     #[test]
     fn routes_in_a_file_replace_the_default_route() {
         let c = load(
@@ -344,7 +349,7 @@ mod tests {
     #[test]
     fn duplicate_names_bad_thickness_and_absurd_workers_are_refused() {
         let dest = "[[destination]]\nname = \"p\"\nae_title = \"PACS\"\nhost = \"h\"\nport = 1\n";
-        let e = load(&format!("{dest}{dest}")).unwrap_err().to_string();
+        let e = refusal(&format!("{dest}{dest}"));
         assert!(e.starts_with("destination.name"), "{e}");
         let e = load("[[route]]\nname = \"a\"\n[[route]]\nname = \"a\"\n")
             .unwrap_err()
@@ -354,9 +359,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("route.max_slice_thickness_mm"), "{e}");
-        let e = load("[pipeline]\nworkers = 100000\n")
-            .unwrap_err()
-            .to_string();
+        let e = refusal("[pipeline]\nworkers = 100000\n");
         assert!(e.starts_with("pipeline.workers"), "{e}");
     }
 
@@ -375,9 +378,7 @@ mod tests {
         );
         assert_eq!(c.pipeline.thick_from_mm, 4.5);
         for bad in ["0.0", "-3.0", "25.0", "nan"] {
-            let e = load(&format!("[pipeline]\nthick_from_mm = {bad}\n"))
-                .unwrap_err()
-                .to_string();
+            let e = refusal(&format!("[pipeline]\nthick_from_mm = {bad}\n"));
             assert!(e.starts_with("pipeline.thick_from_mm"), "{bad}: {e}");
         }
         let e = load("[pipeline]\nmodel_dir = \"\"\n")

@@ -56,10 +56,10 @@ enum Command {
         /// given: osteon-cnn-thick.safetensors in --model-dir if it exists).
         #[arg(long)]
         thick_model: Option<PathBuf>,
-        /// Median slice gap (mm) from which a series goes to the thick model of a pair.
-        #[arg(long, default_value_t = osteon::segment::pair::THICK_FROM_MM,
-              value_parser = osteon::segment::pair::parse_thick_from_mm)]
-        thick_from_mm: f64,
+        /// Median slice gap (mm) from which a series goes to the thick model of a pair (default
+        /// 3); refused when the run has no pair.
+        #[arg(long, value_parser = osteon::segment::pair::parse_thick_from_mm)]
+        thick_from_mm: Option<f64>,
         /// Bone threshold in HU for the threshold segmenter (a finite number).
         #[arg(long, default_value_t = osteon::segment::threshold::DEFAULT_THRESHOLD_HU,
               value_parser = finite_hu)]
@@ -294,7 +294,7 @@ fn main() -> ExitCode {
                 model_dir,
                 model,
                 thick_model,
-                thick_from_mm,
+                thick_from_mm: thick_from_mm.unwrap_or(osteon::segment::pair::THICK_FROM_MM),
                 mesh: osteon::mesh::MeshOptions {
                     smoothing_iterations: smooth_iterations,
                     max_triangles: (max_triangles > 0).then_some(max_triangles),
@@ -303,6 +303,17 @@ fn main() -> ExitCode {
                 progress: true,
                 post_processing,
             };
+            // A split without a pair would be silently unused.
+            if let (Some(mm), None) = (thick_from_mm, offline::pair_thick_model(&options)) {
+                eprintln!(
+                    "osteon segment: --thick-from-mm {mm} splits a thin/thick pair, and this run \
+                     has none: give --thick-model (or put {} beside {} in --model-dir, without \
+                     --model)",
+                    offline::THICK_MODEL_FILE,
+                    offline::MODEL_FILE
+                );
+                return ExitCode::from(2);
+            }
             match offline::run(&inputs, &out, &options) {
                 Ok(summary) => {
                     for line in summary.lines() {
@@ -430,6 +441,9 @@ fn main() -> ExitCode {
                         id.version,
                         c.pipeline.model_dir.display()
                     );
+                    if let Some(note) = osteon::pipeline::serve::unused_split_note(&c) {
+                        println!("# note: {note}");
+                    }
                     print!("{text}");
                     ExitCode::SUCCESS
                 }

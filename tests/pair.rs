@@ -221,6 +221,21 @@ fn the_pair_segments_each_series_with_the_model_of_its_slice_gap() {
         &thin,
     ]);
     refused(&o, 2, "--thick-model is a CNN");
+    // A split with one model (or the threshold) would be unused: refused, nothing written.
+    for one in [
+        vec!["--model", thin.as_str()],
+        vec!["--segmenter", "threshold"],
+    ] {
+        let mut args = vec!["segment", ge, "--out", out, "--thick-from-mm", "5"];
+        args.extend(one);
+        let o = osteon(&args);
+        refused(
+            &o,
+            2,
+            "--thick-from-mm 5 splits a thin/thick pair, and this run has none",
+        );
+    }
+    assert!(!Path::new(out).join("seg.dcm").exists());
 }
 
 /// `osteon config check` names the segmenter a route's "default" runs on the node (the pair of
@@ -250,6 +265,18 @@ fn config_check_names_the_default_segmenter_of_the_model_folder() {
     assert!(
         first.starts_with("# default segmenter: osteon-threshold "),
         "{first}"
+    );
+    assert!(!text(&o.stdout).contains("# note:"), "{}", text(&o.stdout));
+    // A split set without a thick model: accepted (the model may come later), with a note.
+    let o = check("thick_from_mm = 4.0\n");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let second = text(&o.stdout).lines().nth(1).unwrap_or("").to_owned();
+    assert_eq!(
+        second,
+        format!(
+            "# note: pipeline.thick_from_mm = 4 is unused: {} does not exist (no thin/thick pair)",
+            folder.join("osteon-cnn-thick.safetensors").display()
+        )
     );
     // Only the thick model: refused, as `osteon serve` refuses to start.
     let (thin, thick) = models();

@@ -155,6 +155,21 @@ impl Summary {
     }
 }
 
+/// The thick-slice model of a thin/thick pair this run would load: `thick_model` when given, else
+/// `model_dir/`[`THICK_MODEL_FILE`] when that path exists and no `model` is given; `None` = no
+/// pair (one model, or the threshold). A default path that exists but is not a file is returned
+/// (and refused by [`segmenter_for`]), not silently dropped.
+pub fn pair_thick_model(options: &OfflineOptions) -> Option<PathBuf> {
+    if matches!(options.segmenter, SegmenterChoice::Threshold) {
+        return None;
+    }
+    match (&options.thick_model, &options.model) {
+        (Some(p), _) => Some(p.clone()),
+        (None, None) => Some(options.model_dir.join(THICK_MODEL_FILE)).filter(|p| p.exists()),
+        (None, Some(_)) => None,
+    }
+}
+
 /// The segmenter for `options`.
 ///
 /// # Errors
@@ -177,13 +192,7 @@ pub fn segmenter_for(options: &OfflineOptions) -> Result<Box<dyn Segmenter>, Off
             threshold_hu: options.threshold_hu,
         })
     };
-    // The thick model of a pair: given, or the default one when present (a default path that
-    // exists but is not a file is an error, not silently a single model).
-    let thick = match (&options.thick_model, &options.model) {
-        (Some(p), _) => Some(p.clone()),
-        (None, None) => Some(options.model_dir.join(THICK_MODEL_FILE)).filter(|p| p.exists()),
-        (None, Some(_)) => None,
-    };
+    let thick = pair_thick_model(options);
     match options.segmenter {
         SegmenterChoice::Threshold => Ok(threshold()),
         SegmenterChoice::Default | SegmenterChoice::Cnn if !model.is_file() && thick.is_some() => {

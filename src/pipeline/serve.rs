@@ -77,6 +77,21 @@ pub fn default_segmenter(
     })
 }
 
+/// A note when `[pipeline] thick_from_mm` is set away from its default but `model_dir` holds no
+/// thick model, so the split is unused (the node still starts: the model may be installed later;
+/// `osteon serve` logs it, `osteon config check` prints it).
+pub fn unused_split_note(config: &Config) -> Option<String> {
+    let p = &config.pipeline;
+    let thick = p.model_dir.join(super::offline::THICK_MODEL_FILE);
+    (p.thick_from_mm != crate::segment::pair::THICK_FROM_MM && !thick.exists()).then(|| {
+        format!(
+            "pipeline.thick_from_mm = {} is unused: {} does not exist (no thin/thick pair)",
+            p.thick_from_mm,
+            thick.display()
+        )
+    })
+}
+
 async fn serve(config: &Config) -> Result<(), ServeError> {
     // Fail fast on a model that cannot be loaded (jobs load it again; this only checks it), and
     // say which segmenter a route's "default" means on this node.
@@ -87,6 +102,9 @@ async fn serve(config: &Config) -> Result<(), ServeError> {
         version = %id.version,
         "default segmenter"
     );
+    if let Some(note) = unused_split_note(config) {
+        tracing::warn!("{note}");
+    }
     // The marching-tetrahedra case table is derived once per process (~0.1 s of CPU): now,
     // rather than inside the first job.
     crate::mesh::cube_table::cube_table();

@@ -273,7 +273,6 @@ mod bench {
                 )
                 .expect("dense");
                 let raw = p.mapv(|v| u8::from(v >= threshold));
-                drop(p);
                 let a = &norm.anchors;
                 let (_mask, _) = post_process(
                     raw,
@@ -281,7 +280,9 @@ mod bench {
                     &ct.geometry,
                     [a.air, a.tissue],
                     PostMode::Bones,
+                    Some((p.view(), threshold)),
                 );
+                drop(p);
                 (
                     format!("{:.1}", t.elapsed().as_secs_f64()),
                     format!("{:.0}", peak_rss_mib()),

@@ -542,13 +542,31 @@ fn report_records_the_cnn_post_processing() {
     );
     assert!((lo - 0.5 * (tissue + peak)).abs() < 0.01, "{grow} {tissue}");
     assert!(peak > tissue + 400.0, "{grow}");
-    assert_eq!(voxels(&raw) + grown, voxels(&cnn) + dropped);
+    // Before the grow, the probability hysteresis (same gate; low level half the threshold).
+    let hyst = &post["hysteresis"];
+    let joined = hyst["voxels_added"].as_u64().expect("the hysteresis ran");
+    assert!(hyst["undone_voxels"].is_null(), "{hyst}");
+    // The model's threshold is in its AlgorithmVersion ("...-t0.650-...").
+    let version = cnn["segmentation"]["algorithm"]["version"]
+        .as_str()
+        .expect("version");
+    let t: f64 = version
+        .split('-')
+        .find_map(|p| p.strip_prefix('t').and_then(|v| v.parse().ok()))
+        .expect("threshold in the version");
+    assert!(
+        (hyst["low"].as_f64().expect("low") - 0.5 * t).abs() < 1e-3,
+        "{hyst} {version}"
+    );
+    assert_eq!(voxels(&raw) + joined + grown, voxels(&cnn) + dropped);
     assert!(raw_post["half_max_grow"].is_null(), "{raw_post}");
+    assert!(raw_post["hysteresis"].is_null(), "{raw_post}");
     let largest = report("cnn", "largest");
     let l_post = &largest["segmentation"]["post_processing"];
     assert_eq!(l_post["mode"], "largest");
     assert_eq!(l_post["pieces"]["kept"], 1, "{l_post}");
     assert!(l_post["half_max_grow"].is_null(), "{l_post}");
+    assert!(l_post["hysteresis"].is_null(), "{l_post}");
     let l_dropped = l_post["pieces"]["dropped_voxels"]
         .as_u64()
         .expect("dropped");

@@ -14,6 +14,7 @@ pub mod cnn;
 pub mod components;
 pub mod fill;
 pub mod grow;
+pub mod hysteresis;
 pub mod pair;
 pub mod post;
 pub mod threshold;
@@ -82,6 +83,9 @@ pub struct PostProcessing {
     /// Why the half-maximum grow did not run with [`PostMode::Bones`] ([`grow::GrowSkip`]);
     /// `None` when it ran or in another mode.
     pub half_max_grow_skipped: Option<String>,
+    /// The probability hysteresis ([`hysteresis::hysteresis`], before the half-maximum grow);
+    /// `None` when it did not run (another mode, no probabilities, or the grow's gate skipped).
+    pub hysteresis: Option<hysteresis::HysteresisStats>,
     /// The pieces of the mask found, kept and dropped ([`bones::keep_bones`]); with
     /// [`PostMode::Largest`] the one kept is the largest, with [`PostMode::Raw`] all are kept.
     pub pieces: bones::Kept,

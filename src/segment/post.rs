@@ -10,6 +10,7 @@ use super::bones::{keep_bones, min_voxels, Kept, PieceRules};
 use super::components::{label, largest_component, Connectivity};
 use super::fill::{self, fill_marrow, MarrowGate};
 use super::grow::{self, grow_half_max, GrowGate, Grown};
+use super::hysteresis::hysteresis;
 use super::{GrowStats, Mask, PostMode, PostProcessing};
 use crate::dicom::geometry::Geometry;
 
@@ -19,14 +20,19 @@ use crate::dicom::geometry::Geometry;
 /// calibrated CT). The marrow fill's gate and the pieces' air and metal levels go through the
 /// anchors, so a linear map of the grey values (0.75 x HU + 200) moves them with it.
 ///
+/// With [`PostMode::Bones`] and `uncertain` (`(probabilities, threshold)`: the network's bone
+/// probability, same shape, and the threshold that made `mask`), uncertain bone joined to the
+/// mask and above the half-maximum gate is added first ([`super::hysteresis`]).
+///
 /// # Panics
-/// When `grey` and `mask` differ in shape (a caller bug).
+/// When `grey`, `mask` (and the probabilities) differ in shape (a caller bug).
 pub fn post_process(
     mut mask: Mask,
     grey: ArrayView3<f32>,
     geometry: &Geometry,
     anchors: [f32; 2],
     mode: PostMode,
+    uncertain: Option<(ArrayView3<f32>, f32)>,
 ) -> (Mask, PostProcessing) {
     assert_eq!(
         mask.dim(),
@@ -107,6 +113,27 @@ pub fn post_process(
             let reach_mm = grow::reach_mm(geometry.pixel_spacing, max_gap);
             match GrowGate::from_mask(&mask, grey, anchors, metal_level, reach_mm) {
                 Ok(gate) => {
+                    if let Some((prob, threshold)) = uncertain {
+                        let h = hysteresis(&mut mask, prob, grey, threshold, gate);
+                        if let Some(n) = h.undone_voxels {
+                            tracing::warn!(
+                                would_add = n,
+                                low = h.low,
+                                gate = ?[gate.lo, gate.hi],
+                                "probability hysteresis undone: it would more than double the \
+                                 network's own mask"
+                            );
+                        } else {
+                            tracing::info!(
+                                voxels_added = h.voxels_added,
+                                low = h.low,
+                                gate = ?[gate.lo, gate.hi],
+                                "probability hysteresis (uncertain bone above the half-maximum, \
+                                 joined to the mask)"
+                            );
+                        }
+                        post.hysteresis = Some(h);
+                    }
                     let spacing = [
                         geometry.nominal_slice_spacing(),
                         geometry.pixel_spacing[0],

@@ -401,6 +401,7 @@ impl Segmenter for CnnSegmenter {
             &ct.geometry,
             [norm.anchors.air, norm.anchors.tissue],
             self.post_mode,
+            Some((p.view(), t)),
         );
         let kept = post.pieces;
         if let Ok(mut p) = self.last_post.lock() {

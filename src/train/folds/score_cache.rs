@@ -10,8 +10,9 @@ use crate::segment::Segmenter;
 
 /// What a held-out scan's kept scores (`work/scores/<scan>.json`) were made with: they are
 /// reused only by a run of the same model file, CNN identity (weights digest, post-processing,
-/// version) and baseline threshold. A change to the scoring code itself is not seen: delete
-/// `scores/` after one.
+/// version, whose Osteon version changes with the post-processing: 0.2.0 added the probability
+/// hysteresis) and baseline threshold. A change to the scoring code itself is not seen: delete
+/// `scores/` after one, or bump the crate version with it.
 #[derive(serde::Serialize, serde::Deserialize, PartialEq)]
 pub(super) struct CacheKey {
     model_sha256: String,

@@ -22,7 +22,7 @@
 //! Measured (session 35; DSC against the reference label of the real Philips head phantom S2020,
 //! whose skull is such a resin, and against the exact labels of heads-pool phantoms the model did
 //! not train on): cpu-3's standard-pool final model (threshold 0.650) 0.827 -> 0.952; the heads
-//! pool's fold-1 model (0.700) about 0.83 -> 0.941 (its own best fixed threshold, 0.3: 0.949); the
+//! pool's fold-1 model (0.700) 267 -> 337 mL of 373, DSC 0.941 (at a threshold of 0.3: 0.949); the
 //! heads pool's final model (0.275) 0.950 -> 0.956. On phantoms: the resin ge-hispeed-tilt-s116
 //! 0.959 -> 0.965, the low-density philips-ub-s101 0.871 -> 0.874, layered s102 0.9386 -> 0.9377
 //! and s117 0.9458 -> 0.9463. The real GE head (4-7 mm, layered skull) is unchanged (0.790, 0.853).

@@ -87,6 +87,10 @@ enum Command {
     /// Train the CNN segmenter on the scans of a manifest; writes safetensors weights and JSON
     /// metadata (architecture, normalisation, threshold, SHA-256 of the training data).
     Train(osteon::train::cli::TrainArgs),
+    /// Calibrate a model's decision threshold through the whole segmenter (post-processed masks)
+    /// on its validation scans, and with --write store it in the model's JSON.
+    #[cfg(feature = "torch")]
+    Calibrate(osteon::train::calibrate::CalibrateArgs),
     /// Write a bone label (DICOM SEG) on the grid of a CT series: either a closed STL in LPS mm
     /// voxelised onto the grid (--stl), or the documented reference procedure for real scans
     /// (--reference; docs/labels.md).
@@ -259,6 +263,8 @@ fn main() -> ExitCode {
     match command {
         Command::Phantom(args) => osteon::phantom::cli::run(&args),
         Command::Train(args) => osteon::train::cli::run(&args),
+        #[cfg(feature = "torch")]
+        Command::Calibrate(args) => osteon::train::calibrate::run(&args),
         Command::Segment {
             inputs,
             out,

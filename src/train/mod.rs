@@ -5,6 +5,8 @@
 //! * [`data`]: loading the scans of a manifest (CT, label, normalisation, SHA-256 provenance).
 //! * [`plan`]: which model holds out which scans (leave-2-out folds, hold-out).
 //! * `fit` (feature `torch`): the optimisation loop, threshold calibration, saving.
+//! * `calibrate` (feature `torch`): `osteon calibrate`, the threshold calibrated again through
+//!   the segmenter's whole chain (post-processed masks) on the validation scans.
 //! * `checkpoint` (feature `torch`): checkpoints that a stopped run resumes from exactly.
 //! * `rmsprop` (feature `torch`): the optimizer, its running averages saved with each checkpoint.
 //! * `folds` (feature `torch`): leave-2-out cross-validation (`osteon evaluate --folds`);
@@ -19,6 +21,8 @@
 //! ([`sample`]), which is the same objective at a fraction of the cost on a CPU.
 
 mod augment;
+#[cfg(feature = "torch")]
+pub mod calibrate;
 pub mod cli;
 pub mod data;
 pub mod plan;

@@ -241,6 +241,40 @@ impl CnnSegmenter {
             .map(|(p, _)| p)
     }
 
+    /// The masks this segmenter would give `ct` at each decision threshold of `thresholds`
+    /// (probabilities in 0..=1), handed to `each` in turn as `(threshold, mask)`: the network runs
+    /// once, then its output is thresholded and post-processed (this segmenter's [`PostMode`],
+    /// with the probability hysteresis at each threshold) exactly as [`Segmenter::segment`] does.
+    /// For calibrating the threshold through the whole chain (`osteon calibrate`).
+    ///
+    /// # Errors
+    /// [`CnnError`] of the network run (shape, device, normalisation).
+    pub fn masks_at(
+        &self,
+        ct: &CtVolume,
+        thresholds: &[f32],
+        mut each: impl FnMut(f32, Mask),
+    ) -> Result<(), CnnError> {
+        let (p, norm) = self.probabilities_and_normaliser(
+            ct.hu.view(),
+            &ct.geometry.slice_positions_mm(),
+            Some(ct.geometry.pixel_spacing),
+        )?;
+        for &t in thresholds {
+            let raw = p.mapv(|v| u8::from(v >= t));
+            let (mask, _) = post_process(
+                raw,
+                ct.hu.view(),
+                &ct.geometry,
+                [norm.anchors.air, norm.anchors.tissue],
+                self.post_mode,
+                Some((p.view(), t)),
+            );
+            each(t, mask);
+        }
+        Ok(())
+    }
+
     /// The working grid of a scan with `hu`'s slices and PixelSpacing `spacing`, if it is resampled.
     pub fn working_grid(&self, hu: ArrayView3<f32>, spacing: [f64; 2]) -> Option<InPlaneGrid> {
         let (_, rows, cols) = hu.dim();

@@ -135,6 +135,11 @@ pub enum Split {
     Validation,
     /// Held-out test.
     Test,
+    /// Training in every model of a cross-validation (`osteon evaluate --folds`): never held out
+    /// and never calibrated on, so that a leave-2-out can learn from more heads than its pool
+    /// while each held-out scan stays unseen; to `osteon train` and the hold-out plan, a training
+    /// scan.
+    Extra,
 }
 
 /// One `[[scan]]` entry. Paths are resolved against the manifest's root by [`Manifest::load`].

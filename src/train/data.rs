@@ -168,6 +168,7 @@ pub fn load_scan(
             Split::Train => "train",
             Split::Validation => "validation",
             Split::Test => "test",
+            Split::Extra => "extra",
         }
         .to_owned(),
         series: entry.series.clone(),

@@ -227,7 +227,7 @@ pub fn train(o: &TrainOptions) -> Result<TrainReport, TrainError> {
     let loaded = load_scans(&entries, o)?;
     let (mut train, mut val, mut records) = (Vec::new(), Vec::new(), Vec::new());
     for ((d, r), e) in loaded.iter().zip(&entries) {
-        if e.split == Split::Train {
+        if matches!(e.split, Split::Train | Split::Extra) {
             train.push(d)
         } else {
             val.push(d)

@@ -5,7 +5,8 @@
 //! fold `f` holds out the pair `{pool[f], pool[f + m]}` (two scans far apart in manifest order, so
 //! a pair rarely comes from one scanner), calibrates its decision threshold on the next fold's
 //! pair and trains on the rest. The final model trains on all the pool but fold 0's pair (its
-//! validation pair) and scores the `test` scans.
+//! validation pair) and scores the `test` scans. `extra` scans train every model and are never
+//! held out or calibrated on (more heads to learn from, while each held-out scan stays unseen).
 //!
 //! The hold-out plan ([`holdout`]) is one model on the manifest's own split: it trains on the
 //! `train` scans, calibrates on the `validation` scans and scores the `test` scans. It is a
@@ -72,7 +73,7 @@ pub fn holdout(manifest: &Manifest) -> Result<FoldPlan, TrainError> {
     let last = Fold {
         held_out: of(Split::Test),
         validation: of(Split::Validation),
-        train: of(Split::Train),
+        train: [of(Split::Train), of(Split::Extra)].concat(),
     };
     for (set, split) in [(&last.train, "train"), (&last.held_out, "test")] {
         if set.is_empty() {
@@ -155,16 +156,19 @@ pub fn scored(plan: &FoldPlan) -> Vec<(usize, usize)> {
 /// [`TrainError::Settings`] when fewer than 5 scans are not `test` (each fold needs a held-out pair,
 /// a validation pair and at least one training scan).
 pub fn leave_two_out(manifest: &Manifest) -> Result<FoldPlan, TrainError> {
-    let pool: Vec<usize> = (0..manifest.scan.len())
-        .filter(|&i| manifest.scan[i].split != Split::Test)
-        .collect();
-    let tests: Vec<usize> = (0..manifest.scan.len())
-        .filter(|&i| manifest.scan[i].split == Split::Test)
-        .collect();
+    let of = |keep: &dyn Fn(Split) -> bool| -> Vec<usize> {
+        (0..manifest.scan.len())
+            .filter(|&i| keep(manifest.scan[i].split))
+            .collect()
+    };
+    let pool = of(&|s| matches!(s, Split::Train | Split::Validation));
+    let tests = of(&|s| s == Split::Test);
+    let extra = of(&|s| s == Split::Extra);
     let n = pool.len();
     if n < 5 {
         return Err(TrainError::Settings(format!(
-            "leave-2-out needs at least 5 scans that are not split = \"test\"; the manifest has {n}"
+            "leave-2-out needs at least 5 scans with split = \"train\" or \"validation\"; the \
+             manifest has {n}"
         )));
     }
     let m = n.div_ceil(2);
@@ -175,8 +179,13 @@ pub fn leave_two_out(manifest: &Manifest) -> Result<FoldPlan, TrainError> {
             .map(|p| pool[p])
             .collect()
     };
+    // Every model trains on the pool but its held-out and validation pairs, and on the extras.
     let rest = |out: &[usize]| -> Vec<usize> {
-        pool.iter().copied().filter(|i| !out.contains(i)).collect()
+        pool.iter()
+            .copied()
+            .filter(|i| !out.contains(i))
+            .chain(extra.iter().copied())
+            .collect()
     };
     let folds = (0..m)
         .map(|f| {
@@ -215,6 +224,7 @@ mod tests {
                         Split::Train => "train",
                         Split::Validation => "validation",
                         Split::Test => "test",
+                        Split::Extra => "extra",
                     }
                 )
             })
@@ -252,6 +262,44 @@ mod tests {
         assert_eq!(plan.last.held_out, vec![9, 10]);
         assert_eq!(plan.last.validation, vec![0, 5]);
         assert_eq!(plan.last.train, vec![1, 2, 3, 4, 6, 7, 8]);
+    }
+
+    #[test]
+    fn extra_scans_train_every_model_and_are_never_held_out_or_calibrated_on() {
+        // Pool 0..=6 (seven scans, four folds), extras 7 and 9 between them, test 8.
+        let mut splits = vec![Split::Train; 7];
+        splits.extend([Split::Extra, Split::Test, Split::Extra]);
+        let m = manifest(&splits);
+        let plan = leave_two_out(&m).expect("plan");
+        assert_eq!(plan.folds.len(), 4);
+        assert_eq!(plan.folds[0].held_out, vec![0, 4]);
+        assert_eq!(plan.folds[0].validation, vec![1, 5]);
+        assert_eq!(plan.folds[0].train, vec![2, 3, 6, 7, 9]);
+        for f in &plan.folds {
+            assert!(f.train.contains(&7) && f.train.contains(&9), "{f:?}");
+            assert!(
+                !f.held_out.contains(&7) && !f.validation.contains(&9),
+                "{f:?}"
+            );
+            assert!(!f.train.contains(&8), "{f:?}");
+        }
+        assert_eq!(plan.last.held_out, vec![8]);
+        assert_eq!(plan.last.validation, vec![0, 4]);
+        assert_eq!(plan.last.train, vec![1, 2, 3, 5, 6, 7, 9]);
+        // Extras do not count towards the five pool scans leave-2-out needs.
+        let e = leave_two_out(&manifest(&[
+            Split::Train,
+            Split::Train,
+            Split::Train,
+            Split::Train,
+            Split::Extra,
+            Split::Extra,
+        ]))
+        .expect_err("4 pool scans");
+        assert!(e.to_string().contains("has 4"), "{e}");
+        // The hold-out plan trains on them too.
+        let m = manifest(&[Split::Train, Split::Extra, Split::Validation, Split::Test]);
+        assert_eq!(holdout(&m).expect("plan").last.train, vec![0, 1]);
     }
 
     #[test]

@@ -261,18 +261,28 @@ impl CnnSegmenter {
             Some(ct.geometry.pixel_spacing),
         )?;
         for &t in thresholds {
-            let raw = p.mapv(|v| u8::from(v >= t));
-            let (mask, _) = post_process(
-                raw,
-                ct.hu.view(),
-                &ct.geometry,
-                [norm.anchors.air, norm.anchors.tissue],
-                self.post_mode,
-                Some((p.view(), t)),
-            );
-            each(t, mask);
+            each(t, self.post_processed(ct, p.view(), &norm, t).0);
         }
         Ok(())
+    }
+
+    /// `prob >= threshold` of `ct` (probabilities `prob`, same shape), post-processed with this
+    /// segmenter's [`PostMode`] and the scan's anchors `norm` (the hysteresis at `threshold`).
+    fn post_processed(
+        &self,
+        ct: &CtVolume,
+        prob: ArrayView3<f32>,
+        norm: &Normaliser,
+        threshold: f32,
+    ) -> (Mask, PostProcessing) {
+        post_process(
+            prob.mapv(|v| u8::from(v >= threshold)),
+            ct.hu.view(),
+            &ct.geometry,
+            [norm.anchors.air, norm.anchors.tissue],
+            self.post_mode,
+            Some((prob, threshold)),
+        )
     }
 
     /// The working grid of a scan with `hu`'s slices and PixelSpacing `spacing`, if it is resampled.
@@ -428,15 +438,7 @@ impl Segmenter for CnnSegmenter {
         if let Ok(mut c) = self.last_confidence.lock() {
             *c = (n > 0).then(|| sum / n as f64);
         }
-        let raw = p.mapv(|v| u8::from(v >= t));
-        let (mask, post) = post_process(
-            raw,
-            ct.hu.view(),
-            &ct.geometry,
-            [norm.anchors.air, norm.anchors.tissue],
-            self.post_mode,
-            Some((p.view(), t)),
-        );
+        let (mask, post) = self.post_processed(ct, p.view(), &norm, t);
         let kept = post.pieces;
         if let Ok(mut p) = self.last_post.lock() {
             *p = Some(post);

@@ -2,19 +2,11 @@
 //! threshold it writes, and that its masks are the ones `osteon evaluate` then scores.
 #![cfg(feature = "torch")]
 
+mod common;
+
 use std::path::Path;
-use std::process::Command;
 
-fn osteon(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_osteon"))
-        .args(args)
-        .output()
-        .expect("run osteon")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use common::{osteon, text};
 
 #[test]
 fn calibrate_writes_the_best_post_processed_threshold_that_evaluate_then_scores() {

@@ -68,3 +68,16 @@ pub fn dciodvfy(file: &Path) -> (Vec<String>, String) {
         .collect();
     (errors, text)
 }
+
+/// Runs the `osteon` binary of this build with `args` (no shell), capturing its output.
+pub fn osteon(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_osteon"))
+        .args(args)
+        .output()
+        .expect("run osteon")
+}
+
+/// A process's output bytes as text (lossy UTF-8).
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}

@@ -253,9 +253,9 @@ mod bench {
                     ]
                 })
                 .collect();
-            let _ = patch_probabilities(&net, &norm, one, &one_mm, &centres[..128], 128, device);
+            let _ = patch_probabilities(&net, &norm, one, &one_mm, &centres[..128], 128, &opts);
             let t = Instant::now();
-            let _ = patch_probabilities(&net, &norm, one, &one_mm, &centres, 128, device);
+            let _ = patch_probabilities(&net, &norm, one, &one_mm, &centres, 128, &opts);
             let patch_s = t.elapsed().as_secs_f64() / centres.len() as f64 * roi.area() as f64;
             eprintln!(
                 "{:?}: dense slice {dense_s:.3} s, per-patch slice {patch_s:.1} s",

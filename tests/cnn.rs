@@ -53,10 +53,20 @@ fn noise_normaliser() -> Normaliser {
     )
 }
 
+/// CPU inference options (fp32) with `orientations` test-time orientations.
+fn cpu(orientations: usize) -> DenseOptions {
+    DenseOptions {
+        device: Device::Cpu,
+        half: false,
+        orientations,
+        ..DenseOptions::default()
+    }
+}
+
 /// Slice positions of the 5-slice test volumes with neighbour planes: variable spacing, mm.
 const SLICE_MM: [f64; 5] = [0.0, 2.5, 5.0, 8.0, 12.0];
 
-fn dense_equals_patches(device: Device, half: bool, nb: Neighbours) {
+fn dense_equals_patches(device: Device, half: bool, nb: Neighbours, orientations: usize) {
     tch::manual_seed(3);
     let vs = VarStore::new(device);
     let arch = Architecture::with_filters(DEFAULT_FILTERS).with_neighbours(nb);
@@ -74,11 +84,19 @@ fn dense_equals_patches(device: Device, half: bool, nb: Neighbours) {
         half,
         roi: false,
         roi_margin: 0,
+        orientations,
     };
     let dense = dense_probabilities(&net, &norm, hu.view(), &slice_mm, &opts).unwrap();
-    let centres: Vec<[usize; 3]> = hu.indexed_iter().map(|((k, j, i), _)| [k, j, i]).collect();
+    // Every voxel; with orientations every fourth one (the patch classifier runs 8 times): rows
+    // of 45 voxels shift the pick by one column a row, so every row, column and edge is met.
+    let step = if orientations > 1 { 4 } else { 1 };
+    let centres: Vec<[usize; 3]> = hu
+        .indexed_iter()
+        .map(|((k, j, i), _)| [k, j, i])
+        .step_by(step)
+        .collect();
     let patch =
-        patch_probabilities(&net, &norm, hu.view(), &slice_mm, &centres, 256, device).unwrap();
+        patch_probabilities(&net, &norm, hu.view(), &slice_mm, &centres, 256, &opts).unwrap();
     let tol = if half { 2e-2 } else { 1e-4 };
     let mut worst = 0f32;
     for (c, p) in centres.iter().zip(&patch) {
@@ -94,17 +112,51 @@ fn dense_equals_patches(device: Device, half: bool, nb: Neighbours) {
 
 #[test]
 fn dense_inference_equals_per_patch_classification_cpu() {
-    dense_equals_patches(Device::Cpu, false, Neighbours::One);
+    dense_equals_patches(Device::Cpu, false, Neighbours::One, 1);
 }
 
 #[test]
 fn dense_inference_equals_per_patch_classification_with_neighbour_planes_cpu() {
-    dense_equals_patches(Device::Cpu, false, Neighbours::AtMm(3.0));
+    dense_equals_patches(Device::Cpu, false, Neighbours::AtMm(3.0), 1);
 }
 
 #[test]
 fn dense_inference_equals_per_patch_classification_with_adjacent_slices_cpu() {
-    dense_equals_patches(Device::Cpu, false, Neighbours::Adjacent);
+    dense_equals_patches(Device::Cpu, false, Neighbours::Adjacent, 1);
+}
+
+#[test]
+fn dense_inference_with_8_orientations_equals_oriented_patches_cpu() {
+    // 37 x 45 slices: a transposition that was not undone would not even fit the output.
+    dense_equals_patches(Device::Cpu, false, Neighbours::AtMm(3.0), 8);
+}
+
+#[test]
+fn two_orientations_average_the_patch_and_its_left_right_mirror() {
+    tch::manual_seed(9);
+    let vs = VarStore::new(Device::Cpu);
+    let net = random_net_of(&vs, &Architecture::with_filters([4, 4, 4, 4]));
+    let hu = random_volume((1, 33, 33), 13);
+    let norm = noise_normaliser();
+    let normalised: Vec<f32> = hu.iter().map(|&v| norm.apply(v)).collect();
+    let x = Tensor::from_slice(&normalised).view([1, 1, 33, 33]);
+    let p = |x: &Tensor| {
+        net.forward_t(x, false)
+            .softmax(1, tch::Kind::Float)
+            .double_value(&[0, 1, 0, 0])
+    };
+    let (plain, mirrored) = (p(&x), p(&x.flip([3])));
+    assert!(
+        (plain - mirrored).abs() > 1e-3,
+        "a random net should not be mirror-symmetric: {plain} vs {mirrored}"
+    );
+    let got = |n: usize| {
+        patch_probabilities(&net, &norm, hu.view(), &[], &[[0, 16, 16]], 1, &cpu(n)).unwrap()[0]
+            as f64
+    };
+    assert!((got(1) - plain).abs() < 1e-5, "{} vs {plain}", got(1));
+    let mean = (plain + mirrored) / 2.0;
+    assert!((got(2) - mean).abs() < 1e-5, "{} vs {mean}", got(2));
 }
 
 #[test]
@@ -136,16 +188,8 @@ fn neighbour_planes_are_the_interpolated_slices_above_and_below() {
         .double_value(&[0, 1, 0, 0]) as f32;
     // Slice 2's centre patch of a volume.
     let centre = |v: &Array3<f32>| {
-        patch_probabilities(
-            &net,
-            &norm,
-            v.view(),
-            &SLICE_MM,
-            &[[2, 16, 16]],
-            1,
-            Device::Cpu,
-        )
-        .unwrap()[0]
+        patch_probabilities(&net, &norm, v.view(), &SLICE_MM, &[[2, 16, 16]], 1, &cpu(1)).unwrap()
+            [0]
     };
     let got = centre(&hu);
     assert!((got - want).abs() < 1e-5, "{got} against {want} by hand");
@@ -163,8 +207,8 @@ fn neighbour_planes_are_the_interpolated_slices_above_and_below() {
     let same = centre(&far);
     assert_eq!(same, got);
     // Without slice positions a model with neighbour planes refuses, naming what is missing.
-    let err = patch_probabilities(&net, &norm, hu.view(), &[], &[[2, 16, 16]], 1, Device::Cpu)
-        .unwrap_err();
+    let err =
+        patch_probabilities(&net, &norm, hu.view(), &[], &[[2, 16, 16]], 1, &cpu(1)).unwrap_err();
     assert!(err.to_string().contains("slice position"), "{err}");
 }
 
@@ -172,10 +216,11 @@ fn neighbour_planes_are_the_interpolated_slices_above_and_below() {
 fn dense_inference_equals_per_patch_classification_cuda() {
     // The same check on the GPU, in fp32 and with mixed precision, whenever one is present.
     if tch::Cuda::is_available() {
-        dense_equals_patches(Device::Cuda(0), false, Neighbours::One);
-        dense_equals_patches(Device::Cuda(0), true, Neighbours::One);
-        dense_equals_patches(Device::Cuda(0), false, Neighbours::AtMm(3.0));
-        dense_equals_patches(Device::Cuda(0), false, Neighbours::Adjacent);
+        dense_equals_patches(Device::Cuda(0), false, Neighbours::One, 1);
+        dense_equals_patches(Device::Cuda(0), true, Neighbours::One, 1);
+        dense_equals_patches(Device::Cuda(0), false, Neighbours::AtMm(3.0), 1);
+        dense_equals_patches(Device::Cuda(0), false, Neighbours::Adjacent, 1);
+        dense_equals_patches(Device::Cuda(0), true, Neighbours::AtMm(3.0), 8);
     } else {
         eprintln!("no CUDA device: the GPU variant ran on nothing (CPU variant is the other test)");
     }
@@ -245,6 +290,7 @@ fn write_model(
         normalisation: Normalisation::default(),
         threshold,
         working_pixel_mm: None,
+        test_time_orientations: 1,
         training: serde_json::Value::Null,
     }
     .write(&meta_path(&w))

@@ -38,10 +38,28 @@ pub struct CalibrateArgs {
     #[arg(long, value_delimiter = ',')]
     pub scans: Vec<String>,
     /// Write the chosen threshold into the model's JSON (`threshold`; the raw calibration's
-    /// threshold and this table go to `threshold_calibration`). Without it the table is printed
-    /// only.
+    /// threshold and this table go to `threshold_calibration`; with --orientations, also
+    /// `test_time_orientations`). Without it the table is printed only.
     #[arg(long)]
     pub write: bool,
+    /// Calibrate with this many test-time orientations averaged (1, 2, 4 or 8; see
+    /// `DenseOptions::orientations`) instead of the model's own; with --write they are stored
+    /// with the threshold, since the two go together.
+    #[arg(long, value_parser = parse_orientations)]
+    pub orientations: Option<usize>,
+}
+
+/// Parses `--orientations`: one of [`crate::segment::cnn::infer::ORIENTATIONS`].
+///
+/// # Errors
+/// A message naming the accepted values.
+pub fn parse_orientations(s: &str) -> Result<usize, String> {
+    let all = crate::segment::cnn::infer::ORIENTATIONS;
+    s.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| all.contains(n))
+        .ok_or_else(|| format!("{s:?}: test-time orientations are one of {all:?}"))
 }
 
 /// The result of [`calibrate`]: mean DSC over the scans per candidate threshold, and the best.
@@ -54,6 +72,8 @@ pub struct FullChain {
     pub table: Vec<(f32, f64)>,
     /// The candidate of the highest mean DSC (the lower one on a tie).
     pub threshold: f32,
+    /// Test-time orientations averaged while calibrating.
+    pub orientations: usize,
 }
 
 /// Why calibration failed.
@@ -95,7 +115,8 @@ fn validation_scans(training: &serde_json::Value) -> Vec<String> {
 }
 
 /// Calibrates the model at `model` through its whole chain on `scans` of the manifest at
-/// `manifest` (empty: the model's validation scans), over [`candidates`].
+/// `manifest` (empty: the model's validation scans), over [`candidates`], averaging
+/// `orientations` test-time orientations (`None`: the model's own).
 ///
 /// # Errors
 /// [`CalibrateError`]: model, manifest, a scan not in it or failing to load, label or segment.
@@ -103,9 +124,15 @@ pub fn calibrate(
     model: &Path,
     manifest: &Path,
     scans: &[String],
+    orientations: Option<usize>,
 ) -> Result<FullChain, CalibrateError> {
-    let cnn =
-        load(model).map_err(|e| CalibrateError::Model(format!("{}: {e}", model.display())))?;
+    let model_err = |e: crate::segment::cnn::CnnError| {
+        CalibrateError::Model(format!("{}: {e}", model.display()))
+    };
+    let mut cnn = load(model).map_err(model_err)?;
+    if let Some(n) = orientations {
+        cnn = cnn.with_orientations(n).map_err(model_err)?;
+    }
     let m = Manifest::load(manifest).map_err(|e| CalibrateError::Manifest(e.to_string()))?;
     let names = if scans.is_empty() {
         validation_scans(&cnn.meta().training)
@@ -176,12 +203,14 @@ pub fn calibrate(
         scans: names,
         table,
         threshold,
+        orientations: cnn.meta().test_time_orientations,
     })
 }
 
-/// Writes `cal.threshold` into the JSON of the weights at `model`, with `threshold_calibration`
-/// (method, the raw calibration's threshold, scans, table) beside it; the other fields stay as
-/// they were.
+/// Writes `cal.threshold` and `cal.orientations` (`test_time_orientations`, left out when 1)
+/// into the JSON of the weights at `model`, with `threshold_calibration` (method, the raw
+/// calibration's threshold, orientations, scans, table) beside it; the other fields stay as they
+/// were.
 ///
 /// # Errors
 /// [`CalibrateError::Write`] when the JSON cannot be read, parsed or written.
@@ -200,10 +229,21 @@ pub fn write(model: &Path, cal: &FullChain) -> Result<(), CalibrateError> {
         .cloned()
         .unwrap_or_else(|| meta["threshold"].clone());
     meta["threshold"] = serde_json::json!(cal.threshold);
+    if let Some(m) = meta.as_object_mut() {
+        if cal.orientations > 1 {
+            m.insert(
+                "test_time_orientations".to_owned(),
+                serde_json::json!(cal.orientations),
+            );
+        } else {
+            m.remove("test_time_orientations");
+        }
+    }
     meta["threshold_calibration"] = serde_json::json!({
         "method": "full chain: post-processed masks (osteon calibrate)",
         "osteon": env!("CARGO_PKG_VERSION"),
         "raw_threshold": raw,
+        "orientations": cal.orientations,
         "scans": cal.scans,
         "table": cal.table,
     });
@@ -216,14 +256,19 @@ pub fn write(model: &Path, cal: &FullChain) -> Result<(), CalibrateError> {
 /// Runs `osteon calibrate`: prints the table and the chosen threshold; with `--write` rewrites
 /// the model's JSON. Exit code 0 on success, 1 on failure.
 pub fn run(args: &CalibrateArgs) -> ExitCode {
-    let cal = match calibrate(&args.model, &args.manifest, &args.scans) {
+    let cal = match calibrate(&args.model, &args.manifest, &args.scans, args.orientations) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("osteon calibrate: {e}");
             return ExitCode::FAILURE;
         }
     };
-    println!("threshold  mean DSC over {}", cal.scans.join(", "));
+    println!(
+        "threshold  mean DSC over {} ({} test-time orientation{})",
+        cal.scans.join(", "),
+        cal.orientations,
+        if cal.orientations == 1 { "" } else { "s" }
+    );
     for (t, d) in &cal.table {
         let mark = if *t == cal.threshold { "  <-" } else { "" };
         println!("{t:9.3}  {d:.4}{mark}");
@@ -234,8 +279,9 @@ pub fn run(args: &CalibrateArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
         println!(
-            "threshold {:.3} written to {}",
+            "threshold {:.3} ({} test-time orientations) written to {}",
             cal.threshold,
+            cal.orientations,
             meta_path(&args.model).display()
         );
     }
@@ -251,6 +297,16 @@ mod tests {
         let c = candidates();
         assert_eq!(c.len(), 27);
         assert!((c[0] - 0.30).abs() < 1e-6 && (c[26] - 0.95).abs() < 1e-6);
+    }
+
+    #[test]
+    fn orientations_are_1_2_4_or_8() {
+        assert_eq!(parse_orientations("8"), Ok(8));
+        assert_eq!(parse_orientations(" 2 "), Ok(2));
+        for bad in ["3", "0", "16", "-1", "eight"] {
+            let e = parse_orientations(bad).unwrap_err();
+            assert!(e.contains("one of [1, 2, 4, 8]"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -362,6 +362,7 @@ pub fn fit(
         normalisation: o.normalisation,
         threshold,
         working_pixel_mm: o.working_pixel_mm,
+        test_time_orientations: 1,
         training: serde_json::json!({
             "options": o,
             "device": format!("{device:?}"),

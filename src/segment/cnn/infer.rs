@@ -29,7 +29,17 @@ pub struct DenseOptions {
     pub roi: bool,
     /// Dilation of the head bounding box, voxels.
     pub roi_margin: usize,
+    /// Test-time orientations averaged ([`ORIENTATIONS`]: 1, 2, 4 or 8; [`orient`]): each
+    /// voxel's probability is the mean of its own patch's probabilities under the first
+    /// `orientations` flips/transpositions of the dihedral group, the transformations training
+    /// samples from (`train::sample`). 1 = the patch as it is.
+    pub orientations: usize,
 }
+
+/// The accepted numbers of test-time orientations ([`DenseOptions::orientations`]): the
+/// identity; with the left-right mirror; with the anterior-posterior mirrors; with the
+/// transpositions (all 8 elements of the square's dihedral group).
+pub const ORIENTATIONS: [usize; 4] = [1, 2, 4, 8];
 
 impl Default for DenseOptions {
     fn default() -> Self {
@@ -41,6 +51,7 @@ impl Default for DenseOptions {
             half: device.is_cuda(),
             roi: true,
             roi_margin: 4,
+            orientations: 1,
         }
     }
 }
@@ -99,15 +110,68 @@ fn volume_planes(net: &Net, slice_mm: &[f64], nk: usize) -> Result<Vec<Vec<Plane
         .collect())
 }
 
-/// Bone probability `[N, 2, h, w]` logits -> `[N, h, w]` `f32` on the CPU.
-fn bone_probability(logits: &Tensor) -> Result<Vec<f32>, CnnError> {
-    let p = logits
-        .to_kind(Kind::Float)
-        .softmax(1, Kind::Float)
-        .select(1, 1)
-        .to_device(Device::Cpu)
-        .contiguous()
-        .flatten(0, -1);
+/// Orientation `d` (0..8) of the dihedral group applied to the last two axes (rows, columns) of
+/// `x`: transposed when `d & 4`, then columns reversed when `d & 1` (the left-right mirror of an
+/// axial slice), rows reversed when `d & 2`. [`unorient`] undoes it.
+pub fn orient(x: &Tensor, d: usize) -> Tensor {
+    let mut y = if d & 4 != 0 {
+        x.transpose(-2, -1)
+    } else {
+        x.shallow_clone()
+    };
+    if d & 1 != 0 {
+        y = y.flip([-1]);
+    }
+    if d & 2 != 0 {
+        y = y.flip([-2]);
+    }
+    y
+}
+
+/// The inverse of [`orient`]: reverses the flips, then the transposition.
+pub fn unorient(y: &Tensor, d: usize) -> Tensor {
+    let mut x = y.shallow_clone();
+    if d & 2 != 0 {
+        x = x.flip([-2]);
+    }
+    if d & 1 != 0 {
+        x = x.flip([-1]);
+    }
+    if d & 4 != 0 {
+        x = x.transpose(-2, -1);
+    }
+    x
+}
+
+/// Bone probability `[N, h, w]` (`f32`, on the CPU) of the input batch `xs` (`[N, planes, h + 32,
+/// w + 32]`): the softmax of the net's `[N, 2, h, w]` logits, averaged over the first
+/// `orientations` orientations of the input ([`orient`]), each mapped back ([`unorient`]); valid
+/// convolutions and stride-1 pools make that the mean over the same orientations of each voxel's
+/// own patch.
+fn bone_probability(
+    net: &Net,
+    xs: &Tensor,
+    half: bool,
+    orientations: usize,
+) -> Result<Vec<f32>, CnnError> {
+    let n = orientations.max(1);
+    let mut sum: Option<Tensor> = None;
+    for d in 0..n {
+        let p = forward(net, &orient(xs, d), half)
+            .to_kind(Kind::Float)
+            .softmax(1, Kind::Float)
+            .select(1, 1);
+        let p = unorient(&p, d);
+        sum = Some(match sum {
+            None => p,
+            Some(s) => s + p,
+        });
+    }
+    let mut p = sum.expect("at least one orientation");
+    if n > 1 {
+        p /= n as f64;
+    }
+    let p = p.to_device(Device::Cpu).contiguous().flatten(0, -1);
     Vec::<f32>::try_from(&p).map_err(|e| CnnError::Torch(e.to_string()))
 }
 
@@ -171,7 +235,7 @@ pub fn dense_probabilities(
         let xs = Tensor::from_slice(&buf)
             .view([batch.len() as i64, np as i64, hp as i64, wp as i64])
             .to_device(opts.device);
-        let p = bone_probability(&forward(net, &xs, opts.half))?;
+        let p = bone_probability(net, &xs, opts.half, opts.orientations)?;
         for (b, &k) in batch.iter().enumerate() {
             let plane = &p[b * h * w..(b + 1) * h * w];
             let mut dst = out.slice_mut(s![k, roi.j0..roi.j1, roi.i0..roi.i1]);
@@ -185,7 +249,9 @@ pub fn dense_probabilities(
 
 /// The paper's inference: bone probability of each voxel `[k, j, i]` in `centres`, classifying its
 /// own 33x33 patch on each input plane (padded beyond the slice edge and interpolated between
-/// slices as in [`dense_probabilities`], `slice_mm` likewise), `batch` patches per forward pass.
+/// slices as in [`dense_probabilities`], `slice_mm` likewise), `batch` patches per forward pass,
+/// on `opts.device`, averaged over the patch's first `opts.orientations` orientations
+/// ([`DenseOptions::orientations`]; the other options do not apply to single patches).
 ///
 /// # Errors
 /// [`CnnError::Torch`] when a tensor cannot be read back; [`CnnError::Input`] for a centre outside
@@ -197,7 +263,7 @@ pub fn patch_probabilities(
     slice_mm: &[f64],
     centres: &[[usize; 3]],
     batch: usize,
-    device: Device,
+    opts: &DenseOptions,
 ) -> Result<Vec<f32>, CnnError> {
     let (nk, rows, cols) = hu.dim();
     let planes = volume_planes(net, slice_mm, nk)?;
@@ -225,8 +291,8 @@ pub fn patch_probabilities(
         }
         let xs = Tensor::from_slice(&buf)
             .view([chunk.len() as i64, np as i64, p as i64, p as i64])
-            .to_device(device);
-        probs.extend(bone_probability(&forward(net, &xs, false))?);
+            .to_device(opts.device);
+        probs.extend(bone_probability(net, &xs, false, opts.orientations)?);
     }
     Ok(probs)
 }

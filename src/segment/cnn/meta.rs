@@ -27,9 +27,25 @@ pub struct ModelMeta {
     /// probabilities back ([`super::resample`]); absent = every slice runs at its own spacing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_pixel_mm: Option<f64>,
+    /// Test-time orientations averaged at inference ([`super::infer::DenseOptions::orientations`]:
+    /// 1, 2, 4 or 8); absent = 1. Set with the threshold calibrated for it (`osteon calibrate
+    /// --orientations N --write`), since averaging changes the probabilities the threshold cuts.
+    #[serde(
+        default = "one_orientation",
+        skip_serializing_if = "is_one_orientation"
+    )]
+    pub test_time_orientations: usize,
     /// How the model was trained (free-form for models made elsewhere).
     #[serde(default)]
     pub training: serde_json::Value,
+}
+
+fn one_orientation() -> usize {
+    1
+}
+
+fn is_one_orientation(n: &usize) -> bool {
+    *n == 1
 }
 
 /// The JSON path of a weights file: same folder and stem, extension `json`.
@@ -72,6 +88,16 @@ impl ModelMeta {
                     message: format!("working_pixel_mm {w:?} outside [0.1, 5] mm"),
                 });
             }
+        }
+        if !super::infer::ORIENTATIONS.contains(&meta.test_time_orientations) {
+            return Err(CnnError::Meta {
+                path: path.to_owned(),
+                message: format!(
+                    "test_time_orientations {} is not one of {:?}",
+                    meta.test_time_orientations,
+                    super::infer::ORIENTATIONS
+                ),
+            });
         }
         if let Normalisation::AirTissue { lo, hi } = meta.normalisation {
             if !(lo.is_finite() && hi.is_finite() && lo < hi) {

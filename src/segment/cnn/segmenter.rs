@@ -52,7 +52,8 @@ pub fn use_all_cpu_threads() {
 }
 
 /// Loads the model at `model_path` (a `.safetensors` file with its `.json` beside it), running on
-/// CUDA when available (mixed precision there), else on every CPU thread.
+/// CUDA when available (mixed precision there), else on every CPU thread, with the test-time
+/// orientations its metadata names.
 ///
 /// # Errors
 /// [`CnnError::Io`] for a missing weights or JSON file, [`CnnError::Meta`] /
@@ -63,7 +64,8 @@ pub fn load(model_path: &Path) -> Result<CnnSegmenter, CnnError> {
     load_with(model_path, DenseOptions::default())
 }
 
-/// [`load`] with explicit inference options (device, batch, region of interest).
+/// [`load`] with explicit inference options (device, batch, region of interest); the test-time
+/// orientations are always the model's ([`ModelMeta::test_time_orientations`]).
 ///
 /// # Errors
 /// As [`load`].
@@ -75,6 +77,10 @@ pub fn load_with(model_path: &Path, options: DenseOptions) -> Result<CnnSegmente
         });
     }
     let meta = ModelMeta::read(&meta_path(model_path))?;
+    let options = DenseOptions {
+        orientations: meta.test_time_orientations,
+        ..options
+    };
     if !options.device.is_cuda() {
         use_all_cpu_threads();
     }
@@ -189,6 +195,24 @@ impl CnnSegmenter {
     pub fn with_post_processing(mut self, mode: PostMode) -> Self {
         self.post_mode = mode;
         self
+    }
+
+    /// The same segmenter averaging `n` test-time orientations instead of its metadata's
+    /// ([`ModelMeta::test_time_orientations`]; for calibrating them, `osteon calibrate
+    /// --orientations`): the identity names them.
+    ///
+    /// # Errors
+    /// [`CnnError::Input`] when `n` is not one of [`super::infer::ORIENTATIONS`].
+    pub fn with_orientations(mut self, n: usize) -> Result<Self, CnnError> {
+        if !super::infer::ORIENTATIONS.contains(&n) {
+            return Err(CnnError::Input(format!(
+                "{n} test-time orientations: expected one of {:?}",
+                super::infer::ORIENTATIONS
+            )));
+        }
+        self.meta.test_time_orientations = n;
+        self.options.orientations = n;
+        Ok(self)
     }
 
     /// The model's metadata.
@@ -361,7 +385,8 @@ impl CnnSegmenter {
 }
 
 /// AlgorithmVersion (0066,0031), VR LO, at most 64 characters (PS3.5 6.2): family, filters,
-/// threshold, working pixel spacing when set, the first 8 hex digits of the weights' SHA-256
+/// threshold, working pixel spacing when set, test-time orientations when more than one (`-o8`),
+/// the first 8 hex digits of the weights' SHA-256
 /// (which model file) and Osteon's version, e.g.
 /// `minnema2018-patch-fcn-16x32x32x32-t0.725-w4abb7da0/0.1.0`. When that is too long (3-digit
 /// filter counts with a working spacing), Osteon's version and then the filters are left out:
@@ -371,6 +396,7 @@ pub fn algorithm_version(
     filters: &[usize],
     threshold: f32,
     working_pixel_mm: Option<f64>,
+    orientations: usize,
     weights_sha8: &str,
 ) -> String {
     let filters = filters
@@ -379,7 +405,12 @@ pub fn algorithm_version(
         .collect::<Vec<_>>()
         .join("x");
     let p = working_pixel_mm.map_or(String::new(), |w| format!("-p{w:.3}"));
-    let tail = format!("-t{threshold:.3}{p}-w{weights_sha8}");
+    let o = if orientations > 1 {
+        format!("-o{orientations}")
+    } else {
+        String::new()
+    };
+    let tail = format!("-t{threshold:.3}{p}{o}-w{weights_sha8}");
     let version = env!("CARGO_PKG_VERSION");
     [
         format!("{family}-{filters}{tail}/{version}"),
@@ -409,6 +440,7 @@ impl Segmenter for CnnSegmenter {
                 f,
                 self.meta.threshold,
                 self.meta.working_pixel_mm,
+                self.meta.test_time_orientations,
                 &weights,
             ),
             skull_specific: false,
@@ -496,6 +528,7 @@ mod tests {
             &[16, 32, 32, 32],
             0.725,
             None,
+            1,
             "4abb7da0",
         );
         assert_eq!(
@@ -510,15 +543,30 @@ mod tests {
             &[16, 32, 32, 32],
             0.725,
             Some(0.488),
+            1,
             "4abb7da0",
         );
         assert!(v.starts_with("minnema2018-patch-fcn-16x32x32x32-t0.725-p0.488-w4abb7da0/"));
+        let v = algorithm_version(
+            "minnema2018-patch-fcn",
+            &[16, 32, 32, 32],
+            0.725,
+            Some(0.976),
+            8,
+            "4abb7da0",
+        );
+        // 66 characters with Osteon's version: the version goes, the orientations stay.
+        assert_eq!(
+            v,
+            "minnema2018-patch-fcn-16x32x32x32-t0.725-p0.976-o8-w4abb7da0"
+        );
         // 3-digit filters with a working spacing: 67 characters in full, so the version goes.
         let v = algorithm_version(
             "minnema2018-patch-fcn",
             &[128; 4],
             0.5,
             Some(3.0),
+            1,
             "b991b94f",
         );
         assert_eq!(
@@ -526,7 +574,7 @@ mod tests {
             "minnema2018-patch-fcn-128x128x128x128-t0.500-p3.000-wb991b94f"
         );
         assert!(v.len() <= 64);
-        let v = algorithm_version(&"f".repeat(60), &[128; 4], 0.5, Some(3.0), "b991b94f");
+        let v = algorithm_version(&"f".repeat(60), &[128; 4], 0.5, Some(3.0), 8, "b991b94f");
         assert_eq!(v.len(), 64);
     }
 }

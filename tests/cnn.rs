@@ -33,6 +33,18 @@ fn random_net_of(vs: &VarStore, arch: &Architecture) -> Net {
     net
 }
 
+/// libtorch's random generator is one per process and the tests of this file run on parallel
+/// threads: each test that seeds it holds this lock for its whole run, so that its random
+/// weights (and the smoke test's dropout) do not depend on what the other tests draw meanwhile.
+static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Locks [`TORCH_RNG`] and seeds libtorch's generator with `seed`.
+fn seeded(seed: i64) -> std::sync::MutexGuard<'static, ()> {
+    let guard = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    tch::manual_seed(seed);
+    guard
+}
+
 /// Deterministic pseudo-random HU in [-1100, 2100).
 fn random_volume(shape: (usize, usize, usize), seed: u64) -> Array3<f32> {
     let mut r = Rng::new(seed);
@@ -67,7 +79,7 @@ fn cpu(orientations: usize) -> DenseOptions {
 const SLICE_MM: [f64; 5] = [0.0, 2.5, 5.0, 8.0, 12.0];
 
 fn dense_equals_patches(device: Device, half: bool, nb: Neighbours, orientations: usize) {
-    tch::manual_seed(3);
+    let _rng = seeded(3);
     let vs = VarStore::new(device);
     let arch = Architecture::with_filters(DEFAULT_FILTERS).with_neighbours(nb);
     let net = random_net_of(&vs, &arch);
@@ -133,7 +145,7 @@ fn dense_inference_with_8_orientations_equals_oriented_patches_cpu() {
 
 #[test]
 fn two_orientations_average_the_patch_and_its_left_right_mirror() {
-    tch::manual_seed(9);
+    let _rng = seeded(9);
     let vs = VarStore::new(Device::Cpu);
     let net = random_net_of(&vs, &Architecture::with_filters([4, 4, 4, 4]));
     let hu = random_volume((1, 33, 33), 13);
@@ -163,7 +175,7 @@ fn two_orientations_average_the_patch_and_its_left_right_mirror() {
 fn neighbour_planes_are_the_interpolated_slices_above_and_below() {
     // One patch by hand: slice 2 (z 5 mm) of slices at 0, 2.5, 5, 8, 12 mm with planes at +-3 mm:
     // z 2 = 0.2 x slice 0 + 0.8 x slice 1, z 8 = slice 3; channel order centre, below, above.
-    tch::manual_seed(5);
+    let _rng = seeded(5);
     let vs = VarStore::new(Device::Cpu);
     let arch = Architecture::with_filters([4, 4, 4, 4]).with_neighbours(Neighbours::AtMm(3.0));
     let net = random_net_of(&vs, &arch);
@@ -228,7 +240,7 @@ fn dense_inference_equals_per_patch_classification_cuda() {
 
 #[test]
 fn region_of_interest_keeps_the_head_and_zeroes_the_rest() {
-    tch::manual_seed(4);
+    let _rng = seeded(4);
     let vs = VarStore::new(Device::Cpu);
     let net = random_net(&vs, [4, 4, 4, 4]);
     // Air with a "head" block of tissue/bone in rows 10..30, columns 12..40.
@@ -300,6 +312,7 @@ fn write_model(
 
 #[test]
 fn load_reports_missing_files_wrong_architecture_and_shapes() {
+    let _rng = seeded(2);
     let dir = tempfile::tempdir().unwrap();
     let e = load(&dir.path().join("none.safetensors")).err().unwrap();
     assert!(matches!(e, CnnError::Io { .. }), "{e}");
@@ -379,7 +392,7 @@ fn a_working_pixel_spacing_resamples_the_scan_and_maps_probabilities_back() {
     use osteon::segment::cnn::resample::InPlaneGrid;
     use osteon::segment::cnn::segmenter::load_with;
     use osteon::segment::Segmenter;
-    tch::manual_seed(9);
+    let _rng = seeded(9);
     let dir = tempfile::tempdir().unwrap();
     let arch = Architecture::with_filters([4, 8, 8, 8]);
     let vs = VarStore::new(Device::Cpu);
@@ -459,7 +472,7 @@ fn phantom_scan(seed: u64) -> (ScanData, Array3<f32>) {
 
 #[test]
 fn training_smoke_loss_decreases_and_save_load_round_trip_is_identical() {
-    tch::manual_seed(1);
+    let _rng = seeded(1);
     tch::set_num_threads(2);
     let (scan, hu) = phantom_scan(1);
     let scans = [scan];

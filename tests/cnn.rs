@@ -303,6 +303,7 @@ fn write_model(
         threshold,
         working_pixel_mm: None,
         test_time_orientations: 1,
+        threshold_calibration: None,
         training: serde_json::Value::Null,
     }
     .write(&meta_path(&w))
@@ -369,6 +370,26 @@ fn load_reports_missing_files_wrong_architecture_and_shapes() {
         e.contains("normalisation clip [5, 4] must be finite with lo < hi"),
         "{e}"
     );
+    // Test-time orientations: a value other than 1, 2, 4, 8, and a misspelt key, are refused
+    // (a misspelt key ignored would run the model with one orientation unnoticed).
+    for (field, needle) in [
+        (
+            "\"test_time_orientations\": 3,",
+            "test_time_orientations 3 is not one of [1, 2, 4, 8]",
+        ),
+        (
+            "\"test_time_orientation\": 8,",
+            "unknown field `test_time_orientation`",
+        ),
+    ] {
+        let w = write_model(dir.path(), &vs, &small, 0.5);
+        let json = std::fs::read_to_string(meta_path(&w)).unwrap();
+        let bad = json.replacen("\"threshold\":", &format!("{field} \"threshold\":"), 1);
+        assert_ne!(bad, json, "metadata layout changed: {json}");
+        std::fs::write(meta_path(&w), bad).unwrap();
+        let e = load(&w).err().unwrap().to_string();
+        assert!(e.contains(needle), "{e}");
+    }
     assert!(e.contains(".json"), "{e}");
     // Weights holding NaN: refused at load, naming the tensor (not "no bone found" later).
     let w = write_model(dir.path(), &vs, &small, 0.5);

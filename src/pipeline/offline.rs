@@ -72,7 +72,7 @@ pub struct OfflineOptions {
 pub enum OfflineError {
     #[error("no CT series found in the inputs ({skipped} file(s) skipped: {reasons})")]
     NoSeries { skipped: usize, reasons: String },
-    #[error("the CNN segmenter needs a model: {0} does not exist (pass --model or --model-dir, `[pipeline] model_dir` for the node, or use --segmenter threshold)")]
+    #[error("the CNN segmenter needs a model: {0} is not a model file (missing, a folder or a broken link; pass --model or --model-dir, `[pipeline] model_dir` for the node, or use --segmenter threshold)")]
     NoCnnModel(String),
     #[error("the CNN model could not be loaded: {0}")]
     CnnModel(String),
@@ -156,18 +156,25 @@ impl Summary {
 }
 
 /// The thick-slice model of a thin/thick pair this run would load: `thick_model` when given, else
-/// `model_dir/`[`THICK_MODEL_FILE`] when that path exists and no `model` is given; `None` = no
-/// pair (one model, or the threshold). A default path that exists but is not a file is returned
-/// (and refused by [`segmenter_for`]), not silently dropped.
+/// `model_dir/`[`THICK_MODEL_FILE`] when something is at that path and no `model` is given;
+/// `None` = no pair (one model, or the threshold). A default path that is there but is not a
+/// file (a folder, a broken link) is returned (and refused by [`segmenter_for`]), not silently
+/// dropped.
 pub fn pair_thick_model(options: &OfflineOptions) -> Option<PathBuf> {
     if matches!(options.segmenter, SegmenterChoice::Threshold) {
         return None;
     }
     match (&options.thick_model, &options.model) {
         (Some(p), _) => Some(p.clone()),
-        (None, None) => Some(options.model_dir.join(THICK_MODEL_FILE)).filter(|p| p.exists()),
+        (None, None) => Some(options.model_dir.join(THICK_MODEL_FILE)).filter(|p| present(p)),
         (None, Some(_)) => None,
     }
+}
+
+/// `true` when something is at `p`: a file, a folder, or a link (even a broken one, which
+/// `Path::exists` would call absent).
+fn present(p: &Path) -> bool {
+    p.symlink_metadata().is_ok()
 }
 
 /// The segmenter for `options`.
@@ -175,7 +182,11 @@ pub fn pair_thick_model(options: &OfflineOptions) -> Option<PathBuf> {
 /// # Errors
 /// [`OfflineError::NoCnnModel`] when the CNN is asked for and the model file does not exist,
 /// [`OfflineError::CnnModel`] when it cannot be loaded (or the binary was built without libtorch).
-/// [`SegmenterChoice::Default`] is the CNN when the model file exists, else the threshold baseline.
+/// [`SegmenterChoice::Default`] is the CNN when the model file exists, else the threshold baseline
+/// (logged as a warning naming the folder); a `model` given explicitly, or a default model path
+/// that is there but is not a file (a folder, a broken link), is [`OfflineError::NoCnnModel`]
+/// instead, never the threshold in its place. A pair's thin model without its thick one is logged
+/// too (every series then goes to the thin model).
 /// With a thick model (`thick_model`, or [`THICK_MODEL_FILE`] beside the default model) the
 /// CNN is a [`PairSegmenter`]: a `thick_model` (or a [`THICK_MODEL_FILE`] path) that is not a
 /// file is [`OfflineError::NoThickModel`], one that does not load [`OfflineError::ThickModel`],
@@ -201,7 +212,25 @@ pub fn segmenter_for(options: &OfflineOptions) -> Result<Box<dyn Segmenter>, Off
                 thin: model.display().to_string(),
             })
         }
-        SegmenterChoice::Default if !model.is_file() => Ok(threshold()),
+        SegmenterChoice::Default if options.model.is_none() && !present(&model) => {
+            if present(&options.model_dir) {
+                tracing::warn!(
+                    model = %model.display(),
+                    "no CNN model in the model folder: the default segmenter is the threshold \
+                     baseline (--model-dir / [pipeline] model_dir names the folder)"
+                );
+            } else {
+                tracing::warn!(
+                    model_dir = %options.model_dir.display(),
+                    "the model folder does not exist (relative to the working directory when \
+                     relative): the default segmenter is the threshold baseline"
+                );
+            }
+            Ok(threshold())
+        }
+        SegmenterChoice::Default if !model.is_file() => {
+            Err(OfflineError::NoCnnModel(model.display().to_string()))
+        }
         SegmenterChoice::Cnn if !model.is_file() => {
             Err(OfflineError::NoCnnModel(model.display().to_string()))
         }
@@ -211,7 +240,16 @@ pub fn segmenter_for(options: &OfflineOptions) -> Result<Box<dyn Segmenter>, Off
             }
             let thin = load_cnn(&model, options.post_processing)?;
             match thick {
-                None => Ok(thin),
+                None => {
+                    if options.model.is_none() && options.thick_model.is_none() {
+                        tracing::warn!(
+                            model_dir = %options.model_dir.display(),
+                            "no thick-slice model ({THICK_MODEL_FILE}) beside the thin one: \
+                             thick-slice series go to the thin model too"
+                        );
+                    }
+                    Ok(thin)
+                }
                 Some(p) => {
                     let thick = load_cnn(&p, options.post_processing).map_err(|e| match e {
                         OfflineError::CnnModel(m) => OfflineError::ThickModel(m),

@@ -19,6 +19,11 @@ use crate::eval::metrics::{dice, Region};
 use crate::segment::cnn::load;
 use crate::segment::cnn::meta::meta_path;
 
+/// Smallest best mean DSC for which `--write` writes the threshold: below it no candidate
+/// segments the calibration scans (a wrong label, inverted grey values, another body part), and
+/// the table's maximum is noise, not a calibration.
+pub const MIN_WRITTEN_DSC: f64 = 0.5;
+
 /// Candidate thresholds: 0.300 to 0.950 in steps of 0.025 (the raw calibration's step).
 pub fn candidates() -> Vec<f32> {
     (12..=38).map(|n| n as f32 * 0.025).collect()
@@ -249,13 +254,29 @@ pub fn write(model: &Path, cal: &FullChain) -> Result<(), CalibrateError> {
     });
     let out = serde_json::to_string_pretty(&meta).map_err(|e| fail(e.to_string()))?;
     let tmp = path.with_extension("json.partial");
-    std::fs::write(&tmp, out).map_err(|e| fail(e.to_string()))?;
-    std::fs::rename(&tmp, &path).map_err(|e| fail(e.to_string()))
+    let written = std::fs::write(&tmp, out).and_then(|()| std::fs::rename(&tmp, &path));
+    written.map_err(|e| {
+        // Leave no half-written file beside the model (the JSON itself is untouched).
+        let _ = std::fs::remove_file(&tmp);
+        fail(e.to_string())
+    })
 }
 
 /// Runs `osteon calibrate`: prints the table and the chosen threshold; with `--write` rewrites
 /// the model's JSON. Exit code 0 on success, 1 on failure.
 pub fn run(args: &CalibrateArgs) -> ExitCode {
+    if args.write {
+        // Fail before the calibration (minutes of CPU), not after it, when the JSON cannot be
+        // rewritten (read-only file or folder).
+        let json = meta_path(&args.model);
+        if let Err(e) = std::fs::OpenOptions::new().append(true).open(&json) {
+            eprintln!(
+                "osteon calibrate: --write: {} cannot be written: {e}",
+                json.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    }
     let cal = match calibrate(&args.model, &args.manifest, &args.scans, args.orientations) {
         Ok(c) => c,
         Err(e) => {
@@ -272,6 +293,20 @@ pub fn run(args: &CalibrateArgs) -> ExitCode {
     for (t, d) in &cal.table {
         let mark = if *t == cal.threshold { "  <-" } else { "" };
         println!("{t:9.3}  {d:.4}{mark}");
+    }
+    let best = cal
+        .table
+        .iter()
+        .find(|(t, _)| *t == cal.threshold)
+        .map_or(0.0, |&(_, d)| d);
+    if args.write && best < MIN_WRITTEN_DSC {
+        eprintln!(
+            "osteon calibrate: the best mean DSC is {best:.4} (threshold {:.3}), below \
+             {MIN_WRITTEN_DSC}: no threshold segments these scans, so none is written (check the \
+             scans' labels and grey values, or the model)",
+            cal.threshold
+        );
+        return ExitCode::FAILURE;
     }
     if args.write {
         if let Err(e) = write(&args.model, &cal) {

@@ -363,6 +363,7 @@ pub fn fit(
         threshold,
         working_pixel_mm: o.working_pixel_mm,
         test_time_orientations: 1,
+        threshold_calibration: None,
         training: serde_json::json!({
             "options": o,
             "device": format!("{device:?}"),

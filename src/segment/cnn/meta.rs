@@ -11,8 +11,11 @@ use super::CnnError;
 /// Value of [`ModelMeta::format`].
 pub const FORMAT: &str = "osteon-cnn/1";
 
-/// Everything needed to run a model and to know where it came from.
+/// Everything needed to run a model and to know where it came from. An unknown top-level field
+/// is refused on reading (a misspelt `test_time_orientation` would otherwise be ignored and the
+/// model run with its default).
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ModelMeta {
     /// Format tag, [`FORMAT`].
     pub format: String,
@@ -38,6 +41,10 @@ pub struct ModelMeta {
     /// How the model was trained (free-form for models made elsewhere).
     #[serde(default)]
     pub training: serde_json::Value,
+    /// The threshold's calibration through the whole chain, when `osteon calibrate --write`
+    /// made it (method, raw threshold, orientations, scans, table); free-form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold_calibration: Option<serde_json::Value>,
 }
 
 fn one_orientation() -> usize {

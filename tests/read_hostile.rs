@@ -227,6 +227,28 @@ fn d8_pixel_spacing_out_of_range_on_every_slice() {
 }
 
 #[test]
+fn d9_image_position_beyond_any_scanner_on_every_slice() {
+    // 1e12 mm positions lose the slice spacing to rounding: refused by the reader, naming the
+    // attribute, instead of failing later in the mesh (bad-input trial, session 38).
+    let dir = ge_copy();
+    for (k, e) in std::fs::read_dir(dir.path()).unwrap().enumerate() {
+        set(
+            &e.unwrap().path(),
+            tags::IMAGE_POSITION_PATIENT,
+            VR::DS,
+            PrimitiveValue::from(format!("1e12\\1e12\\{}", 1e12 + k as f64)),
+        );
+    }
+    let l = load_beside_healthy(dir.path());
+    let e = only_refusal(
+        &l,
+        ".dcm",
+        &["ImagePositionPatient (0020,0032)", "beyond +-100000 mm"],
+    );
+    assert!(matches!(e, SeriesError::UnreadableSlice { .. }), "{e:?}");
+}
+
+#[test]
 fn d10_truncated_slice_refuses_the_series() {
     let dir = ge_copy();
     let f = dir.path().join("06.dcm");

@@ -132,10 +132,21 @@ impl Summary {
                 .unwrap_or_else(|| "-".into());
             match (&s.report, &s.error) {
                 (Some(r), _) => out.push(format!(
-                    "series {number} ({} slices, {}): {} bone {:.1} mL, {} triangles, {:.1} s -> {}",
+                    "series {number} ({} slices, {}): {}{} bone {:.1} mL, {} triangles, {:.1} s -> {}",
                     r.geometry.dims[0],
                     r.series.manufacturer_model_name,
                     r.segmentation.algorithm.name,
+                    r.segmentation
+                        .model_choice
+                        .as_ref()
+                        .map_or(String::new(), |c| format!(
+                            " ({} model, {:.1} mm slab)",
+                            match c.model {
+                                crate::segment::pair::PairModel::Thin => "thin",
+                                crate::segment::pair::PairModel::Thick => "thick",
+                            },
+                            c.slab_mm
+                        )),
                     r.segmentation.bone_volume_ml,
                     r.mesh.triangles,
                     r.timings.total_ms / 1e3,

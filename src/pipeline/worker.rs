@@ -125,6 +125,14 @@ pub fn process_volume(
         },
         || mesh_and_stl(&ct, &mask, mesh_options, &stl_path, &stl_object_path),
     );
+    if mesh_outcome.is_err() || seg_outcome.is_err() {
+        // A failed series leaves none of its objects: a SEG without its STL (or the reverse)
+        // would pass for a result (bad-input trial, session 38: an unmeshable series kept its
+        // seg.dcm).
+        for p in [&seg_path, &stl_path, &stl_object_path] {
+            let _ = std::fs::remove_file(p);
+        }
+    }
     let MeshOutcome {
         mesh_stats,
         mesh_ms,

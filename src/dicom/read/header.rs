@@ -342,6 +342,11 @@ fn pixel_defect(
 /// outside is a broken header (a CT pixel is 0.1-2 mm).
 pub const PIXEL_SPACING_RANGE_MM: (f64, f64) = (0.01, 50.0);
 
+/// Largest accepted |coordinate| of ImagePositionPatient (0020,0032), mm: 100 m, far beyond any
+/// gantry; positions beyond it (1e12 mm in a bad-input trial) lose the slice spacing to rounding
+/// and only fail later, in the mesh, with a message about surface orientation.
+pub const MAX_POSITION_MM: f64 = 1e5;
+
 /// Why [`frame_headers`] failed.
 enum FrameError {
     /// The named geometry attribute is missing or malformed.
@@ -372,6 +377,7 @@ fn frame_headers(obj: &DicomFile, n: usize) -> Result<Vec<FrameHeader>, FrameErr
         let pixel_spacing = floats::<2>(obj, tags::PIXEL_SPACING).ok_or(miss(PS))?;
         check_iop(&iop).ok_or(miss(IOP))?;
         check_spacing(&pixel_spacing)?;
+        check_position(&ipp)?;
         return Ok(vec![FrameHeader {
             ipp,
             iop,
@@ -410,6 +416,7 @@ fn frame_headers(obj: &DicomFile, n: usize) -> Result<Vec<FrameHeader>, FrameErr
             let iop = [iop[0], iop[1], iop[2], iop[3], iop[4], iop[5]];
             check_iop(&iop).ok_or(FrameError::Missing(IOP))?;
             check_spacing(&[ps[0], ps[1]])?;
+            check_position(&[ipp[0], ipp[1], ipp[2]])?;
             Ok(FrameHeader {
                 ipp: [ipp[0], ipp[1], ipp[2]],
                 iop,
@@ -428,6 +435,18 @@ fn check_spacing(ps: &[f64; 2]) -> Result<(), FrameError> {
     } else {
         Err(FrameError::Range(format!(
             "PixelSpacing (0028,0030) {ps:?} outside [{lo}, {hi}] mm"
+        )))
+    }
+}
+
+/// Every coordinate of ImagePositionPatient within +-[`MAX_POSITION_MM`].
+fn check_position(ipp: &[f64; 3]) -> Result<(), FrameError> {
+    if ipp.iter().all(|v| v.abs() <= MAX_POSITION_MM) {
+        Ok(())
+    } else {
+        Err(FrameError::Range(format!(
+            "ImagePositionPatient (0020,0032) {ipp:?} beyond +-{MAX_POSITION_MM} mm (no scanner \
+             is that large)"
         )))
     }
 }

@@ -304,6 +304,7 @@ fn write_model(
         working_pixel_mm: None,
         test_time_orientations: 1,
         threshold_calibration: None,
+        weights_sha256: None,
         training: serde_json::Value::Null,
     }
     .write(&meta_path(&w))
@@ -389,6 +390,28 @@ fn load_reports_missing_files_wrong_architecture_and_shapes() {
         std::fs::write(meta_path(&w), bad).unwrap();
         let e = load(&w).err().unwrap().to_string();
         assert!(e.contains(needle), "{e}");
+    }
+    // weights_sha256 ties the JSON to its weights: the right digest loads, another is refused.
+    let w = write_model(dir.path(), &vs, &small, 0.5);
+    let sha = load(&w).unwrap().weights_sha256().to_owned();
+    let json = std::fs::read_to_string(meta_path(&w)).unwrap();
+    for (digest, ok) in [
+        (sha.clone(), true),
+        (sha.replace('0', "1").replace('a', "b"), false),
+    ] {
+        let tied = json.replacen(
+            "\"threshold\":",
+            &format!("\"weights_sha256\": \"{digest}\", \"threshold\":"),
+            1,
+        );
+        std::fs::write(meta_path(&w), tied).unwrap();
+        match load(&w) {
+            Ok(_) => assert!(ok, "{digest} loaded"),
+            Err(e) => {
+                assert!(!ok, "{e}");
+                assert!(e.to_string().contains("do not belong together"), "{e}");
+            }
+        }
     }
     assert!(e.contains(".json"), "{e}");
     // Weights holding NaN: refused at load, naming the tensor (not "no bone found" later).

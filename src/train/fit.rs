@@ -364,6 +364,7 @@ pub fn fit(
         working_pixel_mm: o.working_pixel_mm,
         test_time_orientations: 1,
         threshold_calibration: None,
+        weights_sha256: super::data::sha256_file(&o.out).ok(),
         training: serde_json::json!({
             "options": o,
             "device": format!("{device:?}"),

@@ -38,6 +38,11 @@ pub struct ModelMeta {
         skip_serializing_if = "is_one_orientation"
     )]
     pub test_time_orientations: usize,
+    /// SHA-256 (hex) of the weights file this JSON describes; when present, loading checks it, so
+    /// that a JSON beside other weights (files swapped or overwritten by hand) is refused rather
+    /// than run with another model's threshold and settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_sha256: Option<String>,
     /// How the model was trained (free-form for models made elsewhere).
     #[serde(default)]
     pub training: serde_json::Value,

@@ -57,7 +57,7 @@ pub fn use_all_cpu_threads() {
 ///
 /// # Errors
 /// [`CnnError::Io`] for a missing weights or JSON file, [`CnnError::Meta`] /
-/// [`CnnError::Architecture`] for bad metadata, [`CnnError::Shape`] when a tensor is missing,
+/// [`CnnError::Architecture`] for bad metadata (or a `weights_sha256` that names other weights), [`CnnError::Shape`] when a tensor is missing,
 /// extra, or of the wrong shape for the architecture, [`CnnError::Torch`] when the file is not
 /// safetensors.
 pub fn load(model_path: &Path) -> Result<CnnSegmenter, CnnError> {
@@ -95,6 +95,18 @@ pub fn load_with(model_path: &Path, options: DenseOptions) -> Result<CnnSegmente
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
+    if let Some(named) = meta.weights_sha256.as_deref() {
+        if !named.eq_ignore_ascii_case(&weights_sha256) {
+            return Err(CnnError::Meta {
+                path: meta_path(model_path),
+                message: format!(
+                    "weights_sha256 {named} names other weights than {} (SHA-256 \
+                     {weights_sha256}): this JSON and these weights do not belong together",
+                    model_path.display()
+                ),
+            });
+        }
+    }
     Ok(CnnSegmenter {
         inner: Mutex::new(Loaded { vs, net }),
         meta,

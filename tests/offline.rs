@@ -422,6 +422,28 @@ fn cli_cnn_without_its_model_names_the_missing_file() {
         "{text}"
     );
     assert!(!tmp.path().join("out").join("seg.dcm").exists());
+    // The default segmenter with an explicit --model that is not there, or is a folder: the same
+    // refusal, never the threshold in its place (bad-input trial, session 38).
+    for (given, why) in [
+        (model.clone(), "does not exist"),
+        (tmp.path().to_owned(), "is a folder"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_osteon"))
+            .args(["segment", "--model"])
+            .arg(&given)
+            .arg("--out")
+            .arg(tmp.path().join("out"))
+            .arg(&series)
+            .output()
+            .expect("run osteon");
+        let text = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(
+            text.contains(&format!("{} {why}", given.display())),
+            "{text}"
+        );
+        assert!(!tmp.path().join("out").join("seg.dcm").exists());
+    }
 }
 
 #[test]

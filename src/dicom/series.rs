@@ -341,6 +341,10 @@ pub fn load_volume(group: &SeriesGroup) -> Result<CtVolume, SeriesError> {
     let mut info = plan[0].inst.info.clone();
     info.lossy_compression =
         lossy::most_lossy(plan.iter().map(|p| p.inst.info.lossy_compression.as_ref()));
+    info.slice_thickness = median_slice_thickness(
+        &group.series_instance_uid,
+        plan.iter().map(|p| p.inst.info.slice_thickness),
+    );
     tracing::info!(series = %group.series_instance_uid, slices = plan.len(), rows, cols, "volume loaded");
     Ok(CtVolume {
         hu,
@@ -348,6 +352,33 @@ pub fn load_volume(group: &SeriesGroup) -> Result<CtVolume, SeriesError> {
         slices,
         info,
     })
+}
+
+/// The series' SliceThickness (0018,0050), mm: the median of the slices' finite positive values
+/// (the upper middle one for an even count), so that no single slice, first or last, decides
+/// (bad-input trial, session 38: one slice's 5 mm among 1 mm ones routed the series by slice
+/// order); `None` when no slice states one. Slices that disagree by more than 10 % are logged.
+pub fn median_slice_thickness(
+    series: &str,
+    values: impl Iterator<Item = Option<f64>>,
+) -> Option<f64> {
+    let mut t: Vec<f64> = values
+        .flatten()
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .collect();
+    t.sort_by(f64::total_cmp);
+    let (lo, hi) = (*t.first()?, *t.last()?);
+    let median = t[t.len() / 2];
+    if hi > lo * 1.1 {
+        tracing::warn!(
+            series,
+            min_mm = lo,
+            max_mm = hi,
+            median_mm = median,
+            "SliceThickness differs between the slices of the series: the median is used"
+        );
+    }
+    Some(median)
 }
 
 /// Refuses an InstanceNumber gap (|Δ| ≥ 2 between neighbours of different instances) that comes
@@ -480,4 +511,25 @@ pub fn load_series(inputs: &[PathBuf]) -> SeriesLoad {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median_slice_thickness;
+
+    #[test]
+    fn the_series_slice_thickness_is_the_median_of_its_slices() {
+        let m = |v: &[Option<f64>]| median_slice_thickness("s", v.iter().copied());
+        // One 5 mm slice among 1 mm ones, first or last: 1 mm either way.
+        assert_eq!(m(&[Some(5.0), Some(1.0), Some(1.0), Some(1.0)]), Some(1.0));
+        assert_eq!(m(&[Some(1.0), Some(1.0), Some(1.0), Some(5.0)]), Some(1.0));
+        // Absent, zero, negative and non-finite values do not count.
+        assert_eq!(
+            m(&[None, Some(0.0), Some(-5.0), Some(f64::NAN), Some(5.0)]),
+            Some(5.0)
+        );
+        assert_eq!(m(&[None, None]), None);
+        // An even count takes the upper middle value.
+        assert_eq!(m(&[Some(1.0), Some(2.0), Some(4.0), Some(5.0)]), Some(4.0));
+    }
 }

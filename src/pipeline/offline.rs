@@ -72,7 +72,8 @@ pub struct OfflineOptions {
 pub enum OfflineError {
     #[error("no CT series found in the inputs ({skipped} file(s) skipped: {reasons})")]
     NoSeries { skipped: usize, reasons: String },
-    #[error("the CNN segmenter needs a model: {0} is not a model file (missing, a folder or a broken link; pass --model or --model-dir, `[pipeline] model_dir` for the node, or use --segmenter threshold)")]
+    /// The CNN's model file is not there: the path with why ([`not_a_file`]).
+    #[error("the CNN segmenter needs a model: {0} (pass --model or --model-dir, `[pipeline] model_dir` for the node, or use --segmenter threshold)")]
     NoCnnModel(String),
     #[error("the CNN model could not be loaded: {0}")]
     CnnModel(String),
@@ -182,6 +183,18 @@ pub fn pair_thick_model(options: &OfflineOptions) -> Option<PathBuf> {
     }
 }
 
+/// Why `p` is not a model file, with the path: "does not exist", "is a broken link", "is a
+/// folder", or "is not a regular file".
+pub fn not_a_file(p: &Path) -> String {
+    let why = match (p.symlink_metadata(), p.metadata()) {
+        (Err(_), _) => "does not exist",
+        (Ok(_), Err(_)) => "is a broken link",
+        (Ok(_), Ok(m)) if m.is_dir() => "is a folder",
+        _ => "is not a regular file",
+    };
+    format!("{} {why}", p.display())
+}
+
 /// `true` when something is at `p`: a file, a folder, or a link (even a broken one, which
 /// `Path::exists` would call absent).
 fn present(p: &Path) -> bool {
@@ -240,10 +253,10 @@ pub fn segmenter_for(options: &OfflineOptions) -> Result<Box<dyn Segmenter>, Off
             Ok(threshold())
         }
         SegmenterChoice::Default if !model.is_file() => {
-            Err(OfflineError::NoCnnModel(model.display().to_string()))
+            Err(OfflineError::NoCnnModel(not_a_file(&model)))
         }
         SegmenterChoice::Cnn if !model.is_file() => {
-            Err(OfflineError::NoCnnModel(model.display().to_string()))
+            Err(OfflineError::NoCnnModel(not_a_file(&model)))
         }
         SegmenterChoice::Default | SegmenterChoice::Cnn => {
             if let Some(p) = thick.as_ref().filter(|p| !p.is_file()) {

@@ -204,8 +204,10 @@ impl Segmenter for PairSegmenter {
         tracing::info!(
             model = ?choice.model,
             median_slice_gap_mm = choice.median_slice_gap_mm,
+            slice_thickness_mm = ?choice.slice_thickness_mm,
+            slab_mm = choice.slab_mm,
             thick_from_mm = choice.thick_from_mm,
-            "thin/thick pair: model chosen"
+            "thin/thick pair: model chosen by the slab (the larger of gap and thickness)"
         );
         let model = choice.model;
         if let Ok(mut last) = self.last.lock() {

@@ -268,10 +268,24 @@ pub fn run(args: &CalibrateArgs) -> ExitCode {
     if args.write {
         // Fail before the calibration (minutes of CPU), not after it, when the JSON cannot be
         // rewritten (read-only file or folder).
+        // `write` replaces the JSON by renaming a new file beside it: the file and its folder
+        // must both be writable.
         let json = meta_path(&args.model);
-        if let Err(e) = std::fs::OpenOptions::new().append(true).open(&json) {
+        let probe = json.with_extension("json.partial");
+        let writable = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&json)
+            .and_then(|_| {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&probe)
+            })
+            .and_then(|_| std::fs::remove_file(&probe));
+        if let Err(e) = writable {
             eprintln!(
-                "osteon calibrate: --write: {} cannot be written: {e}",
+                "osteon calibrate: --write: {} or its folder cannot be written: {e}",
                 json.display()
             );
             return ExitCode::FAILURE;

@@ -51,7 +51,8 @@ enum Command {
         /// CNN weights (safetensors, trained by `osteon train`; its .json metadata beside it).
         #[arg(long)]
         model: Option<PathBuf>,
-        /// Thick-slice CNN of a thin/thick pair: series whose median slice gap is at least
+        /// Thick-slice CNN of a thin/thick pair: series whose slab (median slice gap or
+        /// SliceThickness) is at least
         /// --thick-from-mm go to it, the others to --model (default, when no --model is
         /// given: osteon-cnn-thick.safetensors in --model-dir if it exists).
         #[arg(long)]

@@ -36,9 +36,9 @@ pub const DEFAULT_MODEL_DIR: &str = "models";
 pub const MODEL_FILE: &str = "osteon-cnn.safetensors";
 
 /// File name of the thick-slice model of a thin/thick pair ([`crate::segment::pair`]) in the model
-/// folder: with it beside [`MODEL_FILE`], series whose median slice gap is at least
-/// [`OfflineOptions::thick_from_mm`] go to it (when neither `--model` nor `--thick-model` is
-/// given).
+/// folder: with it beside [`MODEL_FILE`], series whose slab (median slice gap or SliceThickness) is
+/// at least [`OfflineOptions::thick_from_mm`] go to it (when neither `--model` nor `--thick-model`
+/// is given).
 pub const THICK_MODEL_FILE: &str = "osteon-cnn-thick.safetensors";
 
 /// Options of an offline run.

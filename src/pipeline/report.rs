@@ -71,8 +71,8 @@ pub struct SegmentationReport {
     /// What the segmenter did after classifying (marrow fill, pieces kept and dropped); `null` for
     /// the threshold baseline.
     pub post_processing: Option<crate::segment::PostProcessing>,
-    /// Which model of a thin/thick pair ran and why (median slice gap, split); absent for a
-    /// single model.
+    /// Which model of a thin/thick pair ran and why (slab: median slice gap or SliceThickness,
+    /// split); absent for a single model.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_choice: Option<crate::segment::pair::PairChoice>,
 }

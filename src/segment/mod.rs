@@ -7,7 +7,8 @@
 //! * [`bones`]: which pieces the CNN's mask keeps (the skull and separate bones inside the body).
 //! * [`fill`]: the CNN's marrow fill (bone-enclosed holes of bone-like mean grey value become bone).
 //! * [`grow`]: the CNN's half-maximum grow (partial-volume bone beside the mask becomes bone).
-//! * [`pair`]: a thin/thick model pair, the model chosen per series by its median slice gap.
+//! * [`pair`]: a thin/thick model pair, the model chosen per series by its slab (median slice gap
+//!   or SliceThickness).
 
 pub mod bones;
 pub mod cnn;

@@ -45,7 +45,7 @@ pub struct FoldReport {
     /// it; 0 = the final model.
     pub fold_of: Vec<usize>,
     /// Per scored scan, the weights that scored it and, for a thin/thick pair
-    /// ([`FoldOptions::thick`]), the choice by its median slice gap.
+    /// ([`FoldOptions::thick`]), the choice by its slab (median slice gap or SliceThickness).
     pub scored_by: Vec<(PathBuf, Option<crate::segment::pair::PairChoice>)>,
     /// Weights of fold 1..m, then the final model.
     pub models: Vec<PathBuf>,
@@ -137,7 +137,7 @@ pub struct FoldOptions {
     pub only: Option<Vec<ModelPick>>,
     /// Threshold of the baseline, HU.
     pub threshold_hu: f32,
-    /// Score a thin/thick pair: scans whose median slice gap is at least
+    /// Score a thin/thick pair: scans whose slab (median slice gap or SliceThickness) is at least
     /// [`ThickFolds::from_mm`] are scored by the same-named model in [`ThickFolds::work`]
     /// (trained beforehand; never trained here). `None` = the models of `work` only.
     pub thick: Option<ThickFolds>,

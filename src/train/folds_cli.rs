@@ -85,7 +85,8 @@ pub struct FoldArgs {
     /// --neighbour-adjacent`).
     #[arg(long)]
     pub neighbour_adjacent: bool,
-    /// Score a thin/thick model pair: held-out scans whose median slice gap is at least
+    /// Score a thin/thick model pair: held-out scans whose slab (median slice gap or
+    /// SliceThickness) is at least
     /// --thick-from-mm are scored by the same-named fold model in this folder (trained beforehand
     /// with the thick recipe, `--train-only --work DIR`), the others by --work's; its scores are
     /// kept in DIR/scores/.

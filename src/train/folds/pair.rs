@@ -1,8 +1,8 @@
 //! Cross-validation of a thin/thick model pair ([`crate::segment::pair`]): each held-out scan is
-//! scored by the fold model of the work folder its median slice gap chooses, the thin one
-//! (`--work`) or the thick one (`--thick-work`, trained beforehand with its own recipe by
-//! `--folds leave-2-out --train-only --work THICK`). Each model's scores are kept in its own
-//! work folder's `scores/`, so a pair run reuses what the two single runs scored.
+//! scored by the fold model of the work folder its slab (median slice gap or SliceThickness)
+//! chooses, the thin one (`--work`) or the thick one (`--thick-work`, trained beforehand with its
+//! own recipe by `--folds leave-2-out --train-only --work THICK`). Each model's scores are kept in
+//! its own work folder's `scores/`, so a pair run reuses what the two single runs scored.
 
 use std::path::{Path, PathBuf};
 

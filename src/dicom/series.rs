@@ -355,9 +355,10 @@ pub fn load_volume(group: &SeriesGroup) -> Result<CtVolume, SeriesError> {
 }
 
 /// The series' SliceThickness (0018,0050), mm: the median of the slices' finite positive values
-/// (the upper middle one for an even count), so that no single slice, first or last, decides
-/// (bad-input trial, session 38: one slice's 5 mm among 1 mm ones routed the series by slice
-/// order); `None` when no slice states one. Slices that disagree by more than 10 % are logged.
+/// (the lower middle one for an even count: the GE head's 14 slices of 4 mm and 14 of 7 mm give
+/// 4, as its median gap does), so that no single slice, first or last, decides (bad-input trial,
+/// session 38: one slice's 5 mm among 1 mm ones routed the series by slice order); `None` when
+/// no slice states one. Slices that disagree by more than 10 % are logged.
 pub fn median_slice_thickness(
     series: &str,
     values: impl Iterator<Item = Option<f64>>,
@@ -368,7 +369,7 @@ pub fn median_slice_thickness(
         .collect();
     t.sort_by(f64::total_cmp);
     let (lo, hi) = (*t.first()?, *t.last()?);
-    let median = t[t.len() / 2];
+    let median = t[(t.len() - 1) / 2];
     if hi > lo * 1.1 {
         tracing::warn!(
             series,
@@ -529,7 +530,14 @@ mod tests {
             Some(5.0)
         );
         assert_eq!(m(&[None, None]), None);
-        // An even count takes the upper middle value.
-        assert_eq!(m(&[Some(1.0), Some(2.0), Some(4.0), Some(5.0)]), Some(4.0));
+        // An even count takes the lower middle value (the GE head: 14 x 4 mm, 14 x 7 mm).
+        assert_eq!(m(&[Some(1.0), Some(2.0), Some(4.0), Some(5.0)]), Some(2.0));
+        let ge: Vec<Option<f64>> = [4.0, 7.0]
+            .iter()
+            .cycle()
+            .take(28)
+            .map(|&t| Some(t))
+            .collect();
+        assert_eq!(m(&ge), Some(4.0));
     }
 }

@@ -582,6 +582,7 @@ fn training_smoke_loss_decreases_and_save_load_round_trip_is_identical() {
 
 #[test]
 fn fit_on_cuda_saves_a_model_that_the_cpu_reads_back_identically() {
+    let _rng = seeded(0);
     // `fit` on the GPU (weights saved through a host copy), then the saved model run on the GPU
     // and on the CPU: the same probabilities within fp32 reduction-order noise.
     if !tch::Cuda::is_available() {
@@ -648,6 +649,8 @@ fn fit_on_cuda_saves_a_model_that_the_cpu_reads_back_identically() {
 
 #[test]
 fn osteon_train_writes_weights_metadata_and_a_resumable_checkpoint() {
+    // `train` runs in this process and seeds libtorch's generator itself.
+    let _rng = seeded(0);
     let dir = tempfile::tempdir().unwrap();
     let opts = osteon::phantom::PhantomOptions {
         slices: Some(12),

@@ -41,7 +41,13 @@ fn calibrate_writes_the_best_post_processed_threshold_that_evaluate_then_scores(
     let (m, model_s) = (m.to_str().unwrap(), model.to_str().unwrap());
 
     // The model's own validation scans are not in this manifest: a clear error, JSON untouched.
-    let o = osteon(&["calibrate", "--model", model_s, "--manifest", m, "--write"]);
+    // `osteon calibrate --model M --manifest m` with `extra` arguments.
+    let calibrate = |extra: &[&str]| {
+        let mut args = vec!["calibrate", "--model", model_s, "--manifest", m];
+        args.extend_from_slice(extra);
+        osteon(&args)
+    };
+    let o = calibrate(&["--write"]);
     assert!(!o.status.success());
     let err = text(&o.stderr);
     assert!(
@@ -49,15 +55,7 @@ fn calibrate_writes_the_best_post_processed_threshold_that_evaluate_then_scores(
         "{err}"
     );
     assert!(err.contains("one.toml"), "{err}");
-    let o = osteon(&[
-        "calibrate",
-        "--model",
-        model_s,
-        "--manifest",
-        m,
-        "--scans",
-        "nosuch",
-    ]);
+    let o = calibrate(&["--scans", "nosuch"]);
     assert!(!o.status.success());
     assert!(
         text(&o.stderr).contains("no scan nosuch in"),
@@ -65,16 +63,7 @@ fn calibrate_writes_the_best_post_processed_threshold_that_evaluate_then_scores(
         text(&o.stderr)
     );
 
-    let o = osteon(&[
-        "calibrate",
-        "--model",
-        model_s,
-        "--manifest",
-        m,
-        "--scans",
-        "ub",
-        "--write",
-    ]);
+    let o = calibrate(&["--scans", "ub", "--write"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let stdout = text(&o.stdout);
     // 27 candidates, 0.300 to 0.950; one marked, the highest DSC (the lowest such threshold).
